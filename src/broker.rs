@@ -1,0 +1,153 @@
+//! The embedded MQTT broker: rumqttd, started in-process so that one board
+//! works with no server at all.
+//!
+//! rumqttd serves MQTT 3.1.1 and MQTT 5 on separate listeners that share one
+//! router; it has no stop call, so it runs on its own threads until the
+//! process exits.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::config::{connect_host, EmbeddedBroker};
+
+/// The built-in rumqttd settings: `broker/rumqttd.toml` of the repository.
+pub const DEFAULT_RUMQTTD_TOML: &str = include_str!("../broker/rumqttd.toml");
+
+/// Why the embedded broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The rumqttd settings file is unusable.
+    #[error("broker.config_file: {0}")]
+    Config(String),
+    /// A listen address cannot be bound.
+    #[error("{key} = {addr}: cannot listen there ({reason}); is another broker running? Set {key} to a free address")]
+    Bind {
+        /// The config key of the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The broker did not come up.
+    #[error("the embedded broker did not start listening on {0} within 5 s")]
+    NotListening(SocketAddr),
+    /// The broker thread could not be started.
+    #[error("cannot start the broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running embedded broker.
+#[derive(Debug, Clone)]
+pub struct BrokerHandle {
+    /// The MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    /// The MQTT 5 listener.
+    pub listen_v5: SocketAddr,
+}
+
+/// The rumqttd configuration for these settings.
+pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, BrokerError> {
+    let text = settings.rumqttd_toml.as_deref().unwrap_or(DEFAULT_RUMQTTD_TOML);
+    let mut config: rumqttd::Config =
+        toml::from_str(text).map_err(|e| BrokerError::Config(e.to_string()))?;
+    let auth = settings
+        .credentials
+        .as_ref()
+        .map(|(u, p)| HashMap::from([(u.clone(), p.expose().to_string())]));
+    for (servers, addr, section) in [
+        (&mut config.v4, settings.listen, "[v4.1]"),
+        (&mut config.v5, settings.listen_v5, "[v5.1]"),
+    ] {
+        let map = servers
+            .as_mut()
+            .filter(|m| m.len() == 1)
+            .ok_or_else(|| BrokerError::Config(format!("needs exactly one {section} server")))?;
+        for server in map.values_mut() {
+            server.listen = addr;
+            server.connections.auth = auth.clone();
+        }
+    }
+    // The agent exposes no console, metrics port or websocket listener.
+    config.console = None;
+    config.prometheus = None;
+    config.ws = None;
+    Ok(config)
+}
+
+/// Starts rumqttd and waits until both listeners accept connections.
+pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
+    let config = rumqttd_config(settings)?;
+    for (key, addr) in [("broker.listen", settings.listen), ("broker.listen_v5", settings.listen_v5)]
+    {
+        // rumqttd only logs a failed bind on its own thread: find out here.
+        TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
+            key,
+            addr,
+            reason: e.to_string(),
+        })?;
+    }
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .map_err(BrokerError::Thread)?;
+    for addr in [settings.listen, settings.listen_v5] {
+        wait_listening(addr)?;
+    }
+    Ok(BrokerHandle { listen: settings.listen, listen_v5: settings.listen_v5 })
+}
+
+fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
+    let target = SocketAddr::new(
+        connect_host(addr).parse().unwrap_or(addr.ip()),
+        addr.port(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(BrokerError::NotListening(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn listen_addresses_and_auth_come_from_the_agent_config() {
+        let b = EmbeddedBroker {
+            listen: "127.0.0.1:2883".parse().unwrap(),
+            listen_v5: "127.0.0.1:2884".parse().unwrap(),
+            credentials: Some(("u".into(), Secret::new("p"))),
+            rumqttd_toml: None,
+        };
+        let c = rumqttd_config(&b).unwrap();
+        let v4 = c.v4.unwrap().into_values().next().unwrap();
+        let v5 = c.v5.unwrap().into_values().next().unwrap();
+        assert_eq!(v4.listen, b.listen);
+        assert_eq!(v5.listen, b.listen_v5);
+        assert_eq!(v4.connections.auth.unwrap().get("u").map(String::as_str), Some("p"));
+        assert!(c.console.is_none() && c.prometheus.is_none());
+    }
+
+    #[test]
+    fn a_file_without_listeners_is_refused() {
+        let b = EmbeddedBroker {
+            listen: "127.0.0.1:2883".parse().unwrap(),
+            listen_v5: "127.0.0.1:2884".parse().unwrap(),
+            credentials: None,
+            rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
+        };
+        assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));
+    }
+}

@@ -1,0 +1,209 @@
+//! The command line: `run` (the default), `config check`, `config show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Backend, Config, Settings, Sources};
+use crate::hardware::Hardware;
+
+/// Exit code for a configuration that was refused.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// edge-agent: a Raspberry Pi-class board as a well-behaved MQTT device.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file, read after /etc/edge-agent/config.toml.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the agent (the default).
+    Run,
+    /// Validate or print the merged configuration.
+    Config {
+        /// `check` or `show`.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// What `config` does.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the merged configuration; exit non-zero with one line if it is bad.
+    Check,
+    /// Print the merged configuration as TOML, secrets shown as ***.
+    Show,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Config::load(&Sources::standard(cli.config.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("edge-agent: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::Config { action: ConfigAction::Check } => {
+            println!("config ok: device {}, base topic {}", settings.device_id, settings.base_topic);
+            ExitCode::SUCCESS
+        }
+        Cmd::Config { action: ConfigAction::Show } => {
+            print!("{}", settings.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Cmd::Run => run(settings),
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let broker = match &settings.broker {
+        Some(b) => match crate::broker::start(b) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("edge-agent: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+        None => None,
+    };
+    let hardware = match Hardware::from_settings(&settings) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("edge-agent: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    print!("{}", banner(&settings));
+    let result = runtime.block_on(async {
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => return Err(format!("cannot watch for SIGINT/SIGTERM: {e}")),
+        };
+        let r = crate::agent::run(settings, hardware, shutdown).await;
+        if broker.is_some() {
+            // Let the embedded broker hand `offline` to its subscribers before it goes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        r.map_err(|e| e.to_string())
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-agent: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What `run` prints on start: where the broker is and lines to paste.
+pub fn banner(settings: &Settings) -> String {
+    let base = &settings.base_topic;
+    let c = &settings.config;
+    let mut out = format!(
+        "edge-agent {}: device {}, base topic {base}\n",
+        env!("CARGO_PKG_VERSION"),
+        settings.device_id
+    );
+    // mosquitto clients speak MQTT 3.1.1 by default: point them at that listener.
+    let (host, port) = match &settings.broker {
+        Some(b) => {
+            out.push_str(&format!(
+                "embedded MQTT broker: {} (MQTT 3.1.1), {} (MQTT 5)\n",
+                b.listen, b.listen_v5
+            ));
+            (crate::config::connect_host(b.listen), b.listen.port())
+        }
+        None => {
+            out.push_str(&format!("MQTT broker: {}\n", settings.endpoint));
+            (settings.endpoint.host.clone(), settings.endpoint.port)
+        }
+    };
+    out.push_str(&format!(
+        "hardware: {}{}\n",
+        c.hardware.backend,
+        if c.hardware.backend == Backend::Sim { " (simulated, nothing is driven)" } else { "" }
+    ));
+    let mut args = format!("-h {host} -p {port}");
+    if settings.endpoint.tls {
+        args.push_str(" --cafile CA.pem");
+    }
+    if let Some((user, _)) = &settings.credentials {
+        args.push_str(&format!(" -u {} -P PASSWORD", shell_quote(user)));
+    }
+    out.push_str("try, in another terminal:\n");
+    out.push_str(&format!("  mosquitto_sub {args} -t {} -v\n", shell_quote(&format!("{base}/#"))));
+    if c.tilt.enabled {
+        out.push_str(&format!(
+            "  mosquitto_pub {args} -t {} -m ON\n",
+            shell_quote(&format!("{base}/led/left/set"))
+        ));
+    }
+    if c.matrix.enabled {
+        out.push_str(&format!(
+            "  mosquitto_pub {args} -t {} -m 01010/01010/00000/10001/01110\n",
+            shell_quote(&format!("{base}/matrix/set"))
+        ));
+    }
+    if c.button.enabled && c.hardware.backend == Backend::Sim {
+        out.push_str(&format!(
+            "  mosquitto_pub {args} -t {} -n\n",
+            shell_quote(&format!("{base}/sim/button/press"))
+        ));
+    }
+    out
+}

@@ -1,0 +1,450 @@
+//! Turns an incoming `<base>/.../set` topic and its payload into a typed
+//! [`Command`], or into a [`CommandError`] that says in plain words what was
+//! wrong. Nothing here touches MQTT or hardware.
+
+use serde::Deserialize;
+
+/// Largest command payload accepted, in bytes.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Number of LEDs in the matrix.
+pub const MATRIX_LEDS: usize = 25;
+
+/// A command for one part of the device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Set one of the PWM LEDs.
+    Led {
+        /// The LED's name (`left`, `right`).
+        name: String,
+        /// What to do with it.
+        set: LedSet,
+    },
+    /// Set the LED matrix.
+    Matrix(MatrixSet),
+    /// Press the simulated button.
+    SimButtonPress,
+}
+
+/// A change to one PWM LED, in Home Assistant's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedSet {
+    /// `Some(true)` = ON, `Some(false)` = OFF, `None` = leave as is.
+    pub state: Option<bool>,
+    /// New brightness 0..=255, when given.
+    pub brightness: Option<u8>,
+}
+
+/// A change to the LED matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatrixSet {
+    /// Show this frame (25 LEDs, row by row, true = lit).
+    Frame(Frame),
+    /// Turn every LED off.
+    Off,
+    /// Turn the matrix back on with its last frame.
+    On,
+}
+
+/// One 5×5 frame, row by row from the top left; true = lit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Frame(pub [bool; MATRIX_LEDS]);
+
+impl Frame {
+    /// The frame as `01110/10001/...`, rows top to bottom.
+    pub fn to_text(&self) -> String {
+        self.0
+            .chunks(5)
+            .map(|row| row.iter().map(|&b| if b { '1' } else { '0' }).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Parses `01110/10001/10001/10001/01110`.
+    pub fn parse(text: &str) -> Result<Frame, String> {
+        let rows: Vec<&str> = text.trim().split('/').collect();
+        if rows.len() != 5 {
+            return Err(format!(
+                "a frame has 5 rows separated by '/', this has {}",
+                rows.len()
+            ));
+        }
+        let mut leds = [false; MATRIX_LEDS];
+        for (r, row) in rows.iter().enumerate() {
+            if row.chars().count() != 5 || !row.chars().all(|c| c == '0' || c == '1') {
+                return Err(format!(
+                    "row {} of the frame is {:?}; each row is five of 0 and 1",
+                    r + 1,
+                    truncate(row, 16)
+                ));
+            }
+            for (c, ch) in row.chars().enumerate() {
+                leds[r * 5 + c] = ch == '1';
+            }
+        }
+        Ok(Frame(leds))
+    }
+
+    /// Whether any LED is lit.
+    pub fn any_lit(&self) -> bool {
+        self.0.iter().any(|&b| b)
+    }
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The topic is below `<base>` and ends in `/set`, but names nothing known.
+    #[error("unknown command topic; known commands: {known}")]
+    UnknownTopic {
+        /// The commands that exist on this device.
+        known: String,
+    },
+    /// The part exists in the product but is disabled in this device's config.
+    #[error("{0} is disabled in this device's configuration")]
+    Disabled(String),
+    /// The payload is not UTF-8 text.
+    #[error("the payload is not valid UTF-8 text")]
+    NotUtf8,
+    /// The payload is larger than [`MAX_PAYLOAD`].
+    #[error("the payload is {0} bytes; the most a command takes is {MAX_PAYLOAD}")]
+    TooLarge(usize),
+    /// The payload could not be understood.
+    #[error("{0}")]
+    BadPayload(String),
+}
+
+/// What the router needs to know about the device: which parts exist.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Names of the PWM LEDs.
+    pub leds: Vec<String>,
+    /// Whether the matrix is enabled.
+    pub matrix: bool,
+    /// Whether the simulated backend's controls are available.
+    pub sim_button: bool,
+}
+
+impl Catalog {
+    fn known(&self) -> String {
+        let mut k: Vec<String> = self.leds.iter().map(|n| format!("led/{n}/set")).collect();
+        if self.matrix {
+            k.push("matrix/set".into());
+        }
+        if self.sim_button {
+            k.push("sim/button/press".into());
+        }
+        k.join(", ")
+    }
+}
+
+/// Routes topics below one base topic to commands.
+#[derive(Debug, Clone)]
+pub struct Router {
+    base: String,
+    catalog: Catalog,
+}
+
+impl Router {
+    /// A router for topics below `base`.
+    pub fn new(base: impl Into<String>, catalog: Catalog) -> Self {
+        Router { base: base.into(), catalog }
+    }
+
+    /// The topic filters to subscribe to.
+    pub fn filters(&self) -> Vec<String> {
+        let mut f = vec![format!("{}/+/set", self.base), format!("{}/+/+/set", self.base)];
+        if self.catalog.sim_button {
+            f.push(format!("{}/sim/button/press", self.base));
+        }
+        f
+    }
+
+    /// Whether `topic` is one this router answers (a command topic below base).
+    pub fn is_command_topic(&self, topic: &str) -> bool {
+        match topic.strip_prefix(&self.base).and_then(|t| t.strip_prefix('/')) {
+            Some(rest) => rest.ends_with("/set") || rest == "sim/button/press",
+            None => false,
+        }
+    }
+
+    /// Parses one message into a command.
+    pub fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
+        let unknown = || CommandError::UnknownTopic { known: self.catalog.known() };
+        let rest = topic
+            .strip_prefix(&self.base)
+            .and_then(|t| t.strip_prefix('/'))
+            .ok_or_else(unknown)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(CommandError::TooLarge(payload.len()));
+        }
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["sim", "button", "press"] => {
+                if self.catalog.sim_button {
+                    Ok(Command::SimButtonPress)
+                } else {
+                    Err(CommandError::Disabled(
+                        "the simulated button (hardware.backend is not sim, or [button] is off)"
+                            .into(),
+                    ))
+                }
+            }
+            ["led", name, "set"] => {
+                if !self.catalog.leds.iter().any(|n| n == name) {
+                    if self.catalog.leds.is_empty() {
+                        return Err(CommandError::Disabled("the LEDs ([tilt])".into()));
+                    }
+                    return Err(CommandError::BadPayload(format!(
+                        "there is no LED called {:?}; the LEDs are {}",
+                        truncate(name, 32),
+                        self.catalog.leds.join(", ")
+                    )));
+                }
+                Ok(Command::Led { name: name.to_string(), set: parse_led(text(payload)?)? })
+            }
+            ["matrix", "set"] => {
+                if !self.catalog.matrix {
+                    return Err(CommandError::Disabled("the LED matrix ([matrix])".into()));
+                }
+                Ok(Command::Matrix(parse_matrix(text(payload)?)?))
+            }
+            _ => Err(unknown()),
+        }
+    }
+}
+
+fn text(payload: &[u8]) -> Result<&str, CommandError> {
+    std::str::from_utf8(payload).map_err(|_| CommandError::NotUtf8)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The Home Assistant JSON light schema, as far as a dimmable light uses it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonLight {
+    state: Option<String>,
+    brightness: Option<serde_json::Value>,
+    /// Sent by Home Assistant when asked for; accepted and ignored.
+    #[allow(dead_code)]
+    transition: Option<f64>,
+}
+
+fn on_off(s: &str) -> Option<bool> {
+    match s {
+        s if s.eq_ignore_ascii_case("on") => Some(true),
+        s if s.eq_ignore_ascii_case("off") => Some(false),
+        _ => None,
+    }
+}
+
+fn json_error(e: serde_json::Error) -> CommandError {
+    CommandError::BadPayload(format!("the JSON could not be read: {e}"))
+}
+
+fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
+    let p = payload.trim();
+    if let Some(on) = on_off(p) {
+        return Ok(LedSet { state: Some(on), brightness: None });
+    }
+    if p.starts_with('{') {
+        let j: JsonLight = serde_json::from_str(p).map_err(json_error)?;
+        let state = match j.state.as_deref() {
+            None => None,
+            Some(s) => Some(on_off(s).ok_or_else(|| {
+                CommandError::BadPayload(format!(
+                    "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
+                    truncate(s, 16)
+                ))
+            })?),
+        };
+        let brightness = match j.brightness {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|b| *b <= 255)
+                    .map(|b| b as u8)
+                    .ok_or_else(|| {
+                        CommandError::BadPayload(format!(
+                            "\"brightness\" is {}; it is a whole number from 0 to 255",
+                            truncate(&v.to_string(), 24)
+                        ))
+                    })?,
+            ),
+        };
+        if state.is_none() && brightness.is_none() {
+            return Err(CommandError::BadPayload(
+                "the JSON has neither \"state\" nor \"brightness\"".into(),
+            ));
+        }
+        return Ok(LedSet { state, brightness });
+    }
+    match p.parse::<f64>() {
+        Ok(pct) if pct.is_finite() && (0.0..=100.0).contains(&pct) => {
+            let b = (pct * 255.0 / 100.0).round() as u8;
+            Ok(LedSet { state: Some(b > 0), brightness: Some(b) })
+        }
+        _ => Err(CommandError::BadPayload(format!(
+            "{:?} is not a LED command; send ON, OFF, a percentage 0..100, or JSON {{\"state\": \"ON\", \"brightness\": 0..255}}",
+            truncate(p, 32)
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMatrix {
+    state: Option<String>,
+    frame: Option<String>,
+}
+
+fn parse_matrix(payload: &str) -> Result<MatrixSet, CommandError> {
+    let p = payload.trim();
+    if p.is_empty() {
+        return Err(CommandError::BadPayload(
+            "the payload is empty; send a frame like 01110/10001/10001/10001/01110, ON or OFF"
+                .into(),
+        ));
+    }
+    if let Some(on) = on_off(p) {
+        return Ok(if on { MatrixSet::On } else { MatrixSet::Off });
+    }
+    if p.starts_with('{') {
+        let j: JsonMatrix = serde_json::from_str(p).map_err(json_error)?;
+        return match (j.state.as_deref().map(|s| (s, on_off(s))), j.frame) {
+            (Some((_, Some(false))), None) => Ok(MatrixSet::Off),
+            (Some((_, Some(true))) | None, Some(f)) => {
+                Frame::parse(&f).map(MatrixSet::Frame).map_err(CommandError::BadPayload)
+            }
+            (Some((_, Some(true))), None) => Ok(MatrixSet::On),
+            (Some((s, None)), _) => Err(CommandError::BadPayload(format!(
+                "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
+                truncate(s, 16)
+            ))),
+            (Some((_, Some(false))), Some(_)) => Err(CommandError::BadPayload(
+                "\"state\": \"OFF\" takes no frame".into(),
+            )),
+            (None, None) => Err(CommandError::BadPayload(
+                "the JSON has neither \"state\" nor \"frame\"".into(),
+            )),
+        };
+    }
+    if p.contains('/') {
+        return Frame::parse(p).map(MatrixSet::Frame).map_err(CommandError::BadPayload);
+    }
+    Err(CommandError::BadPayload(format!(
+        "{:?} is not a frame, ON or OFF; a frame looks like 01110/10001/10001/10001/01110",
+        truncate(p, 32)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        Router::new(
+            "edge/t",
+            Catalog { leds: vec!["left".into(), "right".into()], matrix: true, sim_button: true },
+        )
+    }
+
+    fn led(payload: &str) -> Result<LedSet, CommandError> {
+        match router().parse("edge/t/led/left/set", payload.as_bytes())? {
+            Command::Led { set, .. } => Ok(set),
+            other => panic!("not a led command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn led_forms() {
+        assert_eq!(led("ON").unwrap(), LedSet { state: Some(true), brightness: None });
+        assert_eq!(led("off").unwrap(), LedSet { state: Some(false), brightness: None });
+        assert_eq!(led("50").unwrap(), LedSet { state: Some(true), brightness: Some(128) });
+        assert_eq!(led("0").unwrap(), LedSet { state: Some(false), brightness: Some(0) });
+        assert_eq!(
+            led(r#"{"state":"ON","brightness":200}"#).unwrap(),
+            LedSet { state: Some(true), brightness: Some(200) }
+        );
+        assert_eq!(
+            led(r#"{"state":"OFF","transition":2}"#).unwrap(),
+            LedSet { state: Some(false), brightness: None }
+        );
+    }
+
+    #[test]
+    fn led_rejections() {
+        for bad in [
+            "",
+            "101",
+            "-1",
+            "NaN",
+            "inf",
+            "maybe",
+            r#"{"state":"ON","brightness":256}"#,
+            r#"{"state":"ON","brightness":1.5}"#,
+            r#"{"state":"BLUE"}"#,
+            r#"{"colour":"red"}"#,
+            r#"{}"#,
+            "{not json",
+        ] {
+            assert!(matches!(led(bad), Err(CommandError::BadPayload(_))), "{bad:?} accepted");
+        }
+        let e = router().parse("edge/t/led/middle/set", b"ON").unwrap_err();
+        assert!(e.to_string().contains("left, right"), "{e}");
+        let e = router().parse("edge/t/led/left/set", &[0xff, 0xfe]).unwrap_err();
+        assert_eq!(e, CommandError::NotUtf8);
+        let big = vec![b'1'; MAX_PAYLOAD + 1];
+        assert_eq!(
+            router().parse("edge/t/led/left/set", &big).unwrap_err(),
+            CommandError::TooLarge(MAX_PAYLOAD + 1)
+        );
+    }
+
+    #[test]
+    fn matrix_forms() {
+        let r = router();
+        let smiley = "01010/01010/00000/10001/01110";
+        match r.parse("edge/t/matrix/set", smiley.as_bytes()).unwrap() {
+            Command::Matrix(MatrixSet::Frame(f)) => assert_eq!(f.to_text(), smiley),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.parse("edge/t/matrix/set", b"OFF").unwrap(), Command::Matrix(MatrixSet::Off));
+        assert_eq!(
+            r.parse("edge/t/matrix/set", br#"{"state":"ON"}"#).unwrap(),
+            Command::Matrix(MatrixSet::On)
+        );
+        for bad in ["", "smiley!", "0101/01010/00000/10001/01110", "01010/01010", "21010/01010/00000/10001/01110", r#"{"state":"OFF","frame":"00000/00000/00000/00000/00000"}"#] {
+            assert!(r.parse("edge/t/matrix/set", bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_topics_are_errors_naming_the_known_ones() {
+        let r = router();
+        let e = r.parse("edge/t/toaster/set", b"ON").unwrap_err();
+        assert!(matches!(e, CommandError::UnknownTopic { .. }));
+        assert!(e.to_string().contains("matrix/set"), "{e}");
+        assert!(r.is_command_topic("edge/t/toaster/set"));
+        assert!(r.is_command_topic("edge/t/a/b/c/set"));
+        assert!(!r.is_command_topic("edge/t/status"));
+        assert!(!r.is_command_topic("edge/other/led/left/set"));
+    }
+
+    #[test]
+    fn disabled_parts_say_so() {
+        let r = Router::new("edge/t", Catalog::default());
+        assert!(matches!(r.parse("edge/t/matrix/set", b"OFF"), Err(CommandError::Disabled(_))));
+        assert!(matches!(r.parse("edge/t/led/left/set", b"ON"), Err(CommandError::Disabled(_))));
+        assert!(matches!(r.parse("edge/t/sim/button/press", b""), Err(CommandError::Disabled(_))));
+    }
+}

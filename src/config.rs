@@ -1,0 +1,947 @@
+//! The agent's configuration: one TOML document merged from several layers,
+//! checked once at start so that a bad value is refused before anything runs.
+//!
+//! Layers, later wins: built-in defaults, `/etc/edge-agent/config.toml`, the
+//! file given by `--config`, and `EDGE_AGENT_<SECTION>__<KEY>` environment
+//! variables. `config/edge-agent.toml` in the repository documents every key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The system-wide configuration file, read when it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
+
+/// Prefix of the environment variables that override the files.
+pub const ENV_PREFIX: &str = "EDGE_AGENT_";
+
+/// A configuration that was refused, with the key, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {key} = {value}{source_note}: {allowed}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `mqtt.url`.
+    pub key: String,
+    /// The refused value as it was given (secrets are never shown).
+    pub value: String,
+    /// Where the value came from (` (in FILE)`), or empty.
+    pub source_note: String,
+    /// What would have been accepted.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            value: value.to_string(),
+            source_note: String::new(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+/// A secret string (a password): never printed, never logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for handing to the MQTT connection.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// The whole configuration, as merged from all layers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Who this device is.
+    pub device: DeviceConfig,
+    /// How the agent reaches its MQTT broker.
+    pub mqtt: MqttConfig,
+    /// The embedded MQTT broker.
+    pub broker: BrokerConfig,
+    /// Which hardware backend drives the parts.
+    pub hardware: HardwareConfig,
+    /// The button.
+    pub button: ButtonConfig,
+    /// The two PWM LEDs that follow a phone's tilt.
+    pub tilt: TiltConfig,
+    /// The 5×5 LED matrix.
+    pub matrix: MatrixConfig,
+}
+
+/// Identity of the device.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device id used in topics; default: the host name, sanitized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Human-readable name; default: `edge-agent <id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Connection to the MQTT broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`; default: the embedded broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Topic prefix; default `edge/<device id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_topic: Option<String>,
+    /// MQTT client id; default `edge-agent-<device id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// User name for the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password for the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// File holding the password (first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_s: u64,
+    /// PEM file with the CA certificate(s) for `mqtts://`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// First delay before reconnecting, in milliseconds.
+    pub reconnect_min_ms: u64,
+    /// Longest delay between reconnect attempts, in milliseconds.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: None,
+            base_topic: None,
+            client_id: None,
+            username: None,
+            password: None,
+            password_file: None,
+            keep_alive_s: 30,
+            ca_file: None,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 1000,
+        }
+    }
+}
+
+/// The embedded rumqttd broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Start the embedded broker in-process.
+    pub enabled: bool,
+    /// Address of the MQTT 3.1.1 listener.
+    pub listen: String,
+    /// Address of the MQTT 5 listener.
+    pub listen_v5: String,
+    /// rumqttd config file for router/connection settings; default: the built-in copy of `broker/rumqttd.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// User name clients must give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password clients must give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// File holding that password (first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            enabled: true,
+            listen: "127.0.0.1:1883".into(),
+            listen_v5: "127.0.0.1:1884".into(),
+            config_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+/// Which hardware backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Simulated hardware that records every write.
+    #[default]
+    Sim,
+    /// Raspberry Pi GPIO/PWM through rppal.
+    Rppal,
+    /// The Linux GPIO character device through gpiocdev.
+    Gpiocdev,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sim => "sim",
+            Backend::Rppal => "rppal",
+            Backend::Gpiocdev => "gpiocdev",
+        })
+    }
+}
+
+/// Hardware backend selection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// `sim`, `rppal` or `gpiocdev`.
+    pub backend: Backend,
+    /// GPIO character device used by parts that name no chip of their own.
+    pub chip: String,
+}
+
+impl Default for HardwareConfig {
+    fn default() -> Self {
+        HardwareConfig {
+            backend: Backend::Sim,
+            chip: "/dev/gpiochip0".into(),
+        }
+    }
+}
+
+/// The push button.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// Whether the button is fitted.
+    pub enabled: bool,
+    /// GPIO line (BCM number) of the button.
+    pub pin: u32,
+}
+
+impl Default for ButtonConfig {
+    fn default() -> Self {
+        ButtonConfig {
+            enabled: true,
+            pin: 27,
+        }
+    }
+}
+
+/// The two tilt LEDs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TiltConfig {
+    /// Whether the LEDs are fitted.
+    pub enabled: bool,
+    /// GPIO line (BCM number) of the left LED.
+    pub left_pin: u32,
+    /// GPIO line (BCM number) of the right LED.
+    pub right_pin: u32,
+    /// PWM frequency in hertz.
+    pub frequency_hz: f64,
+}
+
+impl Default for TiltConfig {
+    fn default() -> Self {
+        TiltConfig {
+            enabled: true,
+            left_pin: 5,
+            right_pin: 18,
+            frequency_hz: 1000.0,
+        }
+    }
+}
+
+/// The 5×5 LED matrix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// Whether the matrix is fitted.
+    pub enabled: bool,
+    /// GPIO character device of the matrix lines; default: `hardware.chip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chip: Option<String>,
+    /// 25 GPIO lines, row by row from the top left LED.
+    pub lines: Vec<u32>,
+}
+
+/// The default matrix line map: every header line but the tilt LEDs' and the button's.
+pub const DEFAULT_MATRIX_LINES: [u32; 25] = [
+    0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26,
+];
+
+impl Default for MatrixConfig {
+    fn default() -> Self {
+        MatrixConfig {
+            enabled: true,
+            chip: None,
+            lines: DEFAULT_MATRIX_LINES.to_vec(),
+        }
+    }
+}
+
+/// Where a configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Read `/etc/edge-agent/config.toml` (on by default; tests turn it off).
+    pub system_file: Option<PathBuf>,
+    /// The `--config` file: it must exist.
+    pub file: Option<PathBuf>,
+    /// Read `EDGE_AGENT_*` environment variables.
+    pub env: bool,
+}
+
+impl Sources {
+    /// The layers the command line uses: system file, `--config`, environment.
+    pub fn standard(file: Option<PathBuf>) -> Self {
+        Sources {
+            system_file: Some(PathBuf::from(SYSTEM_CONFIG)),
+            file,
+            env: true,
+        }
+    }
+}
+
+impl Config {
+    /// Merges the layers, then checks the result.
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(system) = &sources.system_file {
+            figment = figment.merge(Toml::file(system));
+        }
+        if let Some(file) = &sources.file {
+            if let Err(e) = std::fs::metadata(file) {
+                return Err(ConfigError::new(
+                    "--config",
+                    file.display(),
+                    format!("a readable TOML file ({e})"),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        if sources.env {
+            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        }
+        let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+        config.validate()
+    }
+
+    /// Parses one TOML document on its own (no other layers).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let figment = Figment::from(Toml::string(text));
+        let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+        config.validate()
+    }
+
+    /// Checks every value and derives the settings the agent runs with.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let device_id = match &self.device.id {
+            Some(id) => {
+                if id.is_empty()
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                {
+                    return Err(ConfigError::new(
+                        "device.id",
+                        quote(id),
+                        "one or more of a-z, 0-9, '_' and '-'",
+                    ));
+                }
+                id.clone()
+            }
+            None => sanitize_device_id(&host_name()),
+        };
+        let base_topic = match &self.mqtt.base_topic {
+            Some(t) => {
+                if t.is_empty()
+                    || t.contains(['+', '#', '\0'])
+                    || t.starts_with('/')
+                    || t.ends_with('/')
+                    || t.starts_with('$')
+                {
+                    return Err(ConfigError::new(
+                        "mqtt.base_topic",
+                        quote(t),
+                        "a topic without wildcards (+, #), not starting with '$' or '/', not ending with '/'",
+                    ));
+                }
+                t.clone()
+            }
+            None => format!("edge/{device_id}"),
+        };
+        let client_id = self
+            .mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("edge-agent-{device_id}"));
+        if client_id.is_empty() || client_id.len() > 128 {
+            return Err(ConfigError::new(
+                "mqtt.client_id",
+                quote(&client_id),
+                "1 to 128 characters",
+            ));
+        }
+        if !(1..=65535).contains(&self.mqtt.keep_alive_s) {
+            return Err(ConfigError::new(
+                "mqtt.keep_alive_s",
+                self.mqtt.keep_alive_s,
+                "a whole number of seconds from 1 to 65535",
+            ));
+        }
+        if !(10..=60_000).contains(&self.mqtt.reconnect_min_ms) {
+            return Err(ConfigError::new(
+                "mqtt.reconnect_min_ms",
+                self.mqtt.reconnect_min_ms,
+                "milliseconds from 10 to 60000",
+            ));
+        }
+        if self.mqtt.reconnect_max_ms < self.mqtt.reconnect_min_ms
+            || self.mqtt.reconnect_max_ms > 600_000
+        {
+            return Err(ConfigError::new(
+                "mqtt.reconnect_max_ms",
+                self.mqtt.reconnect_max_ms,
+                format!(
+                    "milliseconds from mqtt.reconnect_min_ms ({}) to 600000",
+                    self.mqtt.reconnect_min_ms
+                ),
+            ));
+        }
+
+        // The embedded broker.
+        let broker = if self.broker.enabled {
+            let listen = parse_addr("broker.listen", &self.broker.listen)?;
+            let listen_v5 = parse_addr("broker.listen_v5", &self.broker.listen_v5)?;
+            if listen == listen_v5 {
+                return Err(ConfigError::new(
+                    "broker.listen_v5",
+                    quote(&self.broker.listen_v5),
+                    "an address other than broker.listen (MQTT 3.1.1 and 5 need a port each)",
+                ));
+            }
+            let password = secret(
+                "broker",
+                self.broker.password.as_ref(),
+                self.broker.password_file.as_deref(),
+            )?;
+            let credentials = match (&self.broker.username, password) {
+                (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p)),
+                (None, None) => None,
+                (Some(u), None) => {
+                    return Err(ConfigError::new(
+                        "broker.username",
+                        quote(u),
+                        "set together with broker.password or broker.password_file",
+                    ))
+                }
+                (_, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "broker.username",
+                        "(unset)",
+                        "a non-empty user name when a broker password is set",
+                    ))
+                }
+            };
+            for (key, addr) in [("broker.listen", listen), ("broker.listen_v5", listen_v5)] {
+                if !addr.ip().is_loopback() && credentials.is_none() {
+                    return Err(ConfigError::new(
+                        key,
+                        quote(&addr.to_string()),
+                        "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
+                    ));
+                }
+            }
+            let config_file = match &self.broker.config_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "broker.config_file",
+                        path.display(),
+                        format!("a readable rumqttd TOML file ({e})"),
+                    )
+                })?),
+                None => None,
+            };
+            Some(EmbeddedBroker {
+                listen,
+                listen_v5,
+                credentials,
+                rumqttd_toml: config_file,
+            })
+        } else {
+            None
+        };
+
+        // Where the agent connects.
+        let password = secret(
+            "mqtt",
+            self.mqtt.password.as_ref(),
+            self.mqtt.password_file.as_deref(),
+        )?;
+        let endpoint = match (&self.mqtt.url, &broker) {
+            (Some(url), _) => parse_url(url)?,
+            (None, Some(b)) => Endpoint {
+                host: connect_host(b.listen_v5),
+                port: b.listen_v5.port(),
+                tls: false,
+            },
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "mqtt.url",
+                    "(unset)",
+                    "an mqtt:// or mqtts:// URL when broker.enabled = false",
+                ))
+            }
+        };
+        let credentials = match (&self.mqtt.username, password) {
+            (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "mqtt.username",
+                    "(unset)",
+                    "a user name when mqtt.password or mqtt.password_file is set",
+                ))
+            }
+            // Talking to our own broker: use its credentials.
+            (None, None) if self.mqtt.url.is_none() => {
+                broker.as_ref().and_then(|b| b.credentials.clone())
+            }
+            (None, None) => None,
+        };
+        let ca = match &self.mqtt.ca_file {
+            Some(path) if endpoint.tls => Some(std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    "mqtt.ca_file",
+                    path.display(),
+                    format!("a readable PEM file ({e})"),
+                )
+            })?),
+            Some(path) => {
+                return Err(ConfigError::new(
+                    "mqtt.ca_file",
+                    path.display(),
+                    "only with an mqtts:// URL",
+                ))
+            }
+            None => None,
+        };
+
+        // Parts and their GPIO lines.
+        let chip = &self.hardware.chip;
+        let mut lines: Vec<(String, u32, String)> = Vec::new();
+        if self.button.enabled {
+            lines.push((chip.clone(), self.button.pin, "button.pin".into()));
+        }
+        if self.tilt.enabled {
+            if !(self.tilt.frequency_hz.is_finite()
+                && (1.0..=1_000_000.0).contains(&self.tilt.frequency_hz))
+            {
+                return Err(ConfigError::new(
+                    "tilt.frequency_hz",
+                    self.tilt.frequency_hz,
+                    "a frequency from 1 to 1000000 Hz",
+                ));
+            }
+            lines.push((chip.clone(), self.tilt.left_pin, "tilt.left_pin".into()));
+            lines.push((chip.clone(), self.tilt.right_pin, "tilt.right_pin".into()));
+        }
+        if self.matrix.enabled {
+            if self.matrix.lines.len() != 25 {
+                return Err(ConfigError::new(
+                    "matrix.lines",
+                    format!("a list of {} lines", self.matrix.lines.len()),
+                    "exactly 25 GPIO lines, row by row",
+                ));
+            }
+            let mchip = self.matrix.chip.clone().unwrap_or_else(|| chip.clone());
+            for (i, line) in self.matrix.lines.iter().enumerate() {
+                lines.push((mchip.clone(), *line, format!("matrix.lines[{i}]")));
+            }
+        }
+        for (i, (c, line, key)) in lines.iter().enumerate() {
+            if *line > 1023 {
+                return Err(ConfigError::new(key, line, "a GPIO line number from 0 to 1023"));
+            }
+            if let Some((_, _, other)) = lines[..i].iter().find(|(c2, l2, _)| c2 == c && l2 == line)
+            {
+                return Err(ConfigError::new(
+                    key,
+                    line,
+                    format!("a GPIO line no other part uses, but {other} is also line {line} on {c}"),
+                ));
+            }
+        }
+
+        let name = self
+            .device
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("edge-agent {device_id}"));
+        Ok(Settings {
+            device_id,
+            device_name: name,
+            base_topic,
+            client_id,
+            endpoint,
+            credentials,
+            ca,
+            broker,
+            config: self,
+        })
+    }
+}
+
+/// The validated configuration plus the values derived from it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Device id used in topics and discovery.
+    pub device_id: String,
+    /// Human-readable device name.
+    pub device_name: String,
+    /// Topic prefix, e.g. `edge/kitchen`.
+    pub base_topic: String,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Where the agent connects.
+    pub endpoint: Endpoint,
+    /// User name and password for the broker.
+    pub credentials: Option<(String, Secret)>,
+    /// CA certificates (PEM) for TLS.
+    pub ca: Option<Vec<u8>>,
+    /// The embedded broker, when enabled.
+    pub broker: Option<EmbeddedBroker>,
+    /// The merged configuration as given.
+    pub config: Config,
+}
+
+impl Settings {
+    /// The merged configuration as TOML, with secrets shown as `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.config.clone();
+        shown.device.id = Some(self.device_id.clone());
+        shown.device.name = Some(self.device_name.clone());
+        shown.mqtt.base_topic = Some(self.base_topic.clone());
+        shown.mqtt.client_id = Some(self.client_id.clone());
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# could not render the config: {e}\n"))
+    }
+}
+
+/// A broker address the agent connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Whether to use TLS (`mqtts://`).
+    pub tls: bool,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Validated settings of the embedded broker.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBroker {
+    /// MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    /// MQTT 5 listener.
+    pub listen_v5: SocketAddr,
+    /// Credentials every client must give.
+    pub credentials: Option<(String, Secret)>,
+    /// Contents of `broker.config_file`, when given.
+    pub rumqttd_toml: Option<String>,
+}
+
+/// The host to connect to for a listener: loopback when it listens on all addresses.
+pub fn connect_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        if addr.is_ipv4() {
+            "127.0.0.1".into()
+        } else {
+            "::1".into()
+        }
+    } else {
+        addr.ip().to_string()
+    }
+}
+
+/// The host name, lower-cased, with characters outside `[a-z0-9_-]` replaced by `_`.
+pub fn sanitize_device_id(host: &str) -> String {
+    let id: String = host
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if id.is_empty() {
+        "edge".into()
+    } else {
+        id
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(key, quote(value), "an IP address and port, e.g. 127.0.0.1:1883"))
+}
+
+fn parse_url(value: &str) -> Result<Endpoint, ConfigError> {
+    let allowed = "an mqtt://host[:port] or mqtts://host[:port] URL";
+    let url = url::Url::parse(value).map_err(|_| ConfigError::new("mqtt.url", quote(value), allowed))?;
+    let tls = match url.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        _ => return Err(ConfigError::new("mqtt.url", quote(value), allowed)),
+    };
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(ConfigError::new("mqtt.url", quote(value), allowed)),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            "mqtt.url",
+            "(a URL with credentials)",
+            "a URL without user:password; use mqtt.username and mqtt.password",
+        ));
+    }
+    if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
+        return Err(ConfigError::new("mqtt.url", quote(value), allowed));
+    }
+    Ok(Endpoint {
+        host,
+        port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        tls,
+    })
+}
+
+fn secret(
+    section: &str,
+    value: Option<&Secret>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(f)) => Err(ConfigError::new(
+            format!("{section}.password_file"),
+            f.display(),
+            format!("either {section}.password or {section}.password_file, not both"),
+        )),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::new(
+                    format!("{section}.password_file"),
+                    f.display(),
+                    format!("a readable file holding the password ({e})"),
+                )
+            })?;
+            Ok(Some(Secret::new(text.lines().next().unwrap_or_default())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Turns figment's error into one line naming the key, the value and what is allowed.
+fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let mut key = err.path.join(".");
+    let source_note = match &err.metadata {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+            _ if md.name.contains("environment") => {
+                format!(" (from {})", md.interpolate(&figment.profile().clone(), &err.path))
+            }
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    let secret_key = err.path.last().is_some_and(|k| k.contains("password"));
+    let shown = |a: &figment::error::Actual| {
+        if secret_key {
+            "***".to_string()
+        } else {
+            a.to_string()
+        }
+    };
+    let (value, allowed) = match &err.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            (shown(actual), format!("expected {expected}"))
+        }
+        Kind::InvalidLength(n, expected) => (format!("{n} items"), format!("expected {expected}")),
+        Kind::UnknownVariant(v, allowed) => (quote(v), format!("one of {}", allowed.join(", "))),
+        Kind::UnknownField(f, allowed) => {
+            // figment's path already ends in the unknown key; be sure it does.
+            if !err.path.last().is_some_and(|k| k == f) {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(f);
+            }
+            (
+                "(unknown key)".to_string(),
+                if allowed.is_empty() {
+                    "no keys here".to_string()
+                } else {
+                    format!("a known key: {}", allowed.join(", "))
+                },
+            )
+        }
+        Kind::MissingField(f) => ("(missing)".into(), format!("{f} is required")),
+        Kind::Message(m) => ("(unreadable)".into(), m.clone()),
+        other => ("(invalid)".into(), other.to_string()),
+    };
+    ConfigError {
+        key: if key.is_empty() { "(file)".into() } else { key },
+        value,
+        source_note,
+        allowed,
+    }
+}
+
+/// Lists the parts that are enabled, by name, for the start-up banner.
+pub fn enabled_parts(config: &Config) -> BTreeMap<&'static str, bool> {
+    BTreeMap::from([
+        ("button", config.button.enabled),
+        ("tilt", config.tilt.enabled),
+        ("matrix", config.matrix.enabled),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_use_the_embedded_broker() {
+        let s = Config::from_toml("").expect("defaults valid");
+        assert_eq!(s.endpoint.port, 1884);
+        assert_eq!(s.endpoint.host, "127.0.0.1");
+        assert!(s.broker.is_some());
+        assert_eq!(s.base_topic, format!("edge/{}", s.device_id));
+    }
+
+    #[test]
+    fn the_repository_default_config_is_valid() {
+        let text = include_str!("../config/edge-agent.toml");
+        let s = Config::from_toml(text).expect("config/edge-agent.toml is valid");
+        assert!(s.broker.is_some());
+    }
+
+    #[test]
+    fn sanitizes_host_names() {
+        assert_eq!(sanitize_device_id("Kitchen.Pi 3"), "kitchen_pi_3");
+        assert_eq!(sanitize_device_id(""), "edge");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = Config::from_toml("[mqtt]\nurll = \"mqtt://x\"\n").unwrap_err();
+        assert_eq!(e.key, "mqtt.urll");
+        assert!(e.allowed.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn bad_url_is_refused() {
+        for url in ["http://x", "mqtt://", "not a url", "mqtt://u:p@host"] {
+            let e = Config::from_toml(&format!("[mqtt]\nurl = \"{url}\"\n")).unwrap_err();
+            assert_eq!(e.key, "mqtt.url", "{url}: {e}");
+        }
+        let s = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap();
+        assert_eq!(s.endpoint, Endpoint { host: "broker.lan".into(), port: 8883, tls: true });
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        let e = Config::from_toml("[mqtt]\nkeep_alive_s = 0\n").unwrap_err();
+        assert_eq!(e.key, "mqtt.keep_alive_s");
+        let e = Config::from_toml("[mqtt]\nkeep_alive_s = -3\n").unwrap_err();
+        assert_eq!(e.key, "mqtt.keep_alive_s");
+        let e = Config::from_toml("[tilt]\nfrequency_hz = 0\n").unwrap_err();
+        assert_eq!(e.key, "tilt.frequency_hz");
+    }
+
+    #[test]
+    fn pin_conflict_names_both_parts() {
+        let e = Config::from_toml("[button]\npin = 18\n").unwrap_err();
+        assert_eq!(e.key, "tilt.right_pin");
+        assert!(e.allowed.contains("button.pin"), "{e}");
+        // The same line on another chip is no conflict.
+        Config::from_toml("[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn open_broker_beyond_loopback_is_refused() {
+        let e = Config::from_toml("[broker]\nlisten = \"0.0.0.0:1883\"\n").unwrap_err();
+        assert_eq!(e.key, "broker.listen");
+        Config::from_toml(
+            "[broker]\nlisten = \"0.0.0.0:1883\"\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let s = Config::from_toml("[mqtt]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword = \"hunter2\"\n")
+            .unwrap();
+        let shown = s.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = Config::from_toml("[mqtt]\npassword = 42\n").unwrap_err();
+        assert!(!e.to_string().contains("42"), "{e}");
+    }
+}

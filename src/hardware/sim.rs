@@ -1,0 +1,309 @@
+//! The simulated backend: every write is recorded with the time it happened,
+//! so tests (and curious people) can see exactly what the hardware saw.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
+
+use super::{BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, PwmChannel};
+use crate::config::Config;
+
+/// How many writes a recording keeps; older ones are dropped (the count goes on).
+pub const RECORD_LIMIT: usize = 100_000;
+
+/// A bounded, shared log of timestamped writes.
+#[derive(Debug)]
+pub struct Recording<T> {
+    inner: Arc<Mutex<Log<T>>>,
+}
+
+#[derive(Debug)]
+struct Log<T> {
+    entries: VecDeque<(Instant, T)>,
+    total: u64,
+}
+
+impl<T> Clone for Recording<T> {
+    fn clone(&self) -> Self {
+        Recording { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T: Clone> Default for Recording<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone> Recording<T> {
+    /// An empty recording.
+    pub fn new() -> Self {
+        Recording {
+            inner: Arc::new(Mutex::new(Log { entries: VecDeque::new(), total: 0 })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log<T>> {
+        // A panic while holding this lock cannot leave the log inconsistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a write at the current (tokio) time.
+    pub fn record(&self, value: T) {
+        let mut log = self.lock();
+        if log.entries.len() == RECORD_LIMIT {
+            log.entries.pop_front();
+        }
+        log.entries.push_back((Instant::now(), value));
+        log.total += 1;
+    }
+
+    /// The kept writes, oldest first.
+    pub fn entries(&self) -> Vec<(Instant, T)> {
+        self.lock().entries.iter().cloned().collect()
+    }
+
+    /// The values of the kept writes, oldest first.
+    pub fn values(&self) -> Vec<T> {
+        self.lock().entries.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The most recent write.
+    pub fn last(&self) -> Option<T> {
+        self.lock().entries.back().map(|(_, v)| v.clone())
+    }
+
+    /// How many writes there have been in all.
+    pub fn total(&self) -> u64 {
+        self.lock().total
+    }
+}
+
+/// Simulated digital outputs.
+pub struct SimOutputs {
+    len: usize,
+    /// Every set written.
+    pub writes: Recording<Vec<bool>>,
+}
+
+impl SimOutputs {
+    /// A set of `len` outputs.
+    pub fn new(len: usize) -> Self {
+        SimOutputs { len, writes: Recording::new() }
+    }
+}
+
+impl DigitalOutputs for SimOutputs {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn write(&mut self, levels: &[bool]) -> Result<(), HardwareError> {
+        if levels.len() != self.len {
+            return Err(HardwareError::Invalid(format!(
+                "{} levels written to {} outputs",
+                levels.len(),
+                self.len
+            )));
+        }
+        self.writes.record(levels.to_vec());
+        Ok(())
+    }
+}
+
+/// A simulated PWM channel.
+#[derive(Default)]
+pub struct SimPwm {
+    /// Every duty cycle written.
+    pub writes: Recording<f64>,
+}
+
+impl PwmChannel for SimPwm {
+    fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
+        if !(0.0..=1.0).contains(&duty) {
+            return Err(HardwareError::Invalid(format!("duty cycle {duty} outside 0..1")));
+        }
+        self.writes.record(duty);
+        Ok(())
+    }
+}
+
+/// A simulated input whose edges are injected by [`ButtonInjector`].
+pub struct SimInput {
+    rx: Option<mpsc::Receiver<Edge>>,
+}
+
+/// Injects presses into a [`SimInput`].
+#[derive(Clone)]
+pub struct ButtonInjector {
+    tx: mpsc::Sender<Edge>,
+}
+
+/// How long an injected press holds the button down.
+pub const INJECTED_PRESS: Duration = Duration::from_millis(100);
+
+impl ButtonInjector {
+    /// Presses and releases the button (held for [`INJECTED_PRESS`]).
+    pub async fn press(&self) {
+        self.hold(INJECTED_PRESS).await;
+    }
+
+    /// Presses the button, holds it for `held`, releases it.
+    pub async fn hold(&self, held: Duration) {
+        // The receiver only goes away when the agent stops: nothing to do then.
+        let _ = self.tx.send(Edge { active: true, at: Instant::now() }).await;
+        tokio::time::sleep(held).await;
+        let _ = self.tx.send(Edge { active: false, at: Instant::now() }).await;
+    }
+}
+
+/// A simulated input and the injector that drives it.
+pub fn input() -> (SimInput, ButtonInjector) {
+    let (tx, rx) = mpsc::channel(64);
+    (SimInput { rx: Some(rx) }, ButtonInjector { tx })
+}
+
+impl InputEdges for SimInput {
+    fn edges(&mut self) -> Result<mpsc::Receiver<Edge>, HardwareError> {
+        self.rx.take().ok_or_else(|| HardwareError::Invalid("edges already taken".into()))
+    }
+}
+
+/// A simulated 1-bit display.
+pub struct SimDisplay {
+    size: (u32, u32),
+    /// Every frame shown.
+    pub frames: Recording<BitFrame>,
+}
+
+impl SimDisplay {
+    /// A display of the given size.
+    pub fn new(width: u32, height: u32) -> Self {
+        SimDisplay { size: (width, height), frames: Recording::new() }
+    }
+}
+
+impl Display for SimDisplay {
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+    fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        if (frame.width, frame.height) != self.size
+            || frame.pixels.len() != (frame.width * frame.height) as usize
+        {
+            return Err(HardwareError::Invalid(format!(
+                "frame {}x{} on a {}x{} display",
+                frame.width, frame.height, self.size.0, self.size.1
+            )));
+        }
+        self.frames.record(frame.clone());
+        Ok(())
+    }
+}
+
+/// What a test or the sim command topics can reach of the simulated hardware.
+#[derive(Clone)]
+pub struct SimHandles {
+    /// Duty writes of each LED, by name.
+    pub leds: Vec<(String, Recording<f64>)>,
+    /// Frames written to the matrix.
+    pub matrix: Option<Recording<Vec<bool>>>,
+    /// Presses the button.
+    pub button: Option<ButtonInjector>,
+}
+
+impl SimHandles {
+    /// Duty writes of the LED called `name`.
+    pub fn led(&self, name: &str) -> Option<&Recording<f64>> {
+        self.leds.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+}
+
+/// Builds simulated hardware for the parts the configuration enables.
+pub fn build(config: &Config) -> Hardware {
+    let mut leds: Vec<(String, Box<dyn PwmChannel>)> = Vec::new();
+    let mut led_recs = Vec::new();
+    if config.tilt.enabled {
+        for name in ["left", "right"] {
+            let pwm = SimPwm::default();
+            led_recs.push((name.to_string(), pwm.writes.clone()));
+            leds.push((name.to_string(), Box::new(pwm)));
+        }
+    }
+    let (matrix, matrix_rec) = if config.matrix.enabled {
+        let m = SimOutputs::new(25);
+        let rec = m.writes.clone();
+        (Some(Box::new(m) as Box<dyn DigitalOutputs>), Some(rec))
+    } else {
+        (None, None)
+    };
+    let (button, injector) = if config.button.enabled {
+        let (i, inj) = input();
+        (Some(Box::new(i) as Box<dyn InputEdges>), Some(inj))
+    } else {
+        (None, None)
+    };
+    Hardware {
+        leds,
+        matrix,
+        button,
+        sim: Some(SimHandles { leds: led_recs, matrix: matrix_rec, button: injector }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn records_writes_with_their_time() {
+        let mut pwm = SimPwm::default();
+        let start = Instant::now();
+        pwm.set_duty(0.5).unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pwm.set_duty(1.0).unwrap();
+        let e = pwm.writes.entries();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].0 - start, Duration::ZERO);
+        assert_eq!(e[1].0 - start, Duration::from_millis(250));
+        assert_eq!(pwm.writes.values(), vec![0.5, 1.0]);
+        assert!(pwm.set_duty(1.5).is_err());
+        assert_eq!(pwm.writes.total(), 2);
+    }
+
+    #[test]
+    fn recording_is_bounded() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let r = Recording::new();
+            for i in 0..(RECORD_LIMIT + 10) {
+                r.record(i);
+            }
+            assert_eq!(r.total(), (RECORD_LIMIT + 10) as u64);
+            assert_eq!(r.entries().len(), RECORD_LIMIT);
+            assert_eq!(r.last(), Some(RECORD_LIMIT + 9));
+        });
+    }
+
+    #[test]
+    fn outputs_are_written_as_one_set() {
+        let mut o = SimOutputs::new(3);
+        o.write(&[true, false, true]).unwrap();
+        assert!(o.write(&[true]).is_err());
+        assert_eq!(o.writes.values(), vec![vec![true, false, true]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_press_gives_two_edges() {
+        let (mut input, inj) = input();
+        let mut rx = input.edges().unwrap();
+        let start = Instant::now();
+        inj.press().await;
+        let down = rx.recv().await.unwrap();
+        let up = rx.recv().await.unwrap();
+        assert!(down.active && !up.active);
+        assert_eq!(up.at - down.at, INJECTED_PRESS);
+        assert_eq!(down.at, start);
+    }
+}

@@ -1,0 +1,427 @@
+//! MQTT transport: connect, reconnect with capped exponential backoff,
+//! subscribe, publish, last will. This is the only module that knows rumqttc.
+//!
+//! The transport keeps the retained state the agent has published (topic →
+//! payload) and republishes it, with `<base>/status` = `online` first, after
+//! every (re)connection, together with the subscriptions. While the broker is
+//! away, retained updates only change that cache and events are dropped, so
+//! nothing queues up without bound.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::Outgoing;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::Settings;
+
+/// Payload of `<base>/status` while the agent runs.
+pub const ONLINE: &str = "online";
+/// Payload of `<base>/status` after a stop, and of the last will.
+pub const OFFLINE: &str = "offline";
+
+/// Largest packet the agent accepts from the broker.
+const MAX_INCOMING_PACKET: u32 = 2 * 1024 * 1024;
+
+/// Where the answer to a command goes (MQTT 5 request/response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The response topic the sender asked for.
+    pub topic: String,
+    /// Correlation data to hand back unchanged.
+    pub correlation: Option<Bytes>,
+}
+
+/// A message that arrived on a subscribed topic.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The topic it was published on.
+    pub topic: String,
+    /// Its payload, as sent.
+    pub payload: Bytes,
+    /// Whether the broker delivered it as a retained message.
+    pub retained: bool,
+    /// Where to send the acknowledgement, if the sender asked for one.
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// The connection's state as the rest of the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Not (yet, or no longer) connected.
+    Down,
+    /// Connected, subscribed, and `online` published.
+    Up,
+}
+
+/// Settings of the connection, taken from the validated configuration.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// MQTT client id.
+    pub client_id: String,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// CA certificates for TLS; `None` = plain TCP.
+    pub tls_ca: Option<Vec<u8>>,
+    /// Whether to use TLS with the system's roots when no CA is given.
+    pub tls: bool,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// `<base>/status`: carries `online`, `offline` and the last will.
+    pub status_topic: String,
+    /// Topic filters to subscribe to after each connection.
+    pub filters: Vec<String>,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl TransportOptions {
+    /// Options for the agent described by `settings`, subscribing to `filters`.
+    pub fn from_settings(settings: &Settings, filters: Vec<String>) -> Self {
+        let mqtt = &settings.config.mqtt;
+        TransportOptions {
+            client_id: settings.client_id.clone(),
+            host: settings.endpoint.host.clone(),
+            port: settings.endpoint.port,
+            tls_ca: settings.ca.clone(),
+            tls: settings.endpoint.tls,
+            credentials: settings
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.clone(), p.expose().to_string())),
+            keep_alive: Duration::from_secs(mqtt.keep_alive_s),
+            status_topic: format!("{}/status", settings.base_topic),
+            filters,
+            backoff_min: Duration::from_millis(mqtt.reconnect_min_ms),
+            backoff_max: Duration::from_millis(mqtt.reconnect_max_ms),
+        }
+    }
+}
+
+/// Why the transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The TLS settings could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+struct Shared {
+    link: Link,
+    retained: BTreeMap<String, Bytes>,
+}
+
+/// Publishes on behalf of the agent; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    shared: Arc<Mutex<Shared>>,
+    status_topic: Arc<str>,
+}
+
+/// The running transport: the handle that stops it and the event-loop task.
+pub struct Transport {
+    publisher: Publisher,
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+/// Capped exponential backoff between reconnect attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles per failure, never above `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff { min, max, next: min }
+    }
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+    /// Back to `min` after a successful connection.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Transport {
+    /// Starts connecting in the background. Incoming messages on the filters
+    /// go to `inbound`; link changes to the returned watch.
+    pub fn start(
+        options: TransportOptions,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<(Transport, watch::Receiver<Link>), TransportError> {
+        let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
+        mqtt.set_keep_alive(options.keep_alive)
+            .set_clean_start(true)
+            .set_max_packet_size(Some(MAX_INCOMING_PACKET))
+            .set_connection_timeout(5)
+            .set_last_will(LastWill::new(
+                &options.status_topic,
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+                None,
+            ));
+        if let Some((user, pass)) = &options.credentials {
+            mqtt.set_credentials(user, pass);
+        }
+        if options.tls {
+            // ring is the one TLS provider built in; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let transport = match &options.tls_ca {
+                Some(ca) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                    ca: ca.clone(),
+                    alpn: None,
+                    client_auth: None,
+                }),
+                None => {
+                    return Err(TransportError::Tls(
+                        "mqtts:// needs mqtt.ca_file (the CA that signed the broker's certificate)"
+                            .into(),
+                    ))
+                }
+            };
+            mqtt.set_transport(transport);
+        }
+        let (client, eventloop) = AsyncClient::new(mqtt, 1024);
+        let shared = Arc::new(Mutex::new(Shared { link: Link::Down, retained: BTreeMap::new() }));
+        let publisher = Publisher {
+            client,
+            shared: Arc::clone(&shared),
+            status_topic: options.status_topic.clone().into(),
+        };
+        let (link_tx, link_rx) = watch::channel(Link::Down);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_loop(
+            eventloop,
+            publisher.clone(),
+            options,
+            inbound,
+            link_tx,
+            stop_rx,
+        ));
+        Ok((Transport { publisher, task, stop: stop_tx }, link_rx))
+    }
+
+    /// A handle for publishing.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Publishes `offline`, disconnects cleanly (so the broker drops the last
+    /// will) and stops, taking at most `within`.
+    pub async fn shutdown(self, within: Duration) {
+        let connected = lock(&self.publisher.shared).link == Link::Up;
+        let _ = self.stop.send(true);
+        if connected {
+            let p = &self.publisher;
+            let _ = p
+                .client
+                .try_publish(&*p.status_topic, QoS::AtLeastOnce, true, OFFLINE);
+            let _ = p.client.try_disconnect();
+        }
+        let mut task = self.task;
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            warn!("MQTT did not finish its goodbye in {within:?}; stopping anyway");
+            task.abort();
+        }
+    }
+}
+
+impl Publisher {
+    /// Publishes retained state: kept, and republished after every reconnection.
+    pub fn retain(&self, topic: &str, payload: impl Into<Bytes>) {
+        let payload = payload.into();
+        let up = {
+            let mut s = lock(&self.shared);
+            s.retained.insert(topic.to_string(), payload.clone());
+            s.link == Link::Up
+        };
+        if up {
+            self.send(topic, payload, true, None);
+        }
+    }
+
+    /// Publishes an event; dropped while the broker is away.
+    pub fn event(&self, topic: &str, payload: impl Into<Bytes>) {
+        if lock(&self.shared).link == Link::Up {
+            self.send(topic, payload.into(), false, None);
+        } else {
+            debug!(topic, "offline: event dropped");
+        }
+    }
+
+    /// Answers a command on its MQTT 5 response topic.
+    pub fn reply(&self, to: &ReplyTo, payload: impl Into<Bytes>) {
+        if lock(&self.shared).link == Link::Up {
+            let props = PublishProperties {
+                correlation_data: to.correlation.clone(),
+                ..Default::default()
+            };
+            self.send(&to.topic, payload.into(), false, Some(props));
+        }
+    }
+
+    /// The current link state.
+    pub fn link(&self) -> Link {
+        lock(&self.shared).link
+    }
+
+    fn send(&self, topic: &str, payload: Bytes, retain: bool, props: Option<PublishProperties>) {
+        let r = match props {
+            Some(p) => self
+                .client
+                .try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
+            None => self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
+        };
+        if let Err(e) = r {
+            // Only when 1024 requests wait for the network: the link is failing.
+            warn!(topic, error = %e, "publish dropped");
+        }
+    }
+
+    /// After a connection: subscribe, then `online`, then the retained state.
+    fn announce(&self, filters: &[String]) {
+        let subs: Vec<Filter> = filters
+            .iter()
+            .map(|f| {
+                let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
+                // Our own state publishes need not come back to us.
+                filter.nolocal = true;
+                filter
+            })
+            .collect();
+        if !subs.is_empty() {
+            if let Err(e) = self.client.try_subscribe_many(subs) {
+                warn!(error = %e, "subscribe failed");
+            }
+        }
+        let retained: Vec<(String, Bytes)> = {
+            let mut s = lock(&self.shared);
+            s.link = Link::Up;
+            s.retained.iter().map(|(t, p)| (t.clone(), p.clone())).collect()
+        };
+        self.send(&self.status_topic, Bytes::from_static(ONLINE.as_bytes()), true, None);
+        for (topic, payload) in retained {
+            self.send(&topic, payload, true, None);
+        }
+    }
+}
+
+async fn run_loop(
+    mut eventloop: EventLoop,
+    publisher: Publisher,
+    options: TransportOptions,
+    inbound: mpsc::Sender<Inbound>,
+    link: watch::Sender<Link>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
+    let endpoint = format!("{}:{}", options.host, options.port);
+    let mut failures: u32 = 0;
+    loop {
+        let stopping = *stop.borrow();
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(broker = %endpoint, "connected");
+                backoff.reset();
+                failures = 0;
+                if !stopping {
+                    let _ = ack;
+                    publisher.announce(&options.filters);
+                    let _ = link.send(Link::Up);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let Ok(topic) = String::from_utf8(p.topic.to_vec()) else {
+                    warn!("ignored a message whose topic is not UTF-8");
+                    continue;
+                };
+                let reply_to = p.properties.as_ref().and_then(|props| {
+                    props.response_topic.as_ref().map(|t| ReplyTo {
+                        topic: t.clone(),
+                        correlation: props.correlation_data.clone(),
+                    })
+                });
+                if stopping {
+                    continue;
+                }
+                let msg = Inbound { topic, payload: p.payload, retained: p.retain, reply_to };
+                tokio::select! {
+                    sent = inbound.send(msg) => if sent.is_err() { break }, // the agent has gone
+                    _ = stop.changed() => {}
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping => break,
+            Ok(_) => {}
+            Err(e) => {
+                let was_up = {
+                    let mut s = lock(&publisher.shared);
+                    std::mem::replace(&mut s.link, Link::Down) == Link::Up
+                };
+                if was_up {
+                    let _ = link.send(Link::Down);
+                    warn!(broker = %endpoint, error = %describe(&e), "connection lost");
+                } else if failures == 0 || failures.is_power_of_two() {
+                    warn!(broker = %endpoint, error = %describe(&e), attempt = failures + 1, "cannot connect");
+                }
+                if stopping || *stop.borrow() {
+                    break;
+                }
+                failures = failures.saturating_add(1);
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+    lock(&publisher.shared).link = Link::Down;
+    let _ = link.send(Link::Down);
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!("the broker refused us: {code:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let d: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}
