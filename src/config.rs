@@ -349,14 +349,14 @@ impl Config {
         if sources.env {
             figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         }
-        let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+        let config: Config = figment.extract().map_err(from_figment)?;
         config.validate()
     }
 
     /// Parses one TOML document on its own (no other layers).
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
         let figment = Figment::from(Toml::string(text));
-        let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+        let config: Config = figment.extract().map_err(from_figment)?;
         config.validate()
     }
 
@@ -795,15 +795,16 @@ fn secret(
 }
 
 /// Turns figment's error into one line naming the key, the value and what is allowed.
-fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
+fn from_figment(err: figment::Error) -> ConfigError {
     use figment::error::Kind;
     let mut key = err.path.join(".");
     let source_note = match &err.metadata {
         Some(md) => match &md.source {
             Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
-            _ if md.name.contains("environment") => {
-                format!(" (from {})", md.interpolate(&figment.profile().clone(), &err.path))
-            }
+            _ if md.name.contains("environment") => format!(
+                " (from {ENV_PREFIX}{})",
+                err.path.iter().map(|k| k.to_uppercase()).collect::<Vec<_>>().join("__")
+            ),
             _ => String::new(),
         },
         None => String::new(),
@@ -818,7 +819,7 @@ fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
     };
     let (value, allowed) = match &err.kind {
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
-            (shown(actual), format!("expected {expected}"))
+            (shown(actual), format!("expected {}", plain_type(expected)))
         }
         Kind::InvalidLength(n, expected) => (format!("{n} items"), format!("expected {expected}")),
         Kind::UnknownVariant(v, allowed) => (quote(v), format!("one of {}", allowed.join(", "))),
@@ -840,7 +841,7 @@ fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
             )
         }
         Kind::MissingField(f) => ("(missing)".into(), format!("{f} is required")),
-        Kind::Message(m) => ("(unreadable)".into(), m.clone()),
+        Kind::Message(m) => ("(unreadable)".into(), one_line(m)),
         other => ("(invalid)".into(), other.to_string()),
     };
     ConfigError {
@@ -849,6 +850,27 @@ fn from_figment(figment: &Figment, err: figment::Error) -> ConfigError {
         source_note,
         allowed,
     }
+}
+
+/// Serde's type names in words a person understands.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => format!("a whole number ({expected})"),
+        "i8" | "i16" | "i32" | "i64" => format!("a whole number ({expected})"),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other.into(),
+    }
+}
+
+/// A multi-line parser message (TOML's, with a source excerpt) as one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Lists the parts that are enabled, by name, for the start-up banner.

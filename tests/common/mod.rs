@@ -1,0 +1,450 @@
+//! Shared test harness: agent processes, brokers and an MQTT 5 test client,
+//! all on 127.0.0.1 with ports picked free per test.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+
+/// The agent binary under test.
+pub const AGENT: &str = env!("CARGO_BIN_EXE_edge-agent");
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Waits until something accepts TCP connections on the port.
+pub fn wait_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Sends a signal to a process by PID.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// An agent process; killed when dropped.
+pub struct Agent {
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Config for an agent that runs the embedded broker on the given ports.
+pub fn embedded_config(device: &str, v4: u16, v5: u16) -> String {
+    format!(
+        "[device]\nid = \"{device}\"\n[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n"
+    )
+}
+
+/// Config for an agent that connects to an external broker.
+pub fn external_config(device: &str, port: u16) -> String {
+    format!(
+        "[device]\nid = \"{device}\"\n[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n"
+    )
+}
+
+fn collect(reader: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Runs `edge-agent ARGS --config FILE` with the config text, and extra env.
+pub fn command(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut cmd = Command::new(AGENT);
+    cmd.args(args).arg("--config").arg(&path);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EDGE_AGENT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info,rumqttd=off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd, dir)
+}
+
+impl Agent {
+    /// Starts `edge-agent run` with this config.
+    pub fn start(config: &str) -> Agent {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Starts `edge-agent run` with this config and extra environment.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
+        let (mut cmd, dir) = command(config, &["run"], env);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn edge-agent");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        Agent { child, stdout, stderr, _dir: dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to end, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM, then the time until it exited and its status.
+    pub fn terminate(&mut self) -> (Duration, ExitStatus) {
+        let t0 = Instant::now();
+        signal(self.pid(), "TERM");
+        let status = self.wait_exit(Duration::from_secs(5)).expect("agent exits after SIGTERM");
+        (t0.elapsed(), status)
+    }
+
+    /// SIGKILL: no goodbye, the broker must use the last will.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Lines the agent printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Lines the agent printed on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until stdout has a line containing `needle`.
+    pub fn wait_stdout(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.stdout_lines().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message the test client received.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub payload: Bytes,
+    pub retain: bool,
+    pub correlation: Option<Bytes>,
+}
+
+impl Msg {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An MQTT 5 client for tests.
+pub struct Client {
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    connected: Arc<Mutex<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Connects (retrying for up to 5 s) to 127.0.0.1:port.
+    pub async fn connect(port: u16, id: &str) -> Client {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(Some(4 * 1024 * 1024));
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connected = Arc::new(Mutex::new(false));
+        let c2 = Arc::clone(&connected);
+        let task = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => *c2.lock().unwrap() = true,
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send(to_msg(p));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        *c2.lock().unwrap() = false;
+                        if tokio::time::Instant::now() > deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+        let c = Client { client, rx, connected, task };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !*c.connected.lock().unwrap() {
+            assert!(Instant::now() < deadline, "test client cannot connect to port {port}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c
+    }
+
+    pub async fn subscribe(&self, filter: &str) {
+        self.client
+            .subscribe_many([Filter::new(filter, QoS::AtLeastOnce)])
+            .await
+            .expect("subscribe");
+        // Let the SUBSCRIBE reach the broker before anything it should see.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+    }
+
+    /// Publishes with an MQTT 5 response topic and correlation data.
+    pub async fn request(&self, topic: &str, payload: impl Into<Bytes>, reply_topic: &str, corr: &[u8]) {
+        let props = PublishProperties {
+            response_topic: Some(reply_topic.to_string()),
+            correlation_data: Some(Bytes::copy_from_slice(corr)),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.into(), props)
+            .await
+            .expect("publish");
+    }
+
+    /// The next message matching `pred`, within `within`; others are dropped.
+    pub async fn expect(&mut self, within: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) if pred(&m) => return Some(m),
+                Ok(Some(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every message received within `within`.
+    pub async fn drain(&mut self, within: Duration) -> Vec<Msg> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            out.push(m);
+        }
+        out
+    }
+}
+
+fn to_msg(p: Publish) -> Msg {
+    Msg {
+        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        payload: p.payload,
+        retain: p.retain,
+        correlation: p.properties.and_then(|pr| pr.correlation_data),
+    }
+}
+
+/// Whether `msg` is `topic` with payload `payload`.
+pub fn is(msg: &Msg, topic: &str, payload: &str) -> bool {
+    msg.topic == topic && msg.payload == payload.as_bytes()
+}
+
+/// A Mosquitto broker process on a free port; killed when dropped.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// Path of the mosquitto binary, if installed. With `CI` set, a missing
+/// Mosquitto fails the test instead of skipping it.
+pub fn mosquitto_binary() -> Option<PathBuf> {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but mosquitto is not installed: run .ci/run, or apt-get install mosquitto mosquitto-clients");
+    }
+    eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
+    None
+}
+
+/// Whether mosquitto_pub and mosquitto_sub are installed (fails under CI when not).
+pub fn mosquitto_clients() -> bool {
+    let ok = ["mosquitto_pub", "mosquitto_sub"].iter().all(|b| {
+        Command::new(b).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    });
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but mosquitto-clients is not installed: run .ci/run");
+        }
+        eprintln!("SKIPPED: mosquitto_pub/mosquitto_sub are not installed");
+    }
+    ok
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on a free port, or `None` (skip) when it is not installed.
+    pub fn start() -> Option<Mosquitto> {
+        let bin = mosquitto_binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut m = Mosquitto { port: free_port(), child: None, dir };
+        m.spawn(&bin);
+        Some(m)
+    }
+
+    fn spawn(&mut self, bin: &Path) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        assert!(wait_port(self.port, Duration::from_secs(5)), "mosquitto did not listen");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let bin = mosquitto_binary().expect("mosquitto");
+        self.spawn(&bin);
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends bad commands one by one and checks each gets an MQTT 5 error reply
+/// with its correlation data and an `<base>/error` message; then checks the
+/// agent still applies a good command.
+pub async fn check_rejections(client: &mut Client, base: &str) {
+    let reply = format!("test/{base}/reply");
+    client.subscribe(&reply).await;
+    client.subscribe(&format!("{base}/error")).await;
+    let bad: Vec<(String, Vec<u8>)> = vec![
+        (format!("{base}/toaster/set"), b"ON".to_vec()),
+        (format!("{base}/a/b/c/set"), b"ON".to_vec()),
+        (format!("{base}/led/left/set"), b"bright!".to_vec()),
+        (format!("{base}/led/left/set"), vec![0xff, 0xfe, 0x00]),
+        (format!("{base}/led/left/set"), b"{\"state\":\"ON\",\"brightness\":300}".to_vec()),
+        (format!("{base}/led/left/set"), b"{\"state\":".to_vec()),
+        (format!("{base}/led/nope/set"), b"ON".to_vec()),
+        (format!("{base}/matrix/set"), b"11111/1".to_vec()),
+        (format!("{base}/led/left/set"), vec![b'5'; 100_000]),
+    ];
+    for (i, (topic, payload)) in bad.iter().enumerate() {
+        let corr = format!("c{i}");
+        client.request(topic, payload.clone(), &reply, corr.as_bytes()).await;
+        let (mut got_reply, mut got_error) = (None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while got_reply.is_none() || got_error.is_none() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(m) = client.expect(left, |_| true).await else { break };
+            if m.topic == reply && m.correlation.as_deref() == Some(corr.as_bytes()) {
+                got_reply = Some(m.json());
+            } else if m.topic == format!("{base}/error") && m.json()["topic"] == topic.as_str() {
+                got_error = Some(m.json());
+            }
+        }
+        let r = got_reply.unwrap_or_else(|| panic!("no v5 reply to bad command {i} on {topic}"));
+        assert_eq!(r["ok"], false, "reply to {i}: {r}");
+        assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "reply to {i}: {r}");
+        let e = got_error.unwrap_or_else(|| panic!("no {base}/error for bad command {i} on {topic}"));
+        assert_eq!(e["error"], r["error"], "same words in both places for {i}");
+    }
+    // The agent is still up and applies a good command.
+    client.request(&format!("{base}/led/left/set"), "ON", &reply, b"good").await;
+    let ok = client
+        .expect(Duration::from_secs(3), |m| m.topic == reply && m.correlation.as_deref() == Some(&b"good"[..]))
+        .await
+        .expect("reply to the good command");
+    assert_eq!(ok.json(), serde_json::json!({"ok": true}));
+}

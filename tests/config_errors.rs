@@ -1,0 +1,129 @@
+//! A bad configuration is refused at start with one clear line and a non-zero exit.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::command;
+
+/// Runs `edge-agent ARGS` with the config and env; returns (exit code, stderr lines).
+fn run(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
+    let (mut cmd, _dir) = command(config, args, env);
+    let out = cmd.stdin(Stdio::null()).output().expect("run edge-agent");
+    let stderr = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+    (out.status.code(), stderr, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn assert_one_clear_line(config: &str, env: &[(&str, &str)], must_contain: &[&str]) {
+    for args in [&["run"][..], &["config", "check"][..]] {
+        let (code, stderr, _) = run(config, args, env);
+        assert_eq!(code, Some(2), "{args:?}: exit code; stderr: {stderr:?}");
+        assert_eq!(stderr.len(), 1, "{args:?}: exactly one line: {stderr:?}");
+        for needle in must_contain {
+            assert!(stderr[0].contains(needle), "{args:?}: {:?} lacks {needle:?}", stderr[0]);
+        }
+    }
+}
+
+#[test]
+fn unknown_key_in_the_file() {
+    assert_one_clear_line("[mqtt]\nurll = \"mqtt://x\"\n", &[], &["mqtt.urll", "url"]);
+}
+
+#[test]
+fn bad_toml_in_the_file() {
+    assert_one_clear_line("[mqtt\nurl = 3\n", &[], &["config"]);
+}
+
+#[test]
+fn bad_url_in_the_file() {
+    assert_one_clear_line(
+        "[broker]\nenabled = false\n[mqtt]\nurl = \"http://broker\"\n",
+        &[],
+        &["mqtt.url", "http://broker", "mqtt://"],
+    );
+}
+
+#[test]
+fn bad_env_value() {
+    assert_one_clear_line(
+        "",
+        &[("EDGE_AGENT_MQTT__KEEP_ALIVE_S", "soon")],
+        &["mqtt.keep_alive_s", "soon", "EDGE_AGENT_MQTT__KEEP_ALIVE_S"],
+    );
+}
+
+#[test]
+fn out_of_range_env_value() {
+    assert_one_clear_line("", &[("EDGE_AGENT_MQTT__KEEP_ALIVE_S", "0")], &["mqtt.keep_alive_s", "1 to 65535"]);
+}
+
+#[test]
+fn unknown_env_key() {
+    assert_one_clear_line("", &[("EDGE_AGENT_MQTT__COLOUR", "red")], &["mqtt.colour"]);
+}
+
+#[test]
+fn pin_conflict() {
+    assert_one_clear_line(
+        "[button]\npin = 5\n",
+        &[],
+        &["tilt.left_pin", "button.pin", "5"],
+    );
+}
+
+#[test]
+fn open_embedded_broker_without_credentials() {
+    assert_one_clear_line("[broker]\nlisten = \"0.0.0.0:1883\"\n", &[], &["broker.listen", "0.0.0.0:1883"]);
+}
+
+#[test]
+fn missing_config_file() {
+    let (code, stderr, _) = {
+        let out = std::process::Command::new(common::AGENT)
+            .args(["config", "check", "--config", "/nonexistent/edge.toml"])
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect::<Vec<_>>(),
+            (),
+        )
+    };
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    assert!(stderr[0].contains("/nonexistent/edge.toml"), "{stderr:?}");
+}
+
+#[test]
+fn config_show_redacts_secrets_from_file_and_env() {
+    let cfg = "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"u\"\n";
+    let (code, stderr, stdout) = run(cfg, &["config", "show"], &[("EDGE_AGENT_MQTT__PASSWORD", "s3cr3t-pw")]);
+    assert_eq!(code, Some(0), "{stderr:?}");
+    assert!(!stdout.contains("s3cr3t-pw"), "{stdout}");
+    assert!(stdout.contains("password = \"***\""), "{stdout}");
+    assert!(stdout.contains("url = \"mqtt://127.0.0.1:1\""), "{stdout}");
+    // A bad value next to a password never prints the password either.
+    let (_, stderr, _) = run("[mqtt]\npassword = 12345678\n", &["config", "check"], &[]);
+    assert!(!stderr.join("\n").contains("12345678"), "{stderr:?}");
+}
+
+#[test]
+fn the_documented_default_config_checks_clean() {
+    let text = include_str!("../config/edge-agent.toml");
+    let (code, stderr, stdout) = run(text, &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stderr:?}");
+    assert!(stdout.starts_with("config ok"), "{stdout}");
+}
+
+#[test]
+fn a_busy_broker_port_is_one_clear_line() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let cfg = common::embedded_config("busy", port, common::free_port());
+    let (code, stderr, _) = run(&cfg, &["run"], &[]);
+    assert_eq!(code, Some(1), "{stderr:?}");
+    let errs: Vec<_> = stderr.iter().filter(|l| l.starts_with("edge-agent:")).collect();
+    assert_eq!(errs.len(), 1, "{stderr:?}");
+    assert!(errs[0].contains("broker.listen") && errs[0].contains(&port.to_string()), "{errs:?}");
+}

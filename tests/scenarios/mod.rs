@@ -1,0 +1,168 @@
+//! Scenarios run against any broker: the embedded one (in its own agent
+//! process, so it can be killed and restarted) and a real Mosquitto.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A broker the agent under test connects to.
+pub enum Broker {
+    /// Another edge-agent process whose embedded broker serves the test.
+    Embedded { hub: Option<Agent>, v4: u16, v5: u16 },
+    /// A Mosquitto process.
+    Mosquitto(Mosquitto),
+}
+
+impl Broker {
+    pub fn embedded() -> Broker {
+        let (v4, v5) = (free_port(), free_port());
+        let mut b = Broker::Embedded { hub: None, v4, v5 };
+        b.start();
+        b
+    }
+
+    fn hub_config(v4: u16, v5: u16) -> String {
+        format!(
+            "{}[tilt]\nenabled = false\n[matrix]\nenabled = false\n[button]\nenabled = false\n",
+            embedded_config("hub", v4, v5)
+        )
+    }
+
+    fn start(&mut self) {
+        if let Broker::Embedded { hub, v4, v5 } = self {
+            let agent = Agent::start(&Self::hub_config(*v4, *v5));
+            assert!(wait_port(*v5, Duration::from_secs(5)), "hub broker did not listen");
+            *hub = Some(agent);
+        }
+    }
+
+    /// Port that speaks MQTT 5 (the agent and the test client use it).
+    pub fn port(&self) -> u16 {
+        match self {
+            Broker::Embedded { v5, .. } => *v5,
+            Broker::Mosquitto(m) => m.port,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        match self {
+            Broker::Embedded { hub, .. } => {
+                if let Some(mut h) = hub.take() {
+                    h.kill();
+                }
+            }
+            Broker::Mosquitto(m) => m.kill(),
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        match self {
+            Broker::Embedded { .. } => self.start(),
+            Broker::Mosquitto(m) => m.restart(),
+        }
+    }
+}
+
+/// Agent config for a device on this broker, with the simulated parts.
+pub fn device_config(device: &str, broker: &Broker) -> String {
+    external_config(device, broker.port())
+}
+
+/// `online` retained while it runs; `offline` retained after SIGTERM, exit 0 within 1 s.
+pub async fn online_then_offline(broker: &Broker, device: &str) {
+    let base = format!("edge/{device}");
+    let status = format!("{base}/status");
+    let mut agent = Agent::start(&device_config(device, broker));
+    let mut watcher = Client::connect(broker.port(), &format!("{device}-watch")).await;
+    watcher.subscribe(&status).await;
+    watcher
+        .expect(Duration::from_secs(5), |m| is(m, &status, "online"))
+        .await
+        .expect("agent goes online");
+    // A fresh subscriber gets it as a retained message.
+    let mut late = Client::connect(broker.port(), &format!("{device}-late")).await;
+    late.subscribe(&status).await;
+    let m = late
+        .expect(Duration::from_secs(3), |m| m.topic == status)
+        .await
+        .expect("retained status");
+    assert_eq!((m.text().as_str(), m.retain), ("online", true));
+
+    let (took, exit) = agent.terminate();
+    assert!(exit.success(), "exit status {exit:?}; stderr:\n{}", agent.stderr_text());
+    assert!(took < Duration::from_secs(1), "SIGTERM to exit took {took:?}");
+    watcher
+        .expect(Duration::from_secs(3), |m| is(m, &status, "offline"))
+        .await
+        .expect("offline after SIGTERM");
+    let mut after = Client::connect(broker.port(), &format!("{device}-after")).await;
+    after.subscribe(&status).await;
+    let m = after.expect(Duration::from_secs(3), |m| m.topic == status).await.expect("retained");
+    assert_eq!((m.text().as_str(), m.retain), ("offline", true));
+}
+
+/// A killed agent leaves `offline` through its last will.
+pub async fn last_will(broker: &Broker, device: &str) {
+    let status = format!("edge/{device}/status");
+    let mut agent = Agent::start(&device_config(device, broker));
+    let mut watcher = Client::connect(broker.port(), &format!("{device}-watch")).await;
+    watcher.subscribe(&status).await;
+    watcher
+        .expect(Duration::from_secs(5), |m| is(m, &status, "online"))
+        .await
+        .expect("agent goes online");
+    agent.kill();
+    watcher
+        .expect(Duration::from_secs(5), |m| is(m, &status, "offline"))
+        .await
+        .expect("last will after SIGKILL");
+}
+
+/// After the broker restarts, the agent is back online and answering within 2 s.
+pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
+    let base = format!("edge/{device}");
+    let status = format!("{base}/status");
+    let _agent = Agent::start(&device_config(device, broker));
+    {
+        let mut w = Client::connect(broker.port(), &format!("{device}-w0")).await;
+        w.subscribe(&status).await;
+        w.expect(Duration::from_secs(5), |m| is(m, &status, "online")).await.expect("online");
+    }
+    for round in 0..2 {
+        broker.restart();
+        let t0 = Instant::now();
+        let mut w = Client::connect(broker.port(), &format!("{device}-w{}", round + 1)).await;
+        let reply = format!("test/{device}/reply");
+        w.subscribe(&status).await;
+        w.subscribe(&reply).await;
+        w.expect(Duration::from_secs(2), |m| is(m, &status, "online"))
+            .await
+            .unwrap_or_else(|| panic!("round {round}: not online again within 2 s"));
+        // Answering commands: retry until the agent has resubscribed.
+        let mut answered = false;
+        while t0.elapsed() < Duration::from_secs(2) && !answered {
+            w.request(&format!("{base}/led/right/set"), "40", &reply, b"r").await;
+            answered = w
+                .expect(Duration::from_millis(200), |m| m.topic == reply)
+                .await
+                .is_some_and(|m| m.json()["ok"] == true);
+        }
+        assert!(answered, "round {round}: no answer within 2 s of the restart");
+        eprintln!("round {round}: online and answering {:?} after the broker restart", t0.elapsed());
+    }
+}
+
+/// Every rejected command gets an error reply; the agent keeps running.
+pub async fn rejects_bad_commands(broker: &Broker, device: &str) {
+    let base = format!("edge/{device}");
+    let mut agent = Agent::start(&device_config(device, broker));
+    let mut c = Client::connect(broker.port(), &format!("{device}-c")).await;
+    c.subscribe(&format!("{base}/status")).await;
+    c.expect(Duration::from_secs(5), |m| is(m, &format!("{base}/status"), "online"))
+        .await
+        .expect("online");
+    check_rejections(&mut c, &base).await;
+    assert!(agent.child.try_wait().expect("try_wait").is_none(), "agent still running");
+}
