@@ -73,7 +73,8 @@ impl Parts {
 
     /// Carries out one command; on error nothing has changed.
     fn execute(&mut self, cmd: Command, publisher: &Publisher) -> Result<(), CommandError> {
-        let hw = |e: HardwareError| CommandError::BadPayload(format!("the hardware refused it: {e}"));
+        let hw =
+            |e: HardwareError| CommandError::BadPayload(format!("the hardware refused it: {e}"));
         match cmd {
             Command::Led { name, set } => {
                 let led = self
@@ -131,7 +132,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let base = settings.base_topic.clone();
-    let Hardware { leds, matrix, button, sim } = hardware;
+    let Hardware {
+        leds,
+        matrix,
+        button,
+        sim,
+    } = hardware;
     let mut parts = Parts {
         base: base.clone(),
         leds: leds

@@ -49,7 +49,10 @@ pub struct BrokerHandle {
 
 /// The rumqttd configuration for these settings.
 pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, BrokerError> {
-    let text = settings.rumqttd_toml.as_deref().unwrap_or(DEFAULT_RUMQTTD_TOML);
+    let text = settings
+        .rumqttd_toml
+        .as_deref()
+        .unwrap_or(DEFAULT_RUMQTTD_TOML);
     let mut config: rumqttd::Config =
         toml::from_str(text).map_err(|e| BrokerError::Config(e.to_string()))?;
     let auth = settings
@@ -79,8 +82,10 @@ pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, Brok
 /// Starts rumqttd and waits until both listeners accept connections.
 pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
     let config = rumqttd_config(settings)?;
-    for (key, addr) in [("broker.listen", settings.listen), ("broker.listen_v5", settings.listen_v5)]
-    {
+    for (key, addr) in [
+        ("broker.listen", settings.listen),
+        ("broker.listen_v5", settings.listen_v5),
+    ] {
         // rumqttd only logs a failed bind on its own thread: find out here.
         TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
             key,
@@ -100,14 +105,14 @@ pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
     for addr in [settings.listen, settings.listen_v5] {
         wait_listening(addr)?;
     }
-    Ok(BrokerHandle { listen: settings.listen, listen_v5: settings.listen_v5 })
+    Ok(BrokerHandle {
+        listen: settings.listen,
+        listen_v5: settings.listen_v5,
+    })
 }
 
 fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
-    let target = SocketAddr::new(
-        connect_host(addr).parse().unwrap_or(addr.ip()),
-        addr.port(),
-    );
+    let target = SocketAddr::new(connect_host(addr).parse().unwrap_or(addr.ip()), addr.port());
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
@@ -136,7 +141,10 @@ mod tests {
         let v5 = c.v5.unwrap().into_values().next().unwrap();
         assert_eq!(v4.listen, b.listen);
         assert_eq!(v5.listen, b.listen_v5);
-        assert_eq!(v4.connections.auth.unwrap().get("u").map(String::as_str), Some("p"));
+        assert_eq!(
+            v4.connections.auth.unwrap().get("u").map(String::as_str),
+            Some("p")
+        );
         assert!(c.console.is_none() && c.prometheus.is_none());
     }
 

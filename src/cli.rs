@@ -59,11 +59,18 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Cmd::Run) {
-        Cmd::Config { action: ConfigAction::Check } => {
-            println!("config ok: device {}, base topic {}", settings.device_id, settings.base_topic);
+        Cmd::Config {
+            action: ConfigAction::Check,
+        } => {
+            println!(
+                "config ok: device {}, base topic {}",
+                settings.device_id, settings.base_topic
+            );
             ExitCode::SUCCESS
         }
-        Cmd::Config { action: ConfigAction::Show } => {
+        Cmd::Config {
+            action: ConfigAction::Show,
+        } => {
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
@@ -160,37 +167,60 @@ pub fn banner(settings: &Settings) -> String {
         settings.device_id
     );
     // mosquitto clients speak MQTT 3.1.1 by default: point them at that listener.
-    let (host, port) = match &settings.broker {
+    let (host, port, port_v5) = match &settings.broker {
         Some(b) => {
             out.push_str(&format!(
                 "embedded MQTT broker: {} (MQTT 3.1.1), {} (MQTT 5)\n",
                 b.listen, b.listen_v5
             ));
-            (crate::config::connect_host(b.listen), b.listen.port())
+            (
+                crate::config::connect_host(b.listen),
+                b.listen.port(),
+                b.listen_v5.port(),
+            )
         }
         None => {
             out.push_str(&format!("MQTT broker: {}\n", settings.endpoint));
-            (settings.endpoint.host.clone(), settings.endpoint.port)
+            let e = &settings.endpoint;
+            (e.host.clone(), e.port, e.port)
         }
     };
     out.push_str(&format!(
         "hardware: {}{}\n",
         c.hardware.backend,
-        if c.hardware.backend == Backend::Sim { " (simulated, nothing is driven)" } else { "" }
+        if c.hardware.backend == Backend::Sim {
+            " (simulated, nothing is driven)"
+        } else {
+            ""
+        }
     ));
-    let mut args = format!("-h {host} -p {port}");
+    let mut auth = String::new();
     if settings.endpoint.tls {
-        args.push_str(" --cafile CA.pem");
+        auth.push_str(" --cafile CA.pem");
     }
     if let Some((user, _)) = &settings.credentials {
-        args.push_str(&format!(" -u {} -P PASSWORD", shell_quote(user)));
+        auth.push_str(&format!(" -u {} -P PASSWORD", shell_quote(user)));
     }
+    let args = format!("-h {host} -p {port}{auth}");
     out.push_str("try, in another terminal:\n");
-    out.push_str(&format!("  mosquitto_sub {args} -t {} -v\n", shell_quote(&format!("{base}/#"))));
+    // The subscriber speaks MQTT 5: rumqttd 0.20 drops a 3.1.1 subscriber
+    // that is sent an MQTT 5 message with properties (docs/known-issues.md).
+    out.push_str(&format!(
+        "  mosquitto_sub -V mqttv5 -h {host} -p {port_v5}{auth} -t {} -v\n",
+        shell_quote(&format!("{base}/#"))
+    ));
     if c.tilt.enabled {
         out.push_str(&format!(
             "  mosquitto_pub {args} -t {} -m ON\n",
             shell_quote(&format!("{base}/led/left/set"))
+        ));
+    }
+    if c.tilt.enabled {
+        // MQTT 5 request/response: prints the agent's acknowledgement.
+        out.push_str(&format!(
+            "  mosquitto_rr -V mqttv5 -h {host} -p {port_v5}{auth} -t {} -e {} -m OFF\n",
+            shell_quote(&format!("{base}/led/left/set")),
+            shell_quote(&format!("reply/{}", settings.device_id)),
         ));
     }
     if c.matrix.enabled {

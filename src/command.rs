@@ -55,7 +55,11 @@ impl Frame {
     pub fn to_text(&self) -> String {
         self.0
             .chunks(5)
-            .map(|row| row.iter().map(|&b| if b { '1' } else { '0' }).collect::<String>())
+            .map(|row| {
+                row.iter()
+                    .map(|&b| if b { '1' } else { '0' })
+                    .collect::<String>()
+            })
             .collect::<Vec<_>>()
             .join("/")
     }
@@ -148,12 +152,18 @@ pub struct Router {
 impl Router {
     /// A router for topics below `base`.
     pub fn new(base: impl Into<String>, catalog: Catalog) -> Self {
-        Router { base: base.into(), catalog }
+        Router {
+            base: base.into(),
+            catalog,
+        }
     }
 
     /// The topic filters to subscribe to.
     pub fn filters(&self) -> Vec<String> {
-        let mut f = vec![format!("{}/+/set", self.base), format!("{}/+/+/set", self.base)];
+        let mut f = vec![
+            format!("{}/+/set", self.base),
+            format!("{}/+/+/set", self.base),
+        ];
         if self.catalog.sim_button {
             f.push(format!("{}/sim/button/press", self.base));
         }
@@ -162,7 +172,10 @@ impl Router {
 
     /// Whether `topic` is one this router answers (a command topic below base).
     pub fn is_command_topic(&self, topic: &str) -> bool {
-        match topic.strip_prefix(&self.base).and_then(|t| t.strip_prefix('/')) {
+        match topic
+            .strip_prefix(&self.base)
+            .and_then(|t| t.strip_prefix('/'))
+        {
             Some(rest) => rest.ends_with("/set") || rest == "sim/button/press",
             None => false,
         }
@@ -170,7 +183,9 @@ impl Router {
 
     /// Parses one message into a command.
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
-        let unknown = || CommandError::UnknownTopic { known: self.catalog.known() };
+        let unknown = || CommandError::UnknownTopic {
+            known: self.catalog.known(),
+        };
         let rest = topic
             .strip_prefix(&self.base)
             .and_then(|t| t.strip_prefix('/'))
@@ -201,7 +216,10 @@ impl Router {
                         self.catalog.leds.join(", ")
                     )));
                 }
-                Ok(Command::Led { name: name.to_string(), set: parse_led(text(payload)?)? })
+                Ok(Command::Led {
+                    name: name.to_string(),
+                    set: parse_led(text(payload)?)?,
+                })
             }
             ["matrix", "set"] => {
                 if !self.catalog.matrix {
@@ -254,7 +272,10 @@ fn json_error(e: serde_json::Error) -> CommandError {
 fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
     let p = payload.trim();
     if let Some(on) = on_off(p) {
-        return Ok(LedSet { state: Some(on), brightness: None });
+        return Ok(LedSet {
+            state: Some(on),
+            brightness: None,
+        });
     }
     if p.starts_with('{') {
         let j: JsonLight = serde_json::from_str(p).map_err(json_error)?;
@@ -322,9 +343,9 @@ fn parse_matrix(payload: &str) -> Result<MatrixSet, CommandError> {
         let j: JsonMatrix = serde_json::from_str(p).map_err(json_error)?;
         return match (j.state.as_deref().map(|s| (s, on_off(s))), j.frame) {
             (Some((_, Some(false))), None) => Ok(MatrixSet::Off),
-            (Some((_, Some(true))) | None, Some(f)) => {
-                Frame::parse(&f).map(MatrixSet::Frame).map_err(CommandError::BadPayload)
-            }
+            (Some((_, Some(true))) | None, Some(f)) => Frame::parse(&f)
+                .map(MatrixSet::Frame)
+                .map_err(CommandError::BadPayload),
             (Some((_, Some(true))), None) => Ok(MatrixSet::On),
             (Some((s, None)), _) => Err(CommandError::BadPayload(format!(
                 "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
@@ -339,7 +360,9 @@ fn parse_matrix(payload: &str) -> Result<MatrixSet, CommandError> {
         };
     }
     if p.contains('/') {
-        return Frame::parse(p).map(MatrixSet::Frame).map_err(CommandError::BadPayload);
+        return Frame::parse(p)
+            .map(MatrixSet::Frame)
+            .map_err(CommandError::BadPayload);
     }
     Err(CommandError::BadPayload(format!(
         "{:?} is not a frame, ON or OFF; a frame looks like 01110/10001/10001/10001/01110",
@@ -354,7 +377,11 @@ mod tests {
     fn router() -> Router {
         Router::new(
             "edge/t",
-            Catalog { leds: vec!["left".into(), "right".into()], matrix: true, sim_button: true },
+            Catalog {
+                leds: vec!["left".into(), "right".into()],
+                matrix: true,
+                sim_button: true,
+            },
         )
     }
 
@@ -367,17 +394,47 @@ mod tests {
 
     #[test]
     fn led_forms() {
-        assert_eq!(led("ON").unwrap(), LedSet { state: Some(true), brightness: None });
-        assert_eq!(led("off").unwrap(), LedSet { state: Some(false), brightness: None });
-        assert_eq!(led("50").unwrap(), LedSet { state: Some(true), brightness: Some(128) });
-        assert_eq!(led("0").unwrap(), LedSet { state: Some(false), brightness: Some(0) });
+        assert_eq!(
+            led("ON").unwrap(),
+            LedSet {
+                state: Some(true),
+                brightness: None
+            }
+        );
+        assert_eq!(
+            led("off").unwrap(),
+            LedSet {
+                state: Some(false),
+                brightness: None
+            }
+        );
+        assert_eq!(
+            led("50").unwrap(),
+            LedSet {
+                state: Some(true),
+                brightness: Some(128)
+            }
+        );
+        assert_eq!(
+            led("0").unwrap(),
+            LedSet {
+                state: Some(false),
+                brightness: Some(0)
+            }
+        );
         assert_eq!(
             led(r#"{"state":"ON","brightness":200}"#).unwrap(),
-            LedSet { state: Some(true), brightness: Some(200) }
+            LedSet {
+                state: Some(true),
+                brightness: Some(200)
+            }
         );
         assert_eq!(
             led(r#"{"state":"OFF","transition":2}"#).unwrap(),
-            LedSet { state: Some(false), brightness: None }
+            LedSet {
+                state: Some(false),
+                brightness: None
+            }
         );
     }
 
@@ -397,11 +454,16 @@ mod tests {
             r#"{}"#,
             "{not json",
         ] {
-            assert!(matches!(led(bad), Err(CommandError::BadPayload(_))), "{bad:?} accepted");
+            assert!(
+                matches!(led(bad), Err(CommandError::BadPayload(_))),
+                "{bad:?} accepted"
+            );
         }
         let e = router().parse("edge/t/led/middle/set", b"ON").unwrap_err();
         assert!(e.to_string().contains("left, right"), "{e}");
-        let e = router().parse("edge/t/led/left/set", &[0xff, 0xfe]).unwrap_err();
+        let e = router()
+            .parse("edge/t/led/left/set", &[0xff, 0xfe])
+            .unwrap_err();
         assert_eq!(e, CommandError::NotUtf8);
         let big = vec![b'1'; MAX_PAYLOAD + 1];
         assert_eq!(
@@ -418,13 +480,26 @@ mod tests {
             Command::Matrix(MatrixSet::Frame(f)) => assert_eq!(f.to_text(), smiley),
             other => panic!("{other:?}"),
         }
-        assert_eq!(r.parse("edge/t/matrix/set", b"OFF").unwrap(), Command::Matrix(MatrixSet::Off));
+        assert_eq!(
+            r.parse("edge/t/matrix/set", b"OFF").unwrap(),
+            Command::Matrix(MatrixSet::Off)
+        );
         assert_eq!(
             r.parse("edge/t/matrix/set", br#"{"state":"ON"}"#).unwrap(),
             Command::Matrix(MatrixSet::On)
         );
-        for bad in ["", "smiley!", "0101/01010/00000/10001/01110", "01010/01010", "21010/01010/00000/10001/01110", r#"{"state":"OFF","frame":"00000/00000/00000/00000/00000"}"#] {
-            assert!(r.parse("edge/t/matrix/set", bad.as_bytes()).is_err(), "{bad:?} accepted");
+        for bad in [
+            "",
+            "smiley!",
+            "0101/01010/00000/10001/01110",
+            "01010/01010",
+            "21010/01010/00000/10001/01110",
+            r#"{"state":"OFF","frame":"00000/00000/00000/00000/00000"}"#,
+        ] {
+            assert!(
+                r.parse("edge/t/matrix/set", bad.as_bytes()).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 
@@ -443,8 +518,17 @@ mod tests {
     #[test]
     fn disabled_parts_say_so() {
         let r = Router::new("edge/t", Catalog::default());
-        assert!(matches!(r.parse("edge/t/matrix/set", b"OFF"), Err(CommandError::Disabled(_))));
-        assert!(matches!(r.parse("edge/t/led/left/set", b"ON"), Err(CommandError::Disabled(_))));
-        assert!(matches!(r.parse("edge/t/sim/button/press", b""), Err(CommandError::Disabled(_))));
+        assert!(matches!(
+            r.parse("edge/t/matrix/set", b"OFF"),
+            Err(CommandError::Disabled(_))
+        ));
+        assert!(matches!(
+            r.parse("edge/t/led/left/set", b"ON"),
+            Err(CommandError::Disabled(_))
+        ));
+        assert!(matches!(
+            r.parse("edge/t/sim/button/press", b""),
+            Err(CommandError::Disabled(_))
+        ));
     }
 }

@@ -365,9 +365,9 @@ impl Config {
         let device_id = match &self.device.id {
             Some(id) => {
                 if id.is_empty()
-                    || !id
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                    || !id.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                    })
                 {
                     return Err(ConfigError::new(
                         "device.id",
@@ -587,14 +587,20 @@ impl Config {
         }
         for (i, (c, line, key)) in lines.iter().enumerate() {
             if *line > 1023 {
-                return Err(ConfigError::new(key, line, "a GPIO line number from 0 to 1023"));
+                return Err(ConfigError::new(
+                    key,
+                    line,
+                    "a GPIO line number from 0 to 1023",
+                ));
             }
             if let Some((_, _, other)) = lines[..i].iter().find(|(c2, l2, _)| c2 == c && l2 == line)
             {
                 return Err(ConfigError::new(
                     key,
                     line,
-                    format!("a GPIO line no other part uses, but {other} is also line {line} on {c}"),
+                    format!(
+                        "a GPIO line no other part uses, but {other} is also line {line} on {c}"
+                    ),
                 ));
             }
         }
@@ -733,14 +739,19 @@ fn quote(s: &str) -> String {
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| ConfigError::new(key, quote(value), "an IP address and port, e.g. 127.0.0.1:1883"))
+    value.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            quote(value),
+            "an IP address and port, e.g. 127.0.0.1:1883",
+        )
+    })
 }
 
 fn parse_url(value: &str) -> Result<Endpoint, ConfigError> {
     let allowed = "an mqtt://host[:port] or mqtts://host[:port] URL";
-    let url = url::Url::parse(value).map_err(|_| ConfigError::new("mqtt.url", quote(value), allowed))?;
+    let url =
+        url::Url::parse(value).map_err(|_| ConfigError::new("mqtt.url", quote(value), allowed))?;
     let tls = match url.scheme() {
         "mqtt" => false,
         "mqtts" => true,
@@ -803,7 +814,11 @@ fn from_figment(err: figment::Error) -> ConfigError {
             Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
             _ if md.name.contains("environment") => format!(
                 " (from {ENV_PREFIX}{})",
-                err.path.iter().map(|k| k.to_uppercase()).collect::<Vec<_>>().join("__")
+                err.path
+                    .iter()
+                    .map(|k| k.to_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("__")
             ),
             _ => String::new(),
         },
@@ -825,7 +840,7 @@ fn from_figment(err: figment::Error) -> ConfigError {
         Kind::UnknownVariant(v, allowed) => (quote(v), format!("one of {}", allowed.join(", "))),
         Kind::UnknownField(f, allowed) => {
             // figment's path already ends in the unknown key; be sure it does.
-            if !err.path.last().is_some_and(|k| k == f) {
+            if err.path.last().is_none_or(|k| k != f) {
                 if !key.is_empty() {
                     key.push('.');
                 }
@@ -922,7 +937,14 @@ mod tests {
             assert_eq!(e.key, "mqtt.url", "{url}: {e}");
         }
         let s = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap();
-        assert_eq!(s.endpoint, Endpoint { host: "broker.lan".into(), port: 8883, tls: true });
+        assert_eq!(
+            s.endpoint,
+            Endpoint {
+                host: "broker.lan".into(),
+                port: 8883,
+                tls: true
+            }
+        );
     }
 
     #[test]
@@ -941,8 +963,10 @@ mod tests {
         assert_eq!(e.key, "tilt.right_pin");
         assert!(e.allowed.contains("button.pin"), "{e}");
         // The same line on another chip is no conflict.
-        Config::from_toml("[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n")
-            .unwrap();
+        Config::from_toml(
+            "[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n",
+        )
+        .unwrap();
     }
 
     #[test]
@@ -957,8 +981,10 @@ mod tests {
 
     #[test]
     fn secrets_are_never_shown() {
-        let s = Config::from_toml("[mqtt]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword = \"hunter2\"\n")
-            .unwrap();
+        let s = Config::from_toml(
+            "[mqtt]\nurl = \"mqtt://h\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
         let shown = s.to_redacted_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));

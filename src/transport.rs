@@ -149,7 +149,11 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `min`, doubles per failure, never above `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
@@ -192,23 +196,27 @@ impl Transport {
         if options.tls {
             // ring is the one TLS provider built in; installing it twice is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let transport = match &options.tls_ca {
-                Some(ca) => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                    ca: ca.clone(),
-                    alpn: None,
-                    client_auth: None,
-                }),
-                None => {
-                    return Err(TransportError::Tls(
+            let transport =
+                match &options.tls_ca {
+                    Some(ca) => {
+                        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                            ca: ca.clone(),
+                            alpn: None,
+                            client_auth: None,
+                        })
+                    }
+                    None => return Err(TransportError::Tls(
                         "mqtts:// needs mqtt.ca_file (the CA that signed the broker's certificate)"
                             .into(),
-                    ))
-                }
-            };
+                    )),
+                };
             mqtt.set_transport(transport);
         }
         let (client, eventloop) = AsyncClient::new(mqtt, 1024);
-        let shared = Arc::new(Mutex::new(Shared { link: Link::Down, retained: BTreeMap::new() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            link: Link::Down,
+            retained: BTreeMap::new(),
+        }));
         let publisher = Publisher {
             client,
             shared: Arc::clone(&shared),
@@ -224,7 +232,14 @@ impl Transport {
             link_tx,
             stop_rx,
         ));
-        Ok((Transport { publisher, task, stop: stop_tx }, link_rx))
+        Ok((
+            Transport {
+                publisher,
+                task,
+                stop: stop_tx,
+            },
+            link_rx,
+        ))
     }
 
     /// A handle for publishing.
@@ -293,10 +308,13 @@ impl Publisher {
 
     fn send(&self, topic: &str, payload: Bytes, retain: bool, props: Option<PublishProperties>) {
         let r = match props {
-            Some(p) => self
+            Some(p) => {
+                self.client
+                    .try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p)
+            }
+            None => self
                 .client
-                .try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
-            None => self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
+                .try_publish(topic, QoS::AtLeastOnce, retain, payload),
         };
         if let Err(e) = r {
             // Only when 1024 requests wait for the network: the link is failing.
@@ -323,9 +341,17 @@ impl Publisher {
         let retained: Vec<(String, Bytes)> = {
             let mut s = lock(&self.shared);
             s.link = Link::Up;
-            s.retained.iter().map(|(t, p)| (t.clone(), p.clone())).collect()
+            s.retained
+                .iter()
+                .map(|(t, p)| (t.clone(), p.clone()))
+                .collect()
         };
-        self.send(&self.status_topic, Bytes::from_static(ONLINE.as_bytes()), true, None);
+        self.send(
+            &self.status_topic,
+            Bytes::from_static(ONLINE.as_bytes()),
+            true,
+            None,
+        );
         for (topic, payload) in retained {
             self.send(&topic, payload, true, None);
         }
@@ -370,7 +396,12 @@ async fn run_loop(
                 if stopping {
                     continue;
                 }
-                let msg = Inbound { topic, payload: p.payload, retained: p.retain, reply_to };
+                let msg = Inbound {
+                    topic,
+                    payload: p.payload,
+                    retained: p.retain,
+                    reply_to,
+                };
                 tokio::select! {
                     sent = inbound.send(msg) => if sent.is_err() { break }, // the agent has gone
                     _ = stop.changed() => {}

@@ -10,8 +10,15 @@ use common::command;
 fn run(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
     let (mut cmd, _dir) = command(config, args, env);
     let out = cmd.stdin(Stdio::null()).output().expect("run edge-agent");
-    let stderr = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
-    (out.status.code(), stderr, String::from_utf8_lossy(&out.stdout).into_owned())
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (
+        out.status.code(),
+        stderr,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn assert_one_clear_line(config: &str, env: &[(&str, &str)], must_contain: &[&str]) {
@@ -20,7 +27,11 @@ fn assert_one_clear_line(config: &str, env: &[(&str, &str)], must_contain: &[&st
         assert_eq!(code, Some(2), "{args:?}: exit code; stderr: {stderr:?}");
         assert_eq!(stderr.len(), 1, "{args:?}: exactly one line: {stderr:?}");
         for needle in must_contain {
-            assert!(stderr[0].contains(needle), "{args:?}: {:?} lacks {needle:?}", stderr[0]);
+            assert!(
+                stderr[0].contains(needle),
+                "{args:?}: {:?} lacks {needle:?}",
+                stderr[0]
+            );
         }
     }
 }
@@ -55,7 +66,11 @@ fn bad_env_value() {
 
 #[test]
 fn out_of_range_env_value() {
-    assert_one_clear_line("", &[("EDGE_AGENT_MQTT__KEEP_ALIVE_S", "0")], &["mqtt.keep_alive_s", "1 to 65535"]);
+    assert_one_clear_line(
+        "",
+        &[("EDGE_AGENT_MQTT__KEEP_ALIVE_S", "0")],
+        &["mqtt.keep_alive_s", "1 to 65535"],
+    );
 }
 
 #[test]
@@ -74,7 +89,11 @@ fn pin_conflict() {
 
 #[test]
 fn open_embedded_broker_without_credentials() {
-    assert_one_clear_line("[broker]\nlisten = \"0.0.0.0:1883\"\n", &[], &["broker.listen", "0.0.0.0:1883"]);
+    assert_one_clear_line(
+        "[broker]\nlisten = \"0.0.0.0:1883\"\n",
+        &[],
+        &["broker.listen", "0.0.0.0:1883"],
+    );
 }
 
 #[test]
@@ -86,7 +105,10 @@ fn missing_config_file() {
             .expect("run");
         (
             out.status.code(),
-            String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
             (),
         )
     };
@@ -98,7 +120,11 @@ fn missing_config_file() {
 #[test]
 fn config_show_redacts_secrets_from_file_and_env() {
     let cfg = "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"u\"\n";
-    let (code, stderr, stdout) = run(cfg, &["config", "show"], &[("EDGE_AGENT_MQTT__PASSWORD", "s3cr3t-pw")]);
+    let (code, stderr, stdout) = run(
+        cfg,
+        &["config", "show"],
+        &[("EDGE_AGENT_MQTT__PASSWORD", "s3cr3t-pw")],
+    );
     assert_eq!(code, Some(0), "{stderr:?}");
     assert!(!stdout.contains("s3cr3t-pw"), "{stdout}");
     assert!(stdout.contains("password = \"***\""), "{stdout}");
@@ -123,7 +149,13 @@ fn a_busy_broker_port_is_one_clear_line() {
     let cfg = common::embedded_config("busy", port, common::free_port());
     let (code, stderr, _) = run(&cfg, &["run"], &[]);
     assert_eq!(code, Some(1), "{stderr:?}");
-    let errs: Vec<_> = stderr.iter().filter(|l| l.starts_with("edge-agent:")).collect();
+    let errs: Vec<_> = stderr
+        .iter()
+        .filter(|l| l.starts_with("edge-agent:"))
+        .collect();
     assert_eq!(errs.len(), 1, "{stderr:?}");
-    assert!(errs[0].contains("broker.listen") && errs[0].contains(&port.to_string()), "{errs:?}");
+    assert!(
+        errs[0].contains("broker.listen") && errs[0].contains(&port.to_string()),
+        "{errs:?}"
+    );
 }

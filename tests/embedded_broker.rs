@@ -12,27 +12,40 @@ use scenarios::Broker;
 async fn one_process_online_retained_then_offline_on_sigterm() {
     let (v4, v5) = (free_port(), free_port());
     let mut agent = Agent::start(&embedded_config("solo", v4, v5));
-    assert!(wait_port(v5, Duration::from_secs(5)), "embedded broker listens");
+    assert!(
+        wait_port(v5, Duration::from_secs(5)),
+        "embedded broker listens"
+    );
     let status = "edge/solo/status";
     let mut c = Client::connect(v5, "solo-watch").await;
     c.subscribe(status).await;
     let m = c
-        .expect(Duration::from_secs(5), |m| m.topic == status && m.text() == "online")
+        .expect(Duration::from_secs(5), |m| {
+            m.topic == status && m.text() == "online"
+        })
         .await
         .expect("online");
     // Subscribed after the agent came up: a retained message. (Or live, if
     // we were faster; a second subscriber settles it.)
     let mut late = Client::connect(v5, "solo-late").await;
     late.subscribe(status).await;
-    let r = late.expect(Duration::from_secs(3), |m| m.topic == status).await.expect("retained");
+    let r = late
+        .expect(Duration::from_secs(3), |m| m.topic == status)
+        .await
+        .expect("retained");
     assert!(r.retain && r.text() == "online", "{r:?} (first was {m:?})");
 
     let (took, exit) = agent.terminate();
     assert!(exit.success(), "exit {exit:?}: {}", agent.stderr_text());
-    assert!(took < Duration::from_secs(1), "SIGTERM to exit took {took:?}");
-    c.expect(Duration::from_secs(2), |m| m.topic == status && m.text() == "offline")
-        .await
-        .expect("offline reached the subscriber before the broker went away");
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM to exit took {took:?}"
+    );
+    c.expect(Duration::from_secs(2), |m| {
+        m.topic == status && m.text() == "offline"
+    })
+    .await
+    .expect("offline reached the subscriber before the broker went away");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +73,9 @@ async fn bad_commands_get_error_replies_from_an_embedded_broker_agent() {
     assert!(wait_port(v5, Duration::from_secs(5)));
     let mut c = Client::connect(v5, "emb-bad-c").await;
     c.subscribe("edge/emb-bad/status").await;
-    c.expect(Duration::from_secs(5), |m| m.text() == "online").await.expect("online");
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
     check_rejections(&mut c, "edge/emb-bad").await;
 }
 
@@ -72,22 +87,41 @@ async fn state_is_retained_and_the_sim_button_publishes_events() {
     let base = "edge/emb-state";
     let mut c = Client::connect(v5, "emb-state-c").await;
     c.subscribe(&format!("{base}/#")).await;
-    c.expect(Duration::from_secs(5), |m| m.text() == "online").await.expect("online");
-    c.publish(&format!("{base}/led/left/set"), r#"{"state":"ON","brightness":128}"#).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    c.publish(
+        &format!("{base}/led/left/set"),
+        r#"{"state":"ON","brightness":128}"#,
+    )
+    .await;
     let m = c
-        .expect(Duration::from_secs(3), |m| m.topic == format!("{base}/led/left") && m.json()["state"] == "ON")
+        .expect(Duration::from_secs(3), |m| {
+            m.topic == format!("{base}/led/left") && m.json()["state"] == "ON"
+        })
         .await
         .expect("led state");
-    assert_eq!(m.json(), serde_json::json!({"state": "ON", "brightness": 128}));
-    c.publish(&format!("{base}/matrix/set"), "01010/01010/00000/10001/01110").await;
+    assert_eq!(
+        m.json(),
+        serde_json::json!({"state": "ON", "brightness": 128})
+    );
+    c.publish(
+        &format!("{base}/matrix/set"),
+        "01010/01010/00000/10001/01110",
+    )
+    .await;
     let m = c
-        .expect(Duration::from_secs(3), |m| m.topic == format!("{base}/matrix") && m.json()["state"] == "ON")
+        .expect(Duration::from_secs(3), |m| {
+            m.topic == format!("{base}/matrix") && m.json()["state"] == "ON"
+        })
         .await
         .expect("matrix state");
     assert_eq!(m.json()["frame"], "01010/01010/00000/10001/01110");
     c.publish(&format!("{base}/sim/button/press"), "").await;
     let m = c
-        .expect(Duration::from_secs(3), |m| m.topic == format!("{base}/button/event"))
+        .expect(Duration::from_secs(3), |m| {
+            m.topic == format!("{base}/button/event")
+        })
         .await
         .expect("button event");
     assert_eq!(m.json()["event_type"], "press");
@@ -97,7 +131,10 @@ async fn state_is_retained_and_the_sim_button_publishes_events() {
     // A new subscriber sees the retained state.
     let mut late = Client::connect(v5, "emb-state-late").await;
     late.subscribe(&format!("{base}/led/left")).await;
-    let m = late.expect(Duration::from_secs(3), |_| true).await.expect("retained led state");
+    let m = late
+        .expect(Duration::from_secs(3), |_| true)
+        .await
+        .expect("retained led state");
     assert!(m.retain);
     assert_eq!(m.json()["brightness"], 128);
 }

@@ -34,7 +34,13 @@ impl Led {
     /// Takes the channel and turns it off.
     pub fn new(mut pwm: Box<dyn PwmChannel>) -> Result<Self, HardwareError> {
         pwm.set_duty(0.0)?;
-        Ok(Led { pwm, state: LedState { on: false, brightness: 255 } })
+        Ok(Led {
+            pwm,
+            state: LedState {
+                on: false,
+                brightness: 255,
+            },
+        })
     }
 
     /// The current state.
@@ -74,7 +80,10 @@ impl Led {
 
     /// Turns the LED off (the brightness is kept).
     pub fn off(&mut self) -> Result<LedState, HardwareError> {
-        self.show(LedState { on: false, ..self.state })
+        self.show(LedState {
+            on: false,
+            ..self.state
+        })
     }
 
     fn show(&mut self, next: LedState) -> Result<LedState, HardwareError> {
@@ -100,21 +109,60 @@ mod tests {
     #[tokio::test]
     async fn on_off_keeps_brightness_and_writes_only_changes() {
         let (mut l, rec) = led();
-        l.apply(LedSet { state: Some(true), brightness: Some(51) }).unwrap();
-        l.apply(LedSet { state: Some(true), brightness: None }).unwrap();
-        l.apply(LedSet { state: Some(false), brightness: None }).unwrap();
-        let s = l.apply(LedSet { state: Some(true), brightness: None }).unwrap();
-        assert_eq!(s, LedState { on: true, brightness: 51 });
+        l.apply(LedSet {
+            state: Some(true),
+            brightness: Some(51),
+        })
+        .unwrap();
+        l.apply(LedSet {
+            state: Some(true),
+            brightness: None,
+        })
+        .unwrap();
+        l.apply(LedSet {
+            state: Some(false),
+            brightness: None,
+        })
+        .unwrap();
+        let s = l
+            .apply(LedSet {
+                state: Some(true),
+                brightness: None,
+            })
+            .unwrap();
+        assert_eq!(
+            s,
+            LedState {
+                on: true,
+                brightness: 51
+            }
+        );
         assert_eq!(rec.values(), vec![0.0, 0.2, 0.0, 0.2]);
     }
 
     #[tokio::test]
     async fn brightness_zero_is_off_and_on_after_it_is_full() {
         let (mut l, _) = led();
-        let s = l.apply(LedSet { state: None, brightness: Some(0) }).unwrap();
+        let s = l
+            .apply(LedSet {
+                state: None,
+                brightness: Some(0),
+            })
+            .unwrap();
         assert!(!s.on);
-        let s = l.apply(LedSet { state: Some(true), brightness: None }).unwrap();
-        assert_eq!(s, LedState { on: true, brightness: 255 });
+        let s = l
+            .apply(LedSet {
+                state: Some(true),
+                brightness: None,
+            })
+            .unwrap();
+        assert_eq!(
+            s,
+            LedState {
+                on: true,
+                brightness: 255
+            }
+        );
     }
 
     struct Broken;
@@ -132,7 +180,12 @@ mod tests {
     fn a_failed_write_leaves_the_state_alone() {
         let mut l = Led::new(Box::new(Broken)).unwrap();
         let before = l.state();
-        assert!(l.apply(LedSet { state: Some(true), brightness: Some(9) }).is_err());
+        assert!(l
+            .apply(LedSet {
+                state: Some(true),
+                brightness: Some(9)
+            })
+            .is_err());
         assert_eq!(l.state(), before);
     }
 }

@@ -30,12 +30,19 @@ impl Matrix {
             )));
         }
         outputs.write(&Frame::default().0)?;
-        Ok(Matrix { outputs, shown: Frame::default(), last_lit: None })
+        Ok(Matrix {
+            outputs,
+            shown: Frame::default(),
+            last_lit: None,
+        })
     }
 
     /// The current state.
     pub fn state(&self) -> MatrixState {
-        MatrixState { on: self.shown.any_lit(), shown: self.shown }
+        MatrixState {
+            on: self.shown.any_lit(),
+            shown: self.shown,
+        }
     }
 
     /// Applies a command; the state changes only if the hardware took it.

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
-use super::{BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, PwmChannel};
+use super::{
+    BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, PwmChannel,
+};
 use crate::config::Config;
 
 /// How many writes a recording keeps; older ones are dropped (the count goes on).
@@ -27,7 +29,9 @@ struct Log<T> {
 
 impl<T> Clone for Recording<T> {
     fn clone(&self) -> Self {
-        Recording { inner: Arc::clone(&self.inner) }
+        Recording {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -41,7 +45,10 @@ impl<T: Clone> Recording<T> {
     /// An empty recording.
     pub fn new() -> Self {
         Recording {
-            inner: Arc::new(Mutex::new(Log { entries: VecDeque::new(), total: 0 })),
+            inner: Arc::new(Mutex::new(Log {
+                entries: VecDeque::new(),
+                total: 0,
+            })),
         }
     }
 
@@ -91,7 +98,10 @@ pub struct SimOutputs {
 impl SimOutputs {
     /// A set of `len` outputs.
     pub fn new(len: usize) -> Self {
-        SimOutputs { len, writes: Recording::new() }
+        SimOutputs {
+            len,
+            writes: Recording::new(),
+        }
     }
 }
 
@@ -122,7 +132,9 @@ pub struct SimPwm {
 impl PwmChannel for SimPwm {
     fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
         if !(0.0..=1.0).contains(&duty) {
-            return Err(HardwareError::Invalid(format!("duty cycle {duty} outside 0..1")));
+            return Err(HardwareError::Invalid(format!(
+                "duty cycle {duty} outside 0..1"
+            )));
         }
         self.writes.record(duty);
         Ok(())
@@ -152,9 +164,21 @@ impl ButtonInjector {
     /// Presses the button, holds it for `held`, releases it.
     pub async fn hold(&self, held: Duration) {
         // The receiver only goes away when the agent stops: nothing to do then.
-        let _ = self.tx.send(Edge { active: true, at: Instant::now() }).await;
+        let _ = self
+            .tx
+            .send(Edge {
+                active: true,
+                at: Instant::now(),
+            })
+            .await;
         tokio::time::sleep(held).await;
-        let _ = self.tx.send(Edge { active: false, at: Instant::now() }).await;
+        let _ = self
+            .tx
+            .send(Edge {
+                active: false,
+                at: Instant::now(),
+            })
+            .await;
     }
 }
 
@@ -166,7 +190,9 @@ pub fn input() -> (SimInput, ButtonInjector) {
 
 impl InputEdges for SimInput {
     fn edges(&mut self) -> Result<mpsc::Receiver<Edge>, HardwareError> {
-        self.rx.take().ok_or_else(|| HardwareError::Invalid("edges already taken".into()))
+        self.rx
+            .take()
+            .ok_or_else(|| HardwareError::Invalid("edges already taken".into()))
     }
 }
 
@@ -180,7 +206,10 @@ pub struct SimDisplay {
 impl SimDisplay {
     /// A display of the given size.
     pub fn new(width: u32, height: u32) -> Self {
-        SimDisplay { size: (width, height), frames: Recording::new() }
+        SimDisplay {
+            size: (width, height),
+            frames: Recording::new(),
+        }
     }
 }
 
@@ -248,7 +277,11 @@ pub fn build(config: &Config) -> Hardware {
         leds,
         matrix,
         button,
-        sim: Some(SimHandles { leds: led_recs, matrix: matrix_rec, button: injector }),
+        sim: Some(SimHandles {
+            leds: led_recs,
+            matrix: matrix_rec,
+            button: injector,
+        }),
     }
 }
 
@@ -274,7 +307,10 @@ mod tests {
 
     #[test]
     fn recording_is_bounded() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let r = Recording::new();
             for i in 0..(RECORD_LIMIT + 10) {

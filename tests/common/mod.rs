@@ -117,7 +117,12 @@ impl Agent {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
         collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
-        Agent { child, stdout, stderr, _dir: dir }
+        Agent {
+            child,
+            stdout,
+            stderr,
+            _dir: dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -142,7 +147,9 @@ impl Agent {
     pub fn terminate(&mut self) -> (Duration, ExitStatus) {
         let t0 = Instant::now();
         signal(self.pid(), "TERM");
-        let status = self.wait_exit(Duration::from_secs(5)).expect("agent exits after SIGTERM");
+        let status = self
+            .wait_exit(Duration::from_secs(5))
+            .expect("agent exits after SIGTERM");
         (t0.elapsed(), status)
     }
 
@@ -243,10 +250,18 @@ impl Client {
                 }
             }
         });
-        let c = Client { client, rx, connected, task };
+        let c = Client {
+            client,
+            rx,
+            connected,
+            task,
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !*c.connected.lock().unwrap() {
-            assert!(Instant::now() < deadline, "test client cannot connect to port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "test client cannot connect to port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         c
@@ -269,7 +284,13 @@ impl Client {
     }
 
     /// Publishes with an MQTT 5 response topic and correlation data.
-    pub async fn request(&self, topic: &str, payload: impl Into<Bytes>, reply_topic: &str, corr: &[u8]) {
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        reply_topic: &str,
+        corr: &[u8],
+    ) {
         let props = PublishProperties {
             response_topic: Some(reply_topic.to_string()),
             correlation_data: Some(Bytes::copy_from_slice(corr)),
@@ -328,7 +349,11 @@ pub struct Mosquitto {
 /// Path of the mosquitto binary, if installed. With `CI` set, a missing
 /// Mosquitto fails the test instead of skipping it.
 pub fn mosquitto_binary() -> Option<PathBuf> {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(p).exists() {
             return Some(PathBuf::from(p));
         }
@@ -343,7 +368,12 @@ pub fn mosquitto_binary() -> Option<PathBuf> {
 /// Whether mosquitto_pub and mosquitto_sub are installed (fails under CI when not).
 pub fn mosquitto_clients() -> bool {
     let ok = ["mosquitto_pub", "mosquitto_sub"].iter().all(|b| {
-        Command::new(b).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+        Command::new(b)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
     });
     if !ok {
         if std::env::var_os("CI").is_some() {
@@ -359,7 +389,11 @@ impl Mosquitto {
     pub fn start() -> Option<Mosquitto> {
         let bin = mosquitto_binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut m = Mosquitto { port: free_port(), child: None, dir };
+        let mut m = Mosquitto {
+            port: free_port(),
+            child: None,
+            dir,
+        };
         m.spawn(&bin);
         Some(m)
     }
@@ -368,7 +402,10 @@ impl Mosquitto {
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port),
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                self.port
+            ),
         )
         .expect("write mosquitto.conf");
         let child = Command::new(bin)
@@ -379,7 +416,10 @@ impl Mosquitto {
             .spawn()
             .expect("spawn mosquitto");
         self.child = Some(child);
-        assert!(wait_port(self.port, Duration::from_secs(5)), "mosquitto did not listen");
+        assert!(
+            wait_port(self.port, Duration::from_secs(5)),
+            "mosquitto did not listen"
+        );
     }
 
     pub fn kill(&mut self) {
@@ -414,7 +454,10 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
         (format!("{base}/a/b/c/set"), b"ON".to_vec()),
         (format!("{base}/led/left/set"), b"bright!".to_vec()),
         (format!("{base}/led/left/set"), vec![0xff, 0xfe, 0x00]),
-        (format!("{base}/led/left/set"), b"{\"state\":\"ON\",\"brightness\":300}".to_vec()),
+        (
+            format!("{base}/led/left/set"),
+            b"{\"state\":\"ON\",\"brightness\":300}".to_vec(),
+        ),
         (format!("{base}/led/left/set"), b"{\"state\":".to_vec()),
         (format!("{base}/led/nope/set"), b"ON".to_vec()),
         (format!("{base}/matrix/set"), b"11111/1".to_vec()),
@@ -422,12 +465,16 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
     ];
     for (i, (topic, payload)) in bad.iter().enumerate() {
         let corr = format!("c{i}");
-        client.request(topic, payload.clone(), &reply, corr.as_bytes()).await;
+        client
+            .request(topic, payload.clone(), &reply, corr.as_bytes())
+            .await;
         let (mut got_reply, mut got_error) = (None, None);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while got_reply.is_none() || got_error.is_none() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(m) = client.expect(left, |_| true).await else { break };
+            let Some(m) = client.expect(left, |_| true).await else {
+                break;
+            };
             if m.topic == reply && m.correlation.as_deref() == Some(corr.as_bytes()) {
                 got_reply = Some(m.json());
             } else if m.topic == format!("{base}/error") && m.json()["topic"] == topic.as_str() {
@@ -436,14 +483,22 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
         }
         let r = got_reply.unwrap_or_else(|| panic!("no v5 reply to bad command {i} on {topic}"));
         assert_eq!(r["ok"], false, "reply to {i}: {r}");
-        assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "reply to {i}: {r}");
-        let e = got_error.unwrap_or_else(|| panic!("no {base}/error for bad command {i} on {topic}"));
+        assert!(
+            r["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "reply to {i}: {r}"
+        );
+        let e =
+            got_error.unwrap_or_else(|| panic!("no {base}/error for bad command {i} on {topic}"));
         assert_eq!(e["error"], r["error"], "same words in both places for {i}");
     }
     // The agent is still up and applies a good command.
-    client.request(&format!("{base}/led/left/set"), "ON", &reply, b"good").await;
+    client
+        .request(&format!("{base}/led/left/set"), "ON", &reply, b"good")
+        .await;
     let ok = client
-        .expect(Duration::from_secs(3), |m| m.topic == reply && m.correlation.as_deref() == Some(&b"good"[..]))
+        .expect(Duration::from_secs(3), |m| {
+            m.topic == reply && m.correlation.as_deref() == Some(&b"good"[..])
+        })
         .await
         .expect("reply to the good command");
     assert_eq!(ok.json(), serde_json::json!({"ok": true}));

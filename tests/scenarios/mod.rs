@@ -9,7 +9,11 @@ use crate::common::*;
 /// A broker the agent under test connects to.
 pub enum Broker {
     /// Another edge-agent process whose embedded broker serves the test.
-    Embedded { hub: Option<Agent>, v4: u16, v5: u16 },
+    Embedded {
+        hub: Option<Agent>,
+        v4: u16,
+        v5: u16,
+    },
     /// A Mosquitto process.
     Mosquitto(Mosquitto),
 }
@@ -32,7 +36,10 @@ impl Broker {
     fn start(&mut self) {
         if let Broker::Embedded { hub, v4, v5 } = self {
             let agent = Agent::start(&Self::hub_config(*v4, *v5));
-            assert!(wait_port(*v5, Duration::from_secs(5)), "hub broker did not listen");
+            assert!(
+                wait_port(*v5, Duration::from_secs(5)),
+                "hub broker did not listen"
+            );
             *hub = Some(agent);
         }
     }
@@ -91,15 +98,25 @@ pub async fn online_then_offline(broker: &Broker, device: &str) {
     assert_eq!((m.text().as_str(), m.retain), ("online", true));
 
     let (took, exit) = agent.terminate();
-    assert!(exit.success(), "exit status {exit:?}; stderr:\n{}", agent.stderr_text());
-    assert!(took < Duration::from_secs(1), "SIGTERM to exit took {took:?}");
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; stderr:\n{}",
+        agent.stderr_text()
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM to exit took {took:?}"
+    );
     watcher
         .expect(Duration::from_secs(3), |m| is(m, &status, "offline"))
         .await
         .expect("offline after SIGTERM");
     let mut after = Client::connect(broker.port(), &format!("{device}-after")).await;
     after.subscribe(&status).await;
-    let m = after.expect(Duration::from_secs(3), |m| m.topic == status).await.expect("retained");
+    let m = after
+        .expect(Duration::from_secs(3), |m| m.topic == status)
+        .await
+        .expect("retained");
     assert_eq!((m.text().as_str(), m.retain), ("offline", true));
 }
 
@@ -128,7 +145,9 @@ pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
     {
         let mut w = Client::connect(broker.port(), &format!("{device}-w0")).await;
         w.subscribe(&status).await;
-        w.expect(Duration::from_secs(5), |m| is(m, &status, "online")).await.expect("online");
+        w.expect(Duration::from_secs(5), |m| is(m, &status, "online"))
+            .await
+            .expect("online");
     }
     for round in 0..2 {
         broker.restart();
@@ -143,14 +162,21 @@ pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
         // Answering commands: retry until the agent has resubscribed.
         let mut answered = false;
         while t0.elapsed() < Duration::from_secs(2) && !answered {
-            w.request(&format!("{base}/led/right/set"), "40", &reply, b"r").await;
+            w.request(&format!("{base}/led/right/set"), "40", &reply, b"r")
+                .await;
             answered = w
                 .expect(Duration::from_millis(200), |m| m.topic == reply)
                 .await
                 .is_some_and(|m| m.json()["ok"] == true);
         }
-        assert!(answered, "round {round}: no answer within 2 s of the restart");
-        eprintln!("round {round}: online and answering {:?} after the broker restart", t0.elapsed());
+        assert!(
+            answered,
+            "round {round}: no answer within 2 s of the restart"
+        );
+        eprintln!(
+            "round {round}: online and answering {:?} after the broker restart",
+            t0.elapsed()
+        );
     }
 }
 
@@ -160,9 +186,14 @@ pub async fn rejects_bad_commands(broker: &Broker, device: &str) {
     let mut agent = Agent::start(&device_config(device, broker));
     let mut c = Client::connect(broker.port(), &format!("{device}-c")).await;
     c.subscribe(&format!("{base}/status")).await;
-    c.expect(Duration::from_secs(5), |m| is(m, &format!("{base}/status"), "online"))
-        .await
-        .expect("online");
+    c.expect(Duration::from_secs(5), |m| {
+        is(m, &format!("{base}/status"), "online")
+    })
+    .await
+    .expect("online");
     check_rejections(&mut c, &base).await;
-    assert!(agent.child.try_wait().expect("try_wait").is_none(), "agent still running");
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "agent still running"
+    );
 }
