@@ -138,3 +138,40 @@ async fn state_is_retained_and_the_sim_button_publishes_events() {
     assert!(m.retain);
     assert_eq!(m.json()["brightness"], 128);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_credentials_are_required_and_used_by_the_agent() {
+    let (v4, v5) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pa55word\n").expect("write password file");
+    let cfg = format!(
+        "{}username = \"edge\"\npassword_file = \"{}\"\n",
+        embedded_config("emb-auth", v4, v5),
+        pw.display()
+    );
+    let _agent = Agent::start(&cfg);
+    assert!(wait_port(v5, Duration::from_secs(5)));
+    let anon = Client::try_connect(v5, "anon", None, Duration::from_millis(800)).await;
+    assert!(anon.is_none(), "an anonymous client was let in");
+    let wrong = Client::try_connect(
+        v5,
+        "wrong",
+        Some(("edge", "nope")),
+        Duration::from_millis(800),
+    )
+    .await;
+    assert!(wrong.is_none(), "a wrong password was let in");
+    let mut c = Client::try_connect(
+        v5,
+        "right",
+        Some(("edge", "pa55word")),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the right password is let in");
+    c.subscribe("edge/emb-auth/status").await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("the agent used the broker's credentials to connect");
+}

@@ -4,7 +4,9 @@
 mod common;
 mod scenarios;
 
-use common::Mosquitto;
+use std::time::Duration;
+
+use common::*;
 use scenarios::Broker;
 
 fn mosquitto() -> Option<Broker> {
@@ -35,4 +37,39 @@ async fn back_online_after_mosquitto_restarts() {
 async fn bad_commands_get_error_replies_through_mosquitto() {
     let Some(broker) = mosquitto() else { return };
     scenarios::rejects_bad_commands(&broker, "mq-bad").await;
+}
+
+/// `mqtts://` with a CA file: the agent goes online over TLS; with the wrong
+/// CA it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_ca_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = TestPki::generate(dir.path());
+    let Some(m) = Mosquitto::start_tls(&pki) else {
+        return;
+    };
+    let tls_port = m.tls_port.expect("tls port");
+    let other = tempfile::tempdir().expect("temp dir");
+    let wrong = TestPki::generate(other.path());
+    let config = |device: &str, ca: &std::path::Path| {
+        format!(
+            "[device]\nid = \"{device}\"\n[broker]\nenabled = false\n[mqtt]\nurl = \"mqtts://127.0.0.1:{tls_port}\"\nca_file = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let mut watcher = Client::connect(m.port, "tls-watch").await;
+    watcher.subscribe("edge/+/status").await;
+    let _good = Agent::start(&config("tls-good", &pki.ca_pem));
+    let _bad = Agent::start(&config("tls-bad", &wrong.ca_pem));
+    watcher
+        .expect(Duration::from_secs(5), |m| {
+            is(m, "edge/tls-good/status", "online")
+        })
+        .await
+        .expect("online over TLS with the right CA");
+    let seen = watcher.drain(Duration::from_secs(1)).await;
+    assert!(
+        !seen.iter().any(|m| m.topic == "edge/tls-bad/status"),
+        "an agent with the wrong CA must not connect: {seen:?}"
+    );
 }

@@ -224,7 +224,22 @@ impl Drop for Client {
 impl Client {
     /// Connects (retrying for up to 5 s) to 127.0.0.1:port.
     pub async fn connect(port: u16, id: &str) -> Client {
+        Self::try_connect(port, id, None, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("test client cannot connect to port {port}"))
+    }
+
+    /// Connects with optional credentials; `None` if not connected within `within`.
+    pub async fn try_connect(
+        port: u16,
+        id: &str,
+        credentials: Option<(&str, &str)>,
+        within: Duration,
+    ) -> Option<Client> {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((u, p)) = credentials {
+            opts.set_credentials(u, p);
+        }
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(Some(4 * 1024 * 1024));
         let (client, mut eventloop) = AsyncClient::new(opts, 1000);
@@ -256,15 +271,14 @@ impl Client {
             connected,
             task,
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + within;
         while !*c.connected.lock().unwrap() {
-            assert!(
-                Instant::now() < deadline,
-                "test client cannot connect to port {port}"
-            );
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        c
+        Some(c)
     }
 
     pub async fn subscribe(&self, filter: &str) {
@@ -341,9 +355,43 @@ pub fn is(msg: &Msg, topic: &str, payload: &str) -> bool {
 
 /// A Mosquitto broker process on a free port; killed when dropped.
 pub struct Mosquitto {
+    /// Plain MQTT listener.
     pub port: u16,
+    /// TLS listener, when started with [`Mosquitto::start_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost, as PEM files.
+pub struct TestPki {
+    pub ca_pem: PathBuf,
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
+}
+
+impl TestPki {
+    pub fn generate(dir: &Path) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server params");
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        let pki = TestPki {
+            ca_pem: dir.join("ca.pem"),
+            cert_pem: dir.join("server.pem"),
+            key_pem: dir.join("server.key"),
+        };
+        std::fs::write(&pki.ca_pem, ca_cert.pem()).expect("write ca");
+        std::fs::write(&pki.cert_pem, cert.pem()).expect("write cert");
+        std::fs::write(&pki.key_pem, key.serialize_pem()).expect("write key");
+        pki
+    }
 }
 
 /// Path of the mosquitto binary, if installed. With `CI` set, a missing
@@ -391,6 +439,7 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut m = Mosquitto {
             port: free_port(),
+            tls_port: None,
             child: None,
             dir,
         };
@@ -398,12 +447,41 @@ impl Mosquitto {
         Some(m)
     }
 
+    /// Starts Mosquitto with a plain listener and a TLS listener using `pki`.
+    pub fn start_tls(pki: &TestPki) -> Option<Mosquitto> {
+        let bin = mosquitto_binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls_port = free_port();
+        let mut m = Mosquitto {
+            port: free_port(),
+            tls_port: Some(tls_port),
+            child: None,
+            dir,
+        };
+        let extra = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            pki.ca_pem.display(),
+            pki.cert_pem.display(),
+            pki.key_pem.display()
+        );
+        m.spawn_with(&bin, &extra);
+        assert!(
+            wait_port(tls_port, Duration::from_secs(5)),
+            "mosquitto TLS did not listen"
+        );
+        Some(m)
+    }
+
     fn spawn(&mut self, bin: &Path) {
+        self.spawn_with(bin, "");
+    }
+
+    fn spawn_with(&mut self, bin: &Path, extra: &str) {
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                "per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {} 127.0.0.1\n{extra}",
                 self.port
             ),
         )

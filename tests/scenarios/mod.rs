@@ -148,6 +148,15 @@ pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
         w.expect(Duration::from_secs(5), |m| is(m, &status, "online"))
             .await
             .expect("online");
+        // State set before the restarts, to be found retained after them.
+        let led = format!("{base}/led/right");
+        w.subscribe(&led).await;
+        w.publish(&format!("{led}/set"), "40").await;
+        w.expect(Duration::from_secs(3), |m| {
+            m.topic == led && m.json()["brightness"] == 102
+        })
+        .await
+        .expect("LED state before the restart");
     }
     for round in 0..2 {
         broker.restart();
@@ -162,7 +171,7 @@ pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
         // Answering commands: retry until the agent has resubscribed.
         let mut answered = false;
         while t0.elapsed() < Duration::from_secs(2) && !answered {
-            w.request(&format!("{base}/led/right/set"), "40", &reply, b"r")
+            w.request(&format!("{base}/matrix/set"), "OFF", &reply, b"r")
                 .await;
             answered = w
                 .expect(Duration::from_millis(200), |m| m.topic == reply)
@@ -173,6 +182,14 @@ pub async fn survives_broker_restart(broker: &mut Broker, device: &str) {
             answered,
             "round {round}: no answer within 2 s of the restart"
         );
+        // Retained state is there again (the embedded broker forgets it on restart).
+        let mut fresh = Client::connect(broker.port(), &format!("{device}-f{round}")).await;
+        fresh.subscribe(&format!("{base}/led/right")).await;
+        let m = fresh
+            .expect(Duration::from_secs(2), |m| m.retain)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: no retained LED state after the restart"));
+        assert_eq!(m.json()["brightness"], 102, "round {round}: {m:?}");
         eprintln!(
             "round {round}: online and answering {:?} after the broker restart",
             t0.elapsed()

@@ -1,0 +1,99 @@
+//! The agent in-process, commanded over real MQTT, with assertions on what
+//! the simulated hardware saw and when.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edge_agent::config::Config;
+use edge_agent::hardware::Hardware;
+use tokio::sync::oneshot;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
+    let (v4, v5) = (free_port(), free_port());
+    let settings = Config::from_toml(&embedded_config("inproc", v4, v5)).expect("config");
+    edge_agent::broker::start(settings.broker.as_ref().expect("broker on")).expect("broker");
+    let hardware = Hardware::from_settings(&settings).expect("sim hardware");
+    let sim = hardware.sim.clone().expect("sim handles");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let agent = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let base = "edge/inproc";
+    let mut c = Client::connect(v5, "inproc-c").await;
+    c.subscribe(&format!("{base}/#")).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    let reply = "test/inproc/reply";
+    c.subscribe(reply).await;
+    let send = |topic: &'static str, payload: &'static str| {
+        let c = &c;
+        async move {
+            c.request(&format!("{base}/{topic}"), payload, reply, topic.as_bytes())
+                .await;
+        }
+    };
+    send("led/left/set", r#"{"state":"ON","brightness":51}"#).await;
+    send("led/right/set", "100").await;
+    send("led/left/set", "OFF").await;
+    send("matrix/set", "10001/01010/00100/01010/10001").await;
+    send("led/left/set", "bogus").await; // rejected: no write
+    for _ in 0..5 {
+        c.expect(Duration::from_secs(3), |m| m.topic == reply)
+            .await
+            .expect("a reply");
+    }
+
+    let left = sim.led("left").expect("left").values();
+    assert_eq!(left, vec![0.0, 0.2, 0.0], "left LED duty writes");
+    let right = sim.led("right").expect("right").values();
+    assert_eq!(right, vec![0.0, 1.0], "right LED duty writes");
+    let frames = sim.matrix.as_ref().expect("matrix").values();
+    assert_eq!(
+        frames.len(),
+        2,
+        "one write at start, one per frame: {frames:?}"
+    );
+    let x: Vec<bool> = "1000101010001000101010001"
+        .chars()
+        .map(|ch| ch == '1')
+        .collect();
+    assert_eq!(frames[1], x);
+    // Writes carry increasing timestamps.
+    let times: Vec<_> = sim
+        .led("left")
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+
+    let writes_before = sim.led("right").unwrap().total();
+    stop_tx.send(()).expect("agent still running");
+    tokio::time::timeout(Duration::from_secs(1), agent)
+        .await
+        .expect("agent stops within a second")
+        .expect("agent task")
+        .expect("clean stop");
+    assert_eq!(
+        sim.led("right").unwrap().last(),
+        Some(0.0),
+        "right LED off at shutdown"
+    );
+    assert_eq!(sim.led("right").unwrap().total(), writes_before + 1);
+    assert_eq!(
+        sim.matrix.as_ref().unwrap().last(),
+        Some(vec![false; 25]),
+        "matrix off"
+    );
+    c.expect(Duration::from_secs(2), |m| {
+        m.topic == format!("{base}/status") && m.text() == "offline"
+    })
+    .await
+    .expect("offline");
+}
