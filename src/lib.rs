@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! edge-agent turns a Raspberry Pi-class Linux board into a well-behaved MQTT
 //! device: LEDs, an LED matrix and a button driven through local backends,
 //! commanded over MQTT, with an optional embedded broker.
