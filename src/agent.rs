@@ -2,20 +2,27 @@
 //! together, answers every command, and shuts down to a safe state.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::DateTime;
+use chrono_tz::Tz;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::clock::{self, rfc3339, SystemClock, WallClock};
 use crate::command::{Catalog, Command, CommandError, Router};
 use crate::config::Settings;
-use crate::device::button::{self, ButtonEvent};
+use crate::device::board::Board;
+use crate::device::button::{self, ButtonEvent, Timing};
+use crate::device::display::{self, DisplayHandle, Refresh};
 use crate::device::led::{Led, LedState};
 use crate::device::matrix::{Matrix, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
+use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
 
 /// How long the MQTT goodbye (`offline`, DISCONNECT) may take at shutdown.
@@ -32,25 +39,29 @@ pub enum AgentError {
     Transport(#[from] TransportError),
 }
 
+/// The message board and the worker that draws on its panel.
+struct MessageBoard {
+    board: Board,
+    display: DisplayHandle,
+}
+
 /// The device parts and the topics their state goes to.
 struct Parts {
     base: String,
+    wall: Arc<dyn WallClock>,
     leds: Vec<(String, Led)>,
     matrix: Option<Matrix>,
+    board: Option<MessageBoard>,
     button_injector: Option<ButtonInjector>,
 }
 
 impl Parts {
-    fn led_topic(&self, name: &str) -> String {
-        format!("{}/led/{name}", self.base)
-    }
-
     fn publish_led(&self, publisher: &Publisher, name: &str, state: LedState) {
         let payload = json!({
             "state": if state.on { "ON" } else { "OFF" },
             "brightness": state.brightness,
         });
-        publisher.retain(&self.led_topic(name), payload.to_string());
+        publisher.retain(&format!("{}/led/{name}", self.base), payload.to_string());
     }
 
     fn publish_matrix(&self, publisher: &Publisher, state: MatrixState) {
@@ -62,6 +73,24 @@ impl Parts {
         publisher.retain(&format!("{}/matrix", self.base), payload.to_string());
     }
 
+    fn publish_board(&self, publisher: &Publisher) {
+        let Some(mb) = &self.board else { return };
+        let s = mb.board.state();
+        let payload = match &s.screen {
+            Screen::Clock(_) => json!({
+                "mode": "clock", "text": null, "from": null,
+                "shown_at": rfc3339(&s.shown_at),
+                "clock": if s.clock_running { "ON" } else { "OFF" },
+            }),
+            Screen::Message { text, from, .. } => json!({
+                "mode": "message", "text": text, "from": from,
+                "shown_at": rfc3339(&s.shown_at),
+                "clock": if s.clock_running { "ON" } else { "OFF" },
+            }),
+        };
+        publisher.retain(&format!("{}/display", self.base), payload.to_string());
+    }
+
     fn publish_all(&self, publisher: &Publisher) {
         for (name, led) in &self.leds {
             self.publish_led(publisher, name, led.state());
@@ -69,12 +98,22 @@ impl Parts {
         if let Some(m) = &self.matrix {
             self.publish_matrix(publisher, m.state());
         }
+        self.publish_board(publisher);
+    }
+
+    /// Draws `screen` (if any) and publishes the board's state.
+    fn board_changed(&self, screen: Option<Screen>, publisher: &Publisher) {
+        if let (Some(mb), Some(screen)) = (&self.board, screen) {
+            mb.display.show(screen);
+            self.publish_board(publisher);
+        }
     }
 
     /// Carries out one command; on error nothing has changed.
     fn execute(&mut self, cmd: Command, publisher: &Publisher) -> Result<(), CommandError> {
         let hw =
             |e: HardwareError| CommandError::BadPayload(format!("the hardware refused it: {e}"));
+        let no_board = || CommandError::Disabled("the message board".into());
         match cmd {
             Command::Led { name, set } => {
                 let led = self
@@ -94,6 +133,22 @@ impl Parts {
                 let state = m.apply(&set).map_err(hw)?;
                 self.publish_matrix(publisher, state);
             }
+            Command::DisplayMessage { text, from } => {
+                let now = self.wall.now();
+                let mb = self.board.as_mut().ok_or_else(no_board)?;
+                let screen = mb.board.message(text, from, now);
+                self.board_changed(Some(screen), publisher);
+            }
+            Command::Clock(on) => {
+                let now = self.wall.now();
+                let mb = self.board.as_mut().ok_or_else(no_board)?;
+                let screen = mb.board.set_clock(on, now);
+                let stopped = !on;
+                self.board_changed(screen, publisher);
+                if stopped {
+                    self.publish_board(publisher);
+                }
+            }
             Command::SimButtonPress => {
                 let inj = self
                     .button_injector
@@ -103,6 +158,37 @@ impl Parts {
             }
         }
         Ok(())
+    }
+
+    fn tick(&mut self, at: DateTime<Tz>, publisher: &Publisher) {
+        let Some(mb) = self.board.as_mut() else {
+            return;
+        };
+        if let Some(screen) = mb.board.tick(at) {
+            mb.display.show(screen);
+            publisher.event(
+                &format!("{}/clock/tick", self.base),
+                json!({ "time": rfc3339(&at) }).to_string(),
+            );
+        }
+    }
+
+    fn button(&mut self, ev: ButtonEvent, publisher: &Publisher) {
+        let at = self.wall.now();
+        let tz = self
+            .board
+            .as_ref()
+            .map(|b| b.board.time_zone())
+            .unwrap_or(Tz::UTC);
+        publisher.event(
+            &format!("{}/button/event", self.base),
+            json!({ "event_type": ev.event_type(), "at": rfc3339(&at.with_timezone(&tz)) })
+                .to_string(),
+        );
+        if ev == ButtonEvent::Press {
+            let screen = self.board.as_mut().and_then(|mb| mb.board.press(at));
+            self.board_changed(screen, publisher);
+        }
     }
 
     /// Every output to its safe (off) value; returns the first failure.
@@ -131,20 +217,61 @@ pub async fn run(
     hardware: Hardware,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    run_with_clock(settings, hardware, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`run`] with the wall clock given (tests pass one that follows paused tokio time).
+pub async fn run_with_clock(
+    settings: Settings,
+    hardware: Hardware,
+    wall: Arc<dyn WallClock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let base = settings.base_topic.clone();
+    let config = &settings.config;
     let Hardware {
         leds,
         matrix,
         button,
+        display,
         sim,
     } = hardware;
+
+    let (display_errors_tx, mut display_errors) = mpsc::channel::<HardwareError>(8);
+    let mut tasks = Vec::new();
+    let mut ticks = None;
+    let board = match display {
+        Some(panel) => {
+            let refresh = Refresh {
+                blocking: panel.is_slow(),
+                simulated: if panel.is_slow() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(config.display.refresh_ms)
+                },
+            };
+            let (handle, task) = display::spawn(panel, refresh, display_errors_tx);
+            tasks.push(task);
+            let (board, first) = Board::new(settings.time_zone, wall.now());
+            handle.show(first);
+            ticks = Some(clock::ticks(Arc::clone(&wall), settings.time_zone));
+            Some(MessageBoard {
+                board,
+                display: handle,
+            })
+        }
+        None => None,
+    };
+
     let mut parts = Parts {
         base: base.clone(),
+        wall: Arc::clone(&wall),
         leds: leds
             .into_iter()
             .map(|(n, pwm)| Ok((n, Led::new(pwm)?)))
             .collect::<Result<_, HardwareError>>()?,
         matrix: matrix.map(Matrix::new).transpose()?,
+        board,
         button_injector: sim.as_ref().and_then(|s| s.button.clone()),
     };
     let router = Router::new(
@@ -153,6 +280,10 @@ pub async fn run(
             leds: parts.leds.iter().map(|(n, _)| n.clone()).collect(),
             matrix: parts.matrix.is_some(),
             sim_button: parts.button_injector.is_some(),
+            display: parts
+                .board
+                .as_ref()
+                .map(|_| config.display.max_message_chars),
         },
     );
 
@@ -165,10 +296,10 @@ pub async fn run(
     parts.publish_all(&publisher);
 
     let (button_tx, mut button_rx) = mpsc::channel::<ButtonEvent>(16);
-    let mut button_task = None;
     if let Some(mut input) = button {
         let edges = input.edges()?;
-        button_task = Some(tokio::spawn(button::watch(edges, button_tx)));
+        let timing = Timing::from_config(&config.button);
+        tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
     }
 
     tokio::pin!(shutdown);
@@ -176,12 +307,17 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(msg) = inbound.recv() => handle(&router, &mut parts, &publisher, msg),
-            Some(ev) = button_rx.recv() => {
-                let payload = json!({
-                    "event_type": ev.event_type(),
-                    "at": chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-                });
-                publisher.event(&format!("{base}/button/event"), payload.to_string());
+            Some(ev) = button_rx.recv() => parts.button(ev, &publisher),
+            Some(at) = async { match ticks.as_mut() { Some(t) => t.recv().await, None => None } } => {
+                parts.tick(at, &publisher);
+            }
+            Some(e) = display_errors.recv() => {
+                let error = e.to_string();
+                warn!(%error, "display refresh failed");
+                publisher.event(
+                    &format!("{base}/error"),
+                    json!({ "topic": format!("{base}/display"), "error": error }).to_string(),
+                );
             }
             Ok(()) = link.changed() => {
                 match *link.borrow_and_update() {
@@ -193,7 +329,7 @@ pub async fn run(
     }
 
     info!("shutting down: outputs off, going offline");
-    if let Some(t) = button_task {
+    for t in tasks {
         t.abort();
     }
     let off = parts.all_off();

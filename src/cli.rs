@@ -31,6 +31,20 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the agent (the default).
     Run,
+    /// Show a message on the configured device's display and wait for its answer.
+    Send {
+        /// The message.
+        text: String,
+        /// Sender shown under the message; default: $USER.
+        #[arg(long)]
+        from: Option<String>,
+        /// Another device on the same broker (its device id), instead of this one.
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Seconds to wait for the agent's answer.
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
     /// Validate or print the merged configuration.
     Config {
         /// `check` or `show`.
@@ -75,6 +89,71 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run => run(settings),
+        Cmd::Send {
+            text,
+            from,
+            device,
+            timeout,
+        } => send(&settings, text, from, device, timeout),
+    }
+}
+
+fn send(
+    settings: &Settings,
+    text: String,
+    from: Option<String>,
+    device: Option<String>,
+    timeout: f64,
+) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("edge-agent: {msg}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        return fail(format!(
+            "--timeout {timeout}: a number of seconds from 0 to 3600"
+        ));
+    }
+    let base = match device {
+        Some(d) if crate::config::sanitize_device_id(&d) == d => format!("edge/{d}"),
+        Some(d) => {
+            return fail(format!(
+                "--device {d:?}: a device id of a-z, 0-9, '_' and '-'"
+            ))
+        }
+        None => settings.base_topic.clone(),
+    };
+    let from = from
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|f| !f.is_empty());
+    let payload = serde_json::json!({ "text": text, "from": from }).to_string();
+    let topic = format!("{base}/display/message/set");
+    let options = crate::transport::TransportOptions::from_settings(settings, Vec::new());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let answer = runtime.block_on(crate::transport::request(
+        &options,
+        &topic,
+        payload.into(),
+        Duration::from_secs_f64(timeout),
+    ));
+    match answer {
+        Err(e) => fail(e.to_string()),
+        Ok(bytes) => {
+            let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if reply["ok"] == true {
+                println!("shown on {base}");
+                ExitCode::SUCCESS
+            } else {
+                let why = reply["error"].as_str().unwrap_or("it gave no reason");
+                fail(format!("{base} refused the message: {why}"))
+            }
+        }
     }
 }
 
@@ -185,6 +264,21 @@ pub fn banner(settings: &Settings) -> String {
             (e.host.clone(), e.port, e.port)
         }
     };
+    if c.display.enabled {
+        let d = &c.display;
+        let where_ = match d.backend {
+            crate::config::DisplayBackend::Png => {
+                let p = std::path::absolute(&d.png_path).unwrap_or_else(|_| d.png_path.clone());
+                format!(" at {} (open it to see the board)", p.display())
+            }
+            crate::config::DisplayBackend::Epd => format!(" at {}", d.epd_path.display()),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "display: {}{where_}, time zone {}\n",
+            d.backend, settings.time_zone
+        ));
+    }
     out.push_str(&format!(
         "hardware: {}{}\n",
         c.hardware.backend,
@@ -221,6 +315,12 @@ pub fn banner(settings: &Settings) -> String {
             "  mosquitto_rr -V mqttv5 -h {host} -p {port_v5}{auth} -t {} -e {} -m OFF\n",
             shell_quote(&format!("{base}/led/left/set")),
             shell_quote(&format!("reply/{}", settings.device_id)),
+        ));
+    }
+    if c.display.enabled {
+        out.push_str(&format!(
+            "  mosquitto_pub {args} -t {} -m 'Hello from the README'\n",
+            shell_quote(&format!("{base}/display/message/set"))
         ));
     }
     if c.matrix.enabled {

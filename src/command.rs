@@ -22,9 +22,21 @@ pub enum Command {
     },
     /// Set the LED matrix.
     Matrix(MatrixSet),
+    /// Show a message on the board (stops the clock).
+    DisplayMessage {
+        /// The text, trimmed, not empty.
+        text: String,
+        /// The sender, if given.
+        from: Option<String>,
+    },
+    /// Start (`true`) or stop the board's clock.
+    Clock(bool),
     /// Press the simulated button.
     SimButtonPress,
 }
+
+/// Longest sender name accepted, in characters.
+pub const MAX_FROM_CHARS: usize = 64;
 
 /// A change to one PWM LED, in Home Assistant's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +139,8 @@ pub struct Catalog {
     pub matrix: bool,
     /// Whether the simulated backend's controls are available.
     pub sim_button: bool,
+    /// The message board, with the longest message it takes (characters).
+    pub display: Option<usize>,
 }
 
 impl Catalog {
@@ -134,6 +148,10 @@ impl Catalog {
         let mut k: Vec<String> = self.leds.iter().map(|n| format!("led/{n}/set")).collect();
         if self.matrix {
             k.push("matrix/set".into());
+        }
+        if self.display.is_some() {
+            k.push("display/message/set".into());
+            k.push("display/clock/set".into());
         }
         if self.sim_button {
             k.push("sim/button/press".into());
@@ -227,9 +245,66 @@ impl Router {
                 }
                 Ok(Command::Matrix(parse_matrix(text(payload)?)?))
             }
+            ["display", "message", "set"] => {
+                let max = self.catalog.display.ok_or_else(|| {
+                    CommandError::Disabled("the message board ([display])".into())
+                })?;
+                let (text, from) = parse_message(text(payload)?, max)?;
+                Ok(Command::DisplayMessage { text, from })
+            }
+            ["display", "clock", "set"] => {
+                if self.catalog.display.is_none() {
+                    return Err(CommandError::Disabled(
+                        "the message board ([display])".into(),
+                    ));
+                }
+                let p = text(payload)?.trim();
+                on_off(p).map(Command::Clock).ok_or_else(|| {
+                    CommandError::BadPayload(format!("{:?} is not ON or OFF", truncate(p, 32)))
+                })
+            }
             _ => Err(unknown()),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMessage {
+    text: String,
+    from: Option<String>,
+}
+
+/// A message: plain text, or JSON `{"text": ..., "from": ...}`.
+fn parse_message(
+    payload: &str,
+    max_chars: usize,
+) -> Result<(String, Option<String>), CommandError> {
+    let (text, from) = if payload.trim_start().starts_with('{') {
+        let j: JsonMessage = serde_json::from_str(payload).map_err(json_error)?;
+        (j.text, j.from)
+    } else {
+        (payload.to_string(), None)
+    };
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(CommandError::BadPayload("the message is empty".into()));
+    }
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(CommandError::BadPayload(format!(
+            "the message has {n} characters; the most this board takes is {max_chars}"
+        )));
+    }
+    let from = from.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+    if let Some(f) = &from {
+        if f.chars().count() > MAX_FROM_CHARS || f.chars().any(char::is_control) {
+            return Err(CommandError::BadPayload(format!(
+                "\"from\" is at most {MAX_FROM_CHARS} characters on one line"
+            )));
+        }
+    }
+    Ok((text, from))
 }
 
 fn text(payload: &[u8]) -> Result<&str, CommandError> {
@@ -381,6 +456,7 @@ mod tests {
                 leds: vec!["left".into(), "right".into()],
                 matrix: true,
                 sim_button: true,
+                display: Some(100),
             },
         )
     }
@@ -513,6 +589,60 @@ mod tests {
         assert!(r.is_command_topic("edge/t/a/b/c/set"));
         assert!(!r.is_command_topic("edge/t/status"));
         assert!(!r.is_command_topic("edge/other/led/left/set"));
+    }
+
+    #[test]
+    fn messages() {
+        let r = router();
+        let msg = |p: &[u8]| r.parse("edge/t/display/message/set", p);
+        assert_eq!(
+            msg(b"  hello world \n").unwrap(),
+            Command::DisplayMessage {
+                text: "hello world".into(),
+                from: None
+            }
+        );
+        assert_eq!(
+            msg(br#"{"text": "Dinner at 7", "from": "john"}"#).unwrap(),
+            Command::DisplayMessage {
+                text: "Dinner at 7".into(),
+                from: Some("john".into())
+            }
+        );
+        for bad in [
+            &b""[..],
+            b"   \n ",
+            br#"{"text": ""}"#,
+            br#"{"text": "hi", "colour": "red"}"#,
+            br#"{"text": 5}"#,
+            br#"{"text": "hi""#,
+            br#"{"from": "x"}"#,
+            br#"{"text": "hi", "from": "a\nb"}"#,
+        ] {
+            assert!(
+                matches!(msg(bad), Err(CommandError::BadPayload(_))),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(msg(&[b'a', 0xff]), Err(CommandError::NotUtf8));
+        assert!(msg("x".repeat(101).as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("most"));
+        assert_eq!(
+            msg(&vec![b'x'; 100_000]),
+            Err(CommandError::TooLarge(100_000))
+        );
+        assert_eq!(
+            r.parse("edge/t/display/clock/set", b"on").unwrap(),
+            Command::Clock(true)
+        );
+        assert_eq!(
+            r.parse("edge/t/display/clock/set", b"OFF").unwrap(),
+            Command::Clock(false)
+        );
+        assert!(r.parse("edge/t/display/clock/set", b"later").is_err());
     }
 
     #[test]

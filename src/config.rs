@@ -85,6 +85,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Which hardware backend drives the parts.
     pub hardware: HardwareConfig,
+    /// The e-paper message board.
+    pub display: DisplayConfig,
     /// The button.
     pub button: ButtonConfig,
     /// The two PWM LEDs that follow a phone's tilt.
@@ -243,6 +245,12 @@ pub struct ButtonConfig {
     pub enabled: bool,
     /// GPIO line (BCM number) of the button.
     pub pin: u32,
+    /// The level must hold this long to count (contact bounce), in ms.
+    pub debounce_ms: u64,
+    /// A second press within this time after a release is a double press; 0 = none.
+    pub double_press_ms: u64,
+    /// Held this long, a press is a long press, in ms.
+    pub long_press_ms: u64,
 }
 
 impl Default for ButtonConfig {
@@ -250,6 +258,85 @@ impl Default for ButtonConfig {
         ButtonConfig {
             enabled: true,
             pin: 27,
+            debounce_ms: 30,
+            double_press_ms: 300,
+            long_press_ms: 800,
+        }
+    }
+}
+
+/// Which panel shows the message board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayBackend {
+    /// Frames kept in memory only (tests).
+    Sim,
+    /// Each frame written to a PNG file.
+    #[default]
+    Png,
+    /// The Embedded Artists / Pervasive Displays EPD driver's files (`/dev/epd`).
+    Epd,
+    /// A Waveshare 2.7" panel on SPI (needs the `waveshare` build feature).
+    Waveshare,
+}
+
+impl fmt::Display for DisplayBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DisplayBackend::Sim => "sim",
+            DisplayBackend::Png => "png",
+            DisplayBackend::Epd => "epd",
+            DisplayBackend::Waveshare => "waveshare",
+        })
+    }
+}
+
+/// The e-paper message board: clock and messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// Whether the board is fitted.
+    pub enabled: bool,
+    /// `png`, `epd`, `waveshare` or `sim`.
+    pub backend: DisplayBackend,
+    /// Panel width in pixels (the EPD driver reports its own).
+    pub width: u32,
+    /// Panel height in pixels.
+    pub height: u32,
+    /// IANA time zone of the clock, e.g. `Europe/Berlin`; default: the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The PNG file the `png` backend writes.
+    pub png_path: PathBuf,
+    /// The EPD driver's folder for the `epd` backend.
+    pub epd_path: PathBuf,
+    /// Simulated panel refresh time of the `png` and `sim` backends, in ms.
+    pub refresh_ms: u64,
+    /// Longest message accepted, in characters.
+    pub max_message_chars: usize,
+    /// Waveshare panel: reset line (BCM).
+    pub rst_pin: u32,
+    /// Waveshare panel: data/command line (BCM).
+    pub dc_pin: u32,
+    /// Waveshare panel: busy line (BCM).
+    pub busy_pin: u32,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            enabled: true,
+            backend: DisplayBackend::Png,
+            width: 264,
+            height: 176,
+            time_zone: None,
+            png_path: PathBuf::from("edge-agent-display.png"),
+            epd_path: PathBuf::from("/dev/epd"),
+            refresh_ms: 0,
+            max_message_chars: 1000,
+            rst_pin: 17,
+            dc_pin: 25,
+            busy_pin: 24,
         }
     }
 }
@@ -556,7 +643,68 @@ impl Config {
         // Parts and their GPIO lines.
         let chip = &self.hardware.chip;
         let mut lines: Vec<(String, u32, String)> = Vec::new();
+        let time_zone =
+            crate::clock::resolve_zone(self.display.time_zone.as_deref()).map_err(|allowed| {
+                ConfigError::new(
+                    "display.time_zone",
+                    quote(self.display.time_zone.as_deref().unwrap_or("")),
+                    allowed,
+                )
+            })?;
+        if self.display.enabled {
+            let d = &self.display;
+            if !(8..=4096).contains(&d.width) || d.width % 8 != 0 {
+                return Err(ConfigError::new(
+                    "display.width",
+                    d.width,
+                    "a multiple of 8 from 8 to 4096 pixels",
+                ));
+            }
+            if !(8..=4096).contains(&d.height) {
+                return Err(ConfigError::new(
+                    "display.height",
+                    d.height,
+                    "8 to 4096 pixels",
+                ));
+            }
+            if d.refresh_ms > 600_000 {
+                return Err(ConfigError::new(
+                    "display.refresh_ms",
+                    d.refresh_ms,
+                    "0 to 600000 ms",
+                ));
+            }
+            if !(1..=10_000).contains(&d.max_message_chars) {
+                return Err(ConfigError::new(
+                    "display.max_message_chars",
+                    d.max_message_chars,
+                    "1 to 10000 characters",
+                ));
+            }
+            if d.backend == DisplayBackend::Waveshare {
+                lines.push((chip.clone(), d.rst_pin, "display.rst_pin".into()));
+                lines.push((chip.clone(), d.dc_pin, "display.dc_pin".into()));
+                lines.push((chip.clone(), d.busy_pin, "display.busy_pin".into()));
+            }
+        }
         if self.button.enabled {
+            let b = &self.button;
+            for (key, v, max) in [
+                ("button.debounce_ms", b.debounce_ms, 1000),
+                ("button.double_press_ms", b.double_press_ms, 5000),
+                ("button.long_press_ms", b.long_press_ms, 60_000),
+            ] {
+                if v > max {
+                    return Err(ConfigError::new(key, v, format!("0 to {max} ms")));
+                }
+            }
+            if b.long_press_ms <= b.debounce_ms {
+                return Err(ConfigError::new(
+                    "button.long_press_ms",
+                    b.long_press_ms,
+                    format!("more than button.debounce_ms ({})", b.debounce_ms),
+                ));
+            }
             lines.push((chip.clone(), self.button.pin, "button.pin".into()));
         }
         if self.tilt.enabled {
@@ -611,6 +759,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("edge-agent {device_id}"));
         Ok(Settings {
+            time_zone,
             device_id,
             device_name: name,
             base_topic,
@@ -627,6 +776,8 @@ impl Config {
 /// The validated configuration plus the values derived from it.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Time zone of the clock and of the times shown.
+    pub time_zone: chrono_tz::Tz,
     /// Device id used in topics and discovery.
     pub device_id: String,
     /// Human-readable device name.
@@ -891,6 +1042,7 @@ fn one_line(message: &str) -> String {
 /// Lists the parts that are enabled, by name, for the start-up banner.
 pub fn enabled_parts(config: &Config) -> BTreeMap<&'static str, bool> {
     BTreeMap::from([
+        ("display", config.display.enabled),
         ("button", config.button.enabled),
         ("tilt", config.tilt.enabled),
         ("matrix", config.matrix.enabled),
@@ -955,6 +1107,13 @@ mod tests {
         assert_eq!(e.key, "mqtt.keep_alive_s");
         let e = Config::from_toml("[tilt]\nfrequency_hz = 0\n").unwrap_err();
         assert_eq!(e.key, "tilt.frequency_hz");
+        let e = Config::from_toml("[display]\nwidth = 263\n").unwrap_err();
+        assert_eq!(e.key, "display.width");
+        let e = Config::from_toml("[display]\ntime_zone = \"Mars/Base\"\n").unwrap_err();
+        assert_eq!(e.key, "display.time_zone");
+        let e = Config::from_toml("[display]\nbackend = \"oled\"\n").unwrap_err();
+        assert_eq!(e.key, "display.backend");
+        assert!(e.allowed.contains("png"), "{e}");
     }
 
     #[test]

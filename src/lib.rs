@@ -15,8 +15,10 @@
 pub mod agent;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod device;
 pub mod hardware;
+pub mod render;
 pub mod transport;

@@ -171,6 +171,135 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn mqtt_options(
+    options: &TransportOptions,
+    client_id: &str,
+) -> Result<MqttOptions, TransportError> {
+    let mut mqtt = MqttOptions::new(client_id, &options.host, options.port);
+    mqtt.set_keep_alive(options.keep_alive)
+        .set_clean_start(true)
+        .set_max_packet_size(Some(MAX_INCOMING_PACKET))
+        .set_connection_timeout(5);
+    if let Some((user, pass)) = &options.credentials {
+        mqtt.set_credentials(user, pass);
+    }
+    if options.tls {
+        // ring is the one TLS provider built in; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = options.tls_ca.clone().ok_or_else(|| {
+            TransportError::Tls(
+                "mqtts:// needs mqtt.ca_file (the CA that signed the broker's certificate)".into(),
+            )
+        })?;
+        mqtt.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+    }
+    Ok(mqtt)
+}
+
+/// Why a one-off request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The connection could not be set up.
+    #[error("{0}")]
+    Setup(#[from] TransportError),
+    /// The broker could not be reached or refused us.
+    #[error("cannot reach the broker at {broker}: {reason}")]
+    Unreachable {
+        /// host:port.
+        broker: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Nobody answered in time.
+    #[error("no answer on {topic} within {} s; is the agent running?", within.as_secs_f32())]
+    NoAnswer {
+        /// The request topic.
+        topic: String,
+        /// How long we waited.
+        within: Duration,
+    },
+}
+
+/// Publishes one MQTT 5 request (response topic + correlation data) and
+/// returns the answer's payload; for `edge-agent send`.
+pub async fn request(
+    options: &TransportOptions,
+    topic: &str,
+    payload: Bytes,
+    within: Duration,
+) -> Result<Bytes, RequestError> {
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let client_id = format!("{}-send-{nonce}", options.client_id);
+    let reply_topic = format!("edge-agent/reply/{client_id}");
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options(options, &client_id)?, 16);
+    let correlation = Bytes::from(nonce.into_bytes());
+    let broker = format!("{}:{}", options.host, options.port);
+    let exchange = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let props = PublishProperties {
+                        response_topic: Some(reply_topic.clone()),
+                        correlation_data: Some(correlation.clone()),
+                        ..Default::default()
+                    };
+                    let _ = client.try_publish_with_properties(
+                        topic,
+                        QoS::AtLeastOnce,
+                        false,
+                        payload.clone(),
+                        props,
+                    );
+                }
+                Ok(Event::Incoming(Packet::Publish(p)))
+                    if p.topic == reply_topic.as_bytes()
+                        && p.properties
+                            .as_ref()
+                            .and_then(|pr| pr.correlation_data.as_ref())
+                            == Some(&correlation) =>
+                {
+                    let _ = client.try_disconnect();
+                    // Let the DISCONNECT go out; the answer is in hand either way.
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                    return Ok(p.payload);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(RequestError::Unreachable {
+                        broker: broker.clone(),
+                        reason: describe(&e),
+                    })
+                }
+            }
+        }
+    };
+    tokio::time::timeout(within, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RequestError::NoAnswer {
+                topic: topic.to_string(),
+                within,
+            })
+        })
+}
+
 impl Transport {
     /// Starts connecting in the background. Incoming messages on the filters
     /// go to `inbound`; link changes to the returned watch.
@@ -178,40 +307,14 @@ impl Transport {
         options: TransportOptions,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<(Transport, watch::Receiver<Link>), TransportError> {
-        let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
-        mqtt.set_keep_alive(options.keep_alive)
-            .set_clean_start(true)
-            .set_max_packet_size(Some(MAX_INCOMING_PACKET))
-            .set_connection_timeout(5)
-            .set_last_will(LastWill::new(
-                &options.status_topic,
-                OFFLINE,
-                QoS::AtLeastOnce,
-                true,
-                None,
-            ));
-        if let Some((user, pass)) = &options.credentials {
-            mqtt.set_credentials(user, pass);
-        }
-        if options.tls {
-            // ring is the one TLS provider built in; installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let transport =
-                match &options.tls_ca {
-                    Some(ca) => {
-                        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                            ca: ca.clone(),
-                            alpn: None,
-                            client_auth: None,
-                        })
-                    }
-                    None => return Err(TransportError::Tls(
-                        "mqtts:// needs mqtt.ca_file (the CA that signed the broker's certificate)"
-                            .into(),
-                    )),
-                };
-            mqtt.set_transport(transport);
-        }
+        let mut mqtt = mqtt_options(&options, &options.client_id)?;
+        mqtt.set_last_will(LastWill::new(
+            &options.status_topic,
+            OFFLINE,
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
         let (client, eventloop) = AsyncClient::new(mqtt, 1024);
         let shared = Arc::new(Mutex::new(Shared {
             link: Link::Down,

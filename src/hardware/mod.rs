@@ -5,11 +5,15 @@
 //! written together (the matrix), a PWM channel (each LED), a stream of input
 //! edges (the button), and a 1-bit display.
 
+pub mod epd_file;
+pub mod png_file;
 pub mod sim;
+#[cfg(feature = "waveshare")]
+pub mod waveshare;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Backend, Settings};
+use crate::config::{Backend, DisplayBackend, Settings};
 
 /// A hardware write or set-up that failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,11 @@ pub trait Display: Send {
     fn size(&self) -> (u32, u32);
     /// Shows a whole frame; may take seconds on a real panel.
     fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError>;
+    /// Whether `show` can take long (a real panel), so that it must run off
+    /// the async runtime's threads.
+    fn is_slow(&self) -> bool {
+        true
+    }
 }
 
 /// The hardware parts the configuration enables.
@@ -87,6 +96,8 @@ pub struct Hardware {
     pub matrix: Option<Box<dyn DigitalOutputs>>,
     /// The button input.
     pub button: Option<Box<dyn InputEdges>>,
+    /// The message board's panel.
+    pub display: Option<Box<dyn Display>>,
     /// Controls of the simulated backend (button injection, recordings).
     pub sim: Option<sim::SimHandles>,
 }
@@ -94,14 +105,40 @@ pub struct Hardware {
 impl Hardware {
     /// Builds the backend the configuration asks for.
     pub fn from_settings(settings: &Settings) -> Result<Hardware, HardwareError> {
-        match settings.config.hardware.backend {
-            Backend::Sim => Ok(sim::build(&settings.config)),
-            other => Err(HardwareError::Backend {
-                part: "hardware".into(),
-                message: format!(
-                    "backend {other} is not available in this build yet; use backend = \"sim\""
-                ),
-            }),
+        let mut hw = match settings.config.hardware.backend {
+            Backend::Sim => sim::build(&settings.config),
+            other => {
+                return Err(HardwareError::Backend {
+                    part: "hardware".into(),
+                    message: format!(
+                        "backend {other} is not available in this build yet; use backend = \"sim\""
+                    ),
+                })
+            }
+        };
+        let d = &settings.config.display;
+        if d.enabled {
+            hw.display = Some(match d.backend {
+                DisplayBackend::Sim => {
+                    let s = sim::SimDisplay::new(d.width, d.height);
+                    if let Some(h) = &mut hw.sim {
+                        h.display = Some(s.frames.clone());
+                    }
+                    Box::new(s)
+                }
+                DisplayBackend::Png => Box::new(png_file::PngDisplay::new(&d.png_path, d.width, d.height)),
+                DisplayBackend::Epd => Box::new(epd_file::EpdFile::open(&d.epd_path)?),
+                #[cfg(feature = "waveshare")]
+                DisplayBackend::Waveshare => Box::new(waveshare::Waveshare27::open(d)?),
+                #[cfg(not(feature = "waveshare"))]
+                DisplayBackend::Waveshare => {
+                    return Err(HardwareError::Backend {
+                        part: "display".into(),
+                        message: "this edge-agent was built without Waveshare support; rebuild with `--features waveshare`".into(),
+                    })
+                }
+            });
         }
+        Ok(hw)
     }
 }

@@ -229,6 +229,9 @@ impl Display for SimDisplay {
         self.frames.record(frame.clone());
         Ok(())
     }
+    fn is_slow(&self) -> bool {
+        false
+    }
 }
 
 /// What a test or the sim command topics can reach of the simulated hardware.
@@ -240,6 +243,8 @@ pub struct SimHandles {
     pub matrix: Option<Recording<Vec<bool>>>,
     /// Presses the button.
     pub button: Option<ButtonInjector>,
+    /// Frames shown on the simulated display (`display.backend = "sim"`).
+    pub display: Option<Recording<BitFrame>>,
 }
 
 impl SimHandles {
@@ -277,10 +282,12 @@ pub fn build(config: &Config) -> Hardware {
         leds,
         matrix,
         button,
+        display: None,
         sim: Some(SimHandles {
             leds: led_recs,
             matrix: matrix_rec,
             button: injector,
+            display: None,
         }),
     }
 }

@@ -1,0 +1,150 @@
+//! The message board's logic, from the original e-paper project: the clock
+//! is drawn every minute; a message stops it and is shown with its sender and
+//! arrival time; a button press (or `ON`) restarts the clock.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::render::Screen;
+
+/// What the board shows and whether the clock runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardState {
+    /// The screen on the panel (the clock's time, or the message).
+    pub screen: Screen,
+    /// Whether the clock redraws every minute.
+    pub clock_running: bool,
+    /// When the current screen's mode began (message arrival, clock start).
+    pub shown_at: DateTime<Tz>,
+}
+
+/// The board.
+#[derive(Debug, Clone)]
+pub struct Board {
+    tz: Tz,
+    state: BoardState,
+}
+
+impl Board {
+    /// A board that starts with the running clock; also returns the first screen.
+    pub fn new(tz: Tz, now: DateTime<Utc>) -> (Self, Screen) {
+        let now = now.with_timezone(&tz);
+        let screen = Screen::Clock(now);
+        let board = Board {
+            tz,
+            state: BoardState {
+                screen: screen.clone(),
+                clock_running: true,
+                shown_at: now,
+            },
+        };
+        (board, screen)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &BoardState {
+        &self.state
+    }
+
+    /// The board's time zone.
+    pub fn time_zone(&self) -> Tz {
+        self.tz
+    }
+
+    /// A message arrived: the clock stops and the message is drawn.
+    pub fn message(&mut self, text: String, from: Option<String>, now: DateTime<Utc>) -> Screen {
+        let at = now.with_timezone(&self.tz);
+        let screen = Screen::Message { text, from, at };
+        self.state = BoardState {
+            screen: screen.clone(),
+            clock_running: false,
+            shown_at: at,
+        };
+        screen
+    }
+
+    /// `ON` (true) or `OFF` (false). ON while the clock runs changes nothing;
+    /// OFF freezes whatever is shown.
+    pub fn set_clock(&mut self, on: bool, now: DateTime<Utc>) -> Option<Screen> {
+        match (on, self.state.clock_running) {
+            (true, false) => {
+                let now = now.with_timezone(&self.tz);
+                let screen = Screen::Clock(now);
+                self.state = BoardState {
+                    screen: screen.clone(),
+                    clock_running: true,
+                    shown_at: now,
+                };
+                Some(screen)
+            }
+            (false, true) => {
+                self.state.clock_running = false;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A button press: restarts a stopped clock; nothing while it runs.
+    pub fn press(&mut self, now: DateTime<Utc>) -> Option<Screen> {
+        self.set_clock(true, now)
+    }
+
+    /// A whole minute passed: the new clock screen, if the clock runs.
+    pub fn tick(&mut self, at: DateTime<Tz>) -> Option<Screen> {
+        if !self.state.clock_running {
+            return None;
+        }
+        let screen = Screen::Clock(at);
+        self.state.screen = screen.clone();
+        Some(screen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 18, min, 0).unwrap()
+    }
+
+    #[test]
+    fn message_stops_the_clock_and_a_press_restarts_it() {
+        let tz = chrono_tz::UTC;
+        let (mut b, first) = Board::new(tz, t(0));
+        assert_eq!(first, Screen::Clock(t(0).with_timezone(&tz)));
+        assert!(b.tick(t(1).with_timezone(&tz)).is_some());
+        // A press while the clock runs does nothing.
+        assert_eq!(b.press(t(1)), None);
+        let before = b.state().clone();
+        assert_eq!(b.press(t(1)), None);
+        assert_eq!(b.state(), &before);
+
+        let m = b.message("hi".into(), Some("john".into()), t(2));
+        assert!(matches!(m, Screen::Message { .. }));
+        assert!(!b.state().clock_running);
+        assert_eq!(
+            b.tick(t(3).with_timezone(&tz)),
+            None,
+            "no clock while a message shows"
+        );
+        assert_eq!(b.state().screen, m);
+
+        let c = b.press(t(4)).expect("press restarts the clock");
+        assert_eq!(c, Screen::Clock(t(4).with_timezone(&tz)));
+        assert!(b.state().clock_running);
+    }
+
+    #[test]
+    fn on_and_off() {
+        let tz = chrono_tz::UTC;
+        let (mut b, _) = Board::new(tz, t(0));
+        assert_eq!(b.set_clock(true, t(0)), None, "ON while running: nothing");
+        assert_eq!(b.set_clock(false, t(1)), None);
+        assert!(!b.state().clock_running);
+        assert_eq!(b.tick(t(2).with_timezone(&tz)), None);
+        assert!(b.set_clock(true, t(3)).is_some());
+    }
+}

@@ -1,0 +1,166 @@
+//! Keeps the panel's slow refresh away from the command path: commands hand
+//! the newest screen to a worker and return at once; the worker draws the
+//! newest screen whenever the previous refresh has finished. Screens that
+//! were replaced while a refresh ran are never drawn.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::hardware::{Display, HardwareError};
+use crate::render::{render, Screen};
+
+/// Hands screens to the display worker; cheap to clone.
+#[derive(Clone)]
+pub struct DisplayHandle {
+    tx: watch::Sender<Option<Screen>>,
+}
+
+impl DisplayHandle {
+    /// Asks for `screen` to be drawn next, replacing any screen still waiting.
+    pub fn show(&self, screen: Screen) {
+        self.tx.send_replace(Some(screen));
+    }
+}
+
+/// How the worker treats the backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Refresh {
+    /// Run `show` on a blocking thread (real panels take seconds).
+    pub blocking: bool,
+    /// Extra time a refresh takes (simulated panels).
+    pub simulated: Duration,
+}
+
+/// Starts the worker. Failed refreshes are reported on `errors`.
+pub fn spawn(
+    display: Box<dyn Display>,
+    refresh: Refresh,
+    errors: mpsc::Sender<HardwareError>,
+) -> (DisplayHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let task = tokio::spawn(run(display, refresh, rx, errors));
+    (DisplayHandle { tx }, task)
+}
+
+async fn run(
+    mut display: Box<dyn Display>,
+    refresh: Refresh,
+    mut rx: watch::Receiver<Option<Screen>>,
+    errors: mpsc::Sender<HardwareError>,
+) {
+    let (w, h) = display.size();
+    while rx.changed().await.is_ok() {
+        let Some(screen) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let result = if refresh.blocking {
+            let joined = tokio::task::spawn_blocking(move || {
+                let frame = render(&screen, w, h);
+                let r = display.show(&frame);
+                (display, r)
+            })
+            .await;
+            match joined {
+                Ok((d, r)) => {
+                    display = d;
+                    r
+                }
+                Err(e) => {
+                    // The panel driver panicked: the display is gone.
+                    let _ = errors
+                        .send(HardwareError::Backend {
+                            part: "display".into(),
+                            message: e.to_string(),
+                        })
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            display.show(&render(&screen, w, h))
+        };
+        if let Err(e) = result {
+            let _ = errors.send(e).await;
+        }
+        if !refresh.simulated.is_zero() {
+            tokio::time::sleep(refresh.simulated).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::sim::SimDisplay;
+    use chrono::TimeZone;
+    use tokio::time::Instant;
+
+    fn msg(i: u32) -> Screen {
+        Screen::Message {
+            text: format!("message {i}"),
+            from: None,
+            at: chrono_tz::UTC
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, i)
+                .unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ten_messages_during_one_slow_refresh_give_two_refreshes() {
+        let d = SimDisplay::new(264, 176);
+        let frames = d.frames.clone();
+        let (etx, _erx) = mpsc::channel(4);
+        let refresh = Refresh {
+            blocking: false,
+            simulated: Duration::from_secs(3),
+        };
+        let (handle, _task) = spawn(Box::new(d), refresh, etx);
+        let start = Instant::now();
+        handle.show(msg(1));
+        tokio::time::sleep(Duration::from_millis(100)).await; // the first refresh is running
+        for i in 2..=10 {
+            handle.show(msg(i));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let seen = frames.entries();
+        assert_eq!(seen.len(), 2, "exactly two refreshes");
+        assert_eq!(seen[0].0 - start, Duration::ZERO);
+        assert_eq!(
+            seen[1].0 - start,
+            Duration::from_secs(3),
+            "the second right after the first"
+        );
+        assert_eq!(seen[0].1, render(&msg(1), 264, 176));
+        assert_eq!(seen[1].1, render(&msg(10), 264, 176), "the newest is drawn");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn show_returns_at_once_even_on_a_blocking_panel() {
+        struct Slow;
+        impl Display for Slow {
+            fn size(&self) -> (u32, u32) {
+                (8, 8)
+            }
+            fn show(&mut self, _: &crate::hardware::BitFrame) -> Result<(), HardwareError> {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Err(HardwareError::Invalid("panel unplugged".into()))
+            }
+        }
+        let (etx, mut erx) = mpsc::channel(4);
+        let (handle, _task) = spawn(
+            Box::new(Slow),
+            Refresh {
+                blocking: true,
+                simulated: Duration::ZERO,
+            },
+            etx,
+        );
+        let t = std::time::Instant::now();
+        handle.show(msg(1));
+        assert!(t.elapsed() < std::time::Duration::from_millis(50));
+        let e = erx.recv().await.expect("the failure is reported");
+        assert!(e.to_string().contains("unplugged"));
+    }
+}
