@@ -452,6 +452,20 @@ mod tests {
     }
 
     #[test]
+    fn the_samples_under_docs_are_what_the_renderer_draws() {
+        for (name, screen) in samples() {
+            let committed =
+                std::fs::read(format!("{}/docs/{name}.png", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap_or_else(|e| panic!("docs/{name}.png: {e}"));
+            let now = crate::hardware::png_file::encode(&render(&screen, 264, 176)).unwrap();
+            assert!(
+                committed == now,
+                "docs/{name}.png is stale: run `cargo run --example render_samples`"
+            );
+        }
+    }
+
+    #[test]
     fn odd_sizes_and_odd_texts_never_panic() {
         let texts = [
             "x".to_string(),

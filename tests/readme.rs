@@ -65,18 +65,30 @@ fn readme_lines_work_exactly_as_printed() {
         return;
     }
     let (v4, v5) = (free_port(), free_port());
-    let agent = Agent::start(&embedded_config("raspberrypi", v4, v5));
+    let cfg = format!(
+        "{}[display]\ntime_zone = \"Europe/Berlin\"\n",
+        embedded_config("raspberrypi", v4, v5)
+    );
+    let agent = Agent::start(&cfg);
     assert!(
         agent.wait_stdout("sim/button/press", Duration::from_secs(10)),
         "banner printed"
     );
     let printed = agent.stdout_lines();
+    // The agent runs in a temp folder: its PNG path is there, not in /home/pi.
+    let png_dir = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("display: png at "))
+        .and_then(|rest| rest.split("/edge-agent-display.png").next())
+        .expect("display line")
+        .to_string();
 
     // 1. The agent prints what the README shows (but for the test's ports).
     let expected: Vec<String> = readme_banner()
         .iter()
         .map(|l| {
-            l.replace("1883", &v4.to_string())
+            l.replace("/home/pi", &png_dir)
+                .replace("1883", &v4.to_string())
                 .replace("1884", &v5.to_string())
                 .replace(
                     "edge-agent 0.1.0",
@@ -117,6 +129,7 @@ fn readme_lines_work_exactly_as_printed() {
         r#"edge/raspberrypi/led/left {"brightness":255,"state":"OFF"}"#,
         r#"edge/raspberrypi/matrix {"effect":null,"frame":"01010/01010/00000/10001/01110","state":"ON"}"#,
         r#"edge/raspberrypi/button/event {"at":"#,
+        r#"edge/raspberrypi/display {"clock":"OFF","from":null,"mode":"message","#,
     ] {
         assert!(
             seen.lines().any(|l| l.starts_with(want)),

@@ -85,7 +85,11 @@ pub fn command(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Command, t
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("write config");
     let mut cmd = Command::new(AGENT);
-    cmd.args(args).arg("--config").arg(&path);
+    // Files the agent writes (the board's PNG) stay in the temp folder.
+    cmd.args(args)
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path());
     for (k, _) in std::env::vars() {
         if k.starts_with("EDGE_AGENT_") {
             cmd.env_remove(k);
