@@ -10,6 +10,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::{self, rfc3339, SystemClock, WallClock};
@@ -18,7 +19,7 @@ use crate::config::Settings;
 use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
 use crate::device::display::{self, DisplayHandle, Refresh};
-use crate::device::led::{Led, LedState};
+use crate::device::led::{LedGroup, LedTimer, LedTiming};
 use crate::device::matrix::{Matrix, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
@@ -49,19 +50,34 @@ struct MessageBoard {
 struct Parts {
     base: String,
     wall: Arc<dyn WallClock>,
-    leds: Vec<(String, Led)>,
+    leds: Option<LedGroup>,
     matrix: Option<Matrix>,
     board: Option<MessageBoard>,
     button_injector: Option<ButtonInjector>,
 }
 
 impl Parts {
-    fn publish_led(&self, publisher: &Publisher, name: &str, state: LedState) {
-        let payload = json!({
-            "state": if state.on { "ON" } else { "OFF" },
-            "brightness": state.brightness,
-        });
-        publisher.retain(&format!("{}/led/{name}", self.base), payload.to_string());
+    /// Publishes every LED's state now.
+    fn publish_leds(&mut self, publisher: &Publisher) {
+        let Some(leds) = self.leds.as_mut() else {
+            return;
+        };
+        for (name, state) in leds.states() {
+            let payload = json!({
+                "state": if state.on { "ON" } else { "OFF" },
+                "brightness": state.brightness,
+            });
+            publisher.retain(&format!("{}/led/{name}", self.base), payload.to_string());
+        }
+        leds.published(Instant::now());
+    }
+
+    /// Turns the LEDs off (broker loss while tilting) and reports it.
+    fn leds_off(&mut self, publisher: &Publisher) {
+        if let Some(leds) = self.leds.as_mut() {
+            leds.off();
+            self.publish_leds(publisher);
+        }
     }
 
     fn publish_matrix(&self, publisher: &Publisher, state: MatrixState) {
@@ -91,10 +107,8 @@ impl Parts {
         publisher.retain(&format!("{}/display", self.base), payload.to_string());
     }
 
-    fn publish_all(&self, publisher: &Publisher) {
-        for (name, led) in &self.leds {
-            self.publish_led(publisher, name, led.state());
-        }
+    fn publish_all(&mut self, publisher: &Publisher) {
+        self.publish_leds(publisher);
         if let Some(m) = &self.matrix {
             self.publish_matrix(publisher, m.state());
         }
@@ -116,14 +130,21 @@ impl Parts {
         let no_board = || CommandError::Disabled("the message board".into());
         match cmd {
             Command::Led { name, set } => {
-                let led = self
+                let leds = self
                     .leds
-                    .iter_mut()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, l)| l)
+                    .as_mut()
                     .ok_or_else(|| CommandError::Disabled(format!("LED {name}")))?;
-                let state = led.apply(set).map_err(hw)?;
-                self.publish_led(publisher, &name, state);
+                if !leds.command(&name, set) {
+                    return Err(CommandError::Disabled(format!("LED {name}")));
+                }
+                self.publish_leds(publisher);
+            }
+            Command::Tilt(t) => {
+                let leds = self
+                    .leds
+                    .as_mut()
+                    .ok_or_else(|| CommandError::Disabled("the tilt LEDs".into()))?;
+                leds.tilt(t, Instant::now());
             }
             Command::Matrix(set) => {
                 let m = self
@@ -192,13 +213,11 @@ impl Parts {
     }
 
     /// Every output to its safe (off) value; returns the first failure.
-    fn all_off(&mut self) -> Result<(), HardwareError> {
+    async fn all_off(&mut self) -> Result<(), HardwareError> {
         let mut first = None;
-        for (name, led) in &mut self.leds {
-            if let Err(e) = led.off() {
-                warn!(led = %name, error = %e, "could not turn the LED off");
-                first.get_or_insert(e);
-            }
+        if let Some(leds) = self.leds.take() {
+            // The writer's last act is to write the off state; it stops after that.
+            leds.finish(Duration::from_millis(200)).await;
         }
         if let Some(m) = &mut self.matrix {
             if let Err(e) = m.off() {
@@ -238,6 +257,7 @@ pub async fn run_with_clock(
     } = hardware;
 
     let (display_errors_tx, mut display_errors) = mpsc::channel::<HardwareError>(8);
+    let (led_errors_tx, mut led_errors) = mpsc::channel::<HardwareError>(8);
     let mut tasks = Vec::new();
     let mut ticks = None;
     let board = match display {
@@ -266,10 +286,14 @@ pub async fn run_with_clock(
     let mut parts = Parts {
         base: base.clone(),
         wall: Arc::clone(&wall),
-        leds: leds
-            .into_iter()
-            .map(|(n, pwm)| Ok((n, Led::new(pwm)?)))
-            .collect::<Result<_, HardwareError>>()?,
+        leds: (!leds.is_empty()).then(|| {
+            let timing = LedTiming {
+                write_interval: Duration::from_millis(config.tilt.write_interval_ms),
+                tilt_timeout: Duration::from_millis(config.tilt.timeout_ms),
+                publish_interval: Duration::from_millis(config.tilt.state_interval_ms),
+            };
+            LedGroup::new(leds, timing, led_errors_tx)
+        }),
         matrix: matrix.map(Matrix::new).transpose()?,
         board,
         button_injector: sim.as_ref().and_then(|s| s.button.clone()),
@@ -277,13 +301,21 @@ pub async fn run_with_clock(
     let router = Router::new(
         base.clone(),
         Catalog {
-            leds: parts.leds.iter().map(|(n, _)| n.clone()).collect(),
+            leds: parts
+                .leds
+                .as_ref()
+                .map(|l| l.names().to_vec())
+                .unwrap_or_default(),
             matrix: parts.matrix.is_some(),
             sim_button: parts.button_injector.is_some(),
             display: parts
                 .board
                 .as_ref()
                 .map(|_| config.display.max_message_chars),
+            tilt: parts
+                .leds
+                .as_ref()
+                .is_some_and(|l| l.names().iter().any(|n| n == "left")),
         },
     );
 
@@ -311,6 +343,23 @@ pub async fn run_with_clock(
             Some(at) = async { match ticks.as_mut() { Some(t) => t.recv().await, None => None } } => {
                 parts.tick(at, &publisher);
             }
+            timer = led_timer(parts.leds.as_ref()) => {
+                if timer == LedTimer::TiltTimeout {
+                    info!("no tilt for {} ms: LEDs off", config.tilt.timeout_ms);
+                }
+                if let Some(leds) = parts.leds.as_mut() {
+                    leds.fire(timer);
+                }
+                parts.publish_leds(&publisher);
+            }
+            Some(e) = led_errors.recv() => {
+                let error = e.to_string();
+                warn!(%error, "LED write failed");
+                publisher.event(
+                    &format!("{base}/error"),
+                    json!({ "topic": format!("{base}/led"), "error": error }).to_string(),
+                );
+            }
             Some(e) = display_errors.recv() => {
                 let error = e.to_string();
                 warn!(%error, "display refresh failed");
@@ -322,7 +371,12 @@ pub async fn run_with_clock(
             Ok(()) = link.changed() => {
                 match *link.borrow_and_update() {
                     Link::Up => info!(base = %base, "online"),
-                    Link::Down => warn!("broker connection lost; reconnecting"),
+                    Link::Down => {
+                        warn!("broker connection lost; reconnecting");
+                        if parts.leds.as_ref().is_some_and(LedGroup::tilting) {
+                            parts.leds_off(&publisher);
+                        }
+                    }
                 }
             }
         }
@@ -332,10 +386,22 @@ pub async fn run_with_clock(
     for t in tasks {
         t.abort();
     }
-    let off = parts.all_off();
+    parts.leds_off(&publisher);
+    let off = parts.all_off().await;
     parts.publish_all(&publisher);
     transport.shutdown(GOODBYE).await;
     off.map_err(AgentError::Hardware)
+}
+
+/// Completes when the LEDs' next timer is due; never without one.
+async fn led_timer(leds: Option<&LedGroup>) -> LedTimer {
+    match leds.and_then(|l| l.next_timer(Instant::now())) {
+        Some((at, timer)) => {
+            tokio::time::sleep_until(at).await;
+            timer
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inbound) {

@@ -31,8 +31,42 @@ pub enum Command {
     },
     /// Start (`true`) or stop the board's clock.
     Clock(bool),
+    /// A gravity vector from the phone; its y drives the LEDs.
+    Tilt(Tilt),
     /// Press the simulated button.
     SimButtonPress,
+}
+
+/// A gravity vector, each component within ±100 (clamped).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tilt {
+    /// Left/right.
+    pub x: f64,
+    /// Forward/back: drives the LEDs.
+    pub y: f64,
+    /// Up/down.
+    pub z: f64,
+}
+
+impl Tilt {
+    /// Largest magnitude of a component; larger values are clamped to it.
+    pub const LIMIT: f64 = 100.0;
+
+    fn new(x: f64, y: f64, z: f64) -> Result<Tilt, CommandError> {
+        for (name, v) in [("x", x), ("y", y), ("z", z)] {
+            if !v.is_finite() {
+                return Err(CommandError::BadPayload(format!(
+                    "{name} is {v}; tilt values are finite numbers"
+                )));
+            }
+        }
+        let c = |v: f64| v.clamp(-Self::LIMIT, Self::LIMIT);
+        Ok(Tilt {
+            x: c(x),
+            y: c(y),
+            z: c(z),
+        })
+    }
 }
 
 /// Longest sender name accepted, in characters.
@@ -141,6 +175,8 @@ pub struct Catalog {
     pub sim_button: bool,
     /// The message board, with the longest message it takes (characters).
     pub display: Option<usize>,
+    /// Whether the tilt LEDs are fitted.
+    pub tilt: bool,
 }
 
 impl Catalog {
@@ -148,6 +184,9 @@ impl Catalog {
         let mut k: Vec<String> = self.leds.iter().map(|n| format!("led/{n}/set")).collect();
         if self.matrix {
             k.push("matrix/set".into());
+        }
+        if self.tilt {
+            k.push("tilt/set".into());
         }
         if self.display.is_some() {
             k.push("display/message/set".into());
@@ -245,6 +284,12 @@ impl Router {
                 }
                 Ok(Command::Matrix(parse_matrix(text(payload)?)?))
             }
+            ["tilt", "set"] => {
+                if !self.catalog.tilt {
+                    return Err(CommandError::Disabled("the tilt LEDs ([tilt])".into()));
+                }
+                parse_tilt(payload).map(Command::Tilt)
+            }
             ["display", "message", "set"] => {
                 let max = self.catalog.display.ok_or_else(|| {
                     CommandError::Disabled("the message board ([display])".into())
@@ -266,6 +311,50 @@ impl Router {
             _ => Err(unknown()),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonTilt {
+    x: f64,
+    y: f64,
+    z: f64,
+}
+
+/// A tilt: `"x y z"`, JSON `{"x":..,"y":..,"z":..}`, or 12 bytes of three
+/// little-endian f32. A 12-byte payload that is not printable text is binary.
+fn parse_tilt(payload: &[u8]) -> Result<Tilt, CommandError> {
+    let printable = payload
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || b.is_ascii_whitespace());
+    if payload.len() == 12 && !printable {
+        let f = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&payload[i * 4..i * 4 + 4]);
+            f64::from(f32::from_le_bytes(b))
+        };
+        return Tilt::new(f(0), f(1), f(2));
+    }
+    let text = text(payload)?.trim();
+    if text.starts_with('{') {
+        let j: JsonTilt = serde_json::from_str(text).map_err(json_error)?;
+        return Tilt::new(j.x, j.y, j.z);
+    }
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    if parts.len() != 3 {
+        return Err(CommandError::BadPayload(format!(
+            "a tilt is three numbers \"x y z\", JSON {{\"x\":..,\"y\":..,\"z\":..}} or 12 bytes of little-endian f32; this has {} value(s) in {} bytes",
+            parts.len(),
+            payload.len()
+        )));
+    }
+    let mut v = [0.0; 3];
+    for (slot, p) in v.iter_mut().zip(&parts) {
+        *slot = p.parse::<f64>().map_err(|_| {
+            CommandError::BadPayload(format!("{:?} is not a number", truncate(p, 24)))
+        })?;
+    }
+    Tilt::new(v[0], v[1], v[2])
 }
 
 #[derive(Deserialize)]
@@ -457,6 +546,7 @@ mod tests {
                 matrix: true,
                 sim_button: true,
                 display: Some(100),
+                tilt: true,
             },
         )
     }
@@ -589,6 +679,90 @@ mod tests {
         assert!(r.is_command_topic("edge/t/a/b/c/set"));
         assert!(!r.is_command_topic("edge/t/status"));
         assert!(!r.is_command_topic("edge/other/led/left/set"));
+    }
+
+    fn tilt(p: &[u8]) -> Result<Tilt, CommandError> {
+        match router().parse("edge/t/tilt/set", p)? {
+            Command::Tilt(t) => Ok(t),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn le(x: f32, y: f32, z: f32) -> Vec<u8> {
+        [x, y, z].iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn tilt_forms() {
+        let t = Tilt {
+            x: 1.5,
+            y: -42.25,
+            z: 90.0,
+        };
+        assert_eq!(tilt(b"1.5 -42.25 90").unwrap(), t);
+        assert_eq!(tilt(b"  1.5\t-42.25   90\n").unwrap(), t);
+        assert_eq!(tilt(br#"{"x": 1.5, "y": -42.25, "z": 90}"#).unwrap(), t);
+        assert_eq!(tilt(&le(1.5, -42.25, 90.0)).unwrap(), t);
+        // Twelve zero bytes: binary (0, 0, 0), not text.
+        assert_eq!(
+            tilt(&[0u8; 12]).unwrap(),
+            Tilt {
+                x: 0.0,
+                y: 0.0,
+                z: 0.0
+            }
+        );
+        // Twelve printable bytes are text.
+        assert_eq!(
+            tilt(b"1.00 2.0 3.0").unwrap(),
+            Tilt {
+                x: 1.0,
+                y: 2.0,
+                z: 3.0
+            }
+        );
+    }
+
+    #[test]
+    fn tilt_clamps_beyond_100() {
+        assert_eq!(
+            tilt(b"0 250 -1e9").unwrap(),
+            Tilt {
+                x: 0.0,
+                y: 100.0,
+                z: -100.0
+            }
+        );
+        assert_eq!(tilt(&le(0.0, -3.0e38, 0.0)).unwrap().y, -100.0);
+    }
+
+    #[test]
+    fn tilt_rejections() {
+        for bad in [
+            &b""[..],
+            b"1 2",
+            b"1 2 3 4",
+            b"a b c",
+            b"1 NaN 3",
+            b"1 inf 3",
+            b"-infinity 0 0",
+            br#"{"x": 1, "y": 2}"#,
+            br#"{"x": 1, "y": "2", "z": 3}"#,
+            br#"{"x": 1, "y": 2, "z": 3, "w": 4}"#,
+            br#"{"x": 1e999, "y": 2, "z": 3}"#,
+            b"{",
+            &[0xff; 11],
+            &[0xff; 13],
+        ] {
+            assert!(
+                tilt(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(tilt(&le(0.0, f32::NAN, 0.0)).is_err());
+        assert!(tilt(&le(f32::INFINITY, 0.0, 0.0)).is_err());
+        assert!(tilt(&le(0.0, 0.0, f32::NEG_INFINITY)).is_err());
     }
 
     #[test]

@@ -353,6 +353,12 @@ pub struct TiltConfig {
     pub right_pin: u32,
     /// PWM frequency in hertz.
     pub frequency_hz: f64,
+    /// Both LEDs go off when no tilt arrives for this long, in ms.
+    pub timeout_ms: u64,
+    /// Shortest time between two PWM writes, in ms (newer values replace older ones meanwhile).
+    pub write_interval_ms: u64,
+    /// Shortest time between two `led/<name>` state publishes while tilting, in ms.
+    pub state_interval_ms: u64,
 }
 
 impl Default for TiltConfig {
@@ -362,6 +368,9 @@ impl Default for TiltConfig {
             left_pin: 5,
             right_pin: 18,
             frequency_hz: 1000.0,
+            timeout_ms: 2000,
+            write_interval_ms: 10,
+            state_interval_ms: 250,
         }
     }
 }
@@ -716,6 +725,25 @@ impl Config {
                     self.tilt.frequency_hz,
                     "a frequency from 1 to 1000000 Hz",
                 ));
+            }
+            for (key, v, lo, hi) in [
+                ("tilt.timeout_ms", self.tilt.timeout_ms, 100, 3_600_000),
+                (
+                    "tilt.write_interval_ms",
+                    self.tilt.write_interval_ms,
+                    1,
+                    1000,
+                ),
+                (
+                    "tilt.state_interval_ms",
+                    self.tilt.state_interval_ms,
+                    50,
+                    60_000,
+                ),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return Err(ConfigError::new(key, v, format!("{lo} to {hi} ms")));
+                }
             }
             lines.push((chip.clone(), self.tilt.left_pin, "tilt.left_pin".into()));
             lines.push((chip.clone(), self.tilt.right_pin, "tilt.right_pin".into()));

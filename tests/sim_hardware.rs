@@ -48,10 +48,26 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
             .expect("a reply");
     }
 
-    let left = sim.led("left").expect("left").values();
-    assert_eq!(left, vec![0.0, 0.2, 0.0], "left LED duty writes");
-    let right = sim.led("right").expect("right").values();
-    assert_eq!(right, vec![0.0, 1.0], "right LED duty writes");
+    // PWM writes follow the acknowledgement within the write interval (10 ms);
+    // values replaced within it are never written (the newest wins).
+    let (left_rec, right_rec) = (
+        sim.led("left").expect("left"),
+        sim.led("right").expect("right"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while (left_rec.last(), right_rec.last()) != (Some(0.0), Some(1.0)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "final duties not written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let left = left_rec.values();
+    assert!(
+        left.iter().all(|d| [0.0, 0.2].contains(d)),
+        "left LED duty writes {left:?}"
+    );
+    assert_eq!(right_rec.values(), vec![0.0, 1.0], "right LED duty writes");
     let frames = sim.matrix.as_ref().expect("matrix").values();
     assert_eq!(
         frames.len(),

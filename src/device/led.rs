@@ -1,16 +1,32 @@
-//! A dimmable LED on one PWM channel, with Home Assistant's light semantics:
-//! OFF keeps the brightness so that the next ON brings it back.
+//! The two dimmable LEDs: Home Assistant's light rules for explicit commands,
+//! the tilt rule from the original two-LED project, and the PWM writer that
+//! keeps a flood of tilt values from ever queueing up.
 
-use crate::command::LedSet;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::command::{LedSet, Tilt};
 use crate::hardware::{HardwareError, PwmChannel};
 
-/// What an LED shows.
+/// What an LED shows, in Home Assistant's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LedState {
     /// Lit or not.
     pub on: bool,
-    /// Brightness 0..=255 (kept while off).
+    /// Brightness 0..=255 (kept while off, so ON brings it back).
     pub brightness: u8,
+}
+
+impl Default for LedState {
+    fn default() -> Self {
+        LedState {
+            on: false,
+            brightness: 255,
+        }
+    }
 }
 
 impl LedState {
@@ -22,35 +38,10 @@ impl LedState {
             0.0
         }
     }
-}
 
-/// One PWM LED and what it currently shows.
-pub struct Led {
-    pwm: Box<dyn PwmChannel>,
-    state: LedState,
-}
-
-impl Led {
-    /// Takes the channel and turns it off.
-    pub fn new(mut pwm: Box<dyn PwmChannel>) -> Result<Self, HardwareError> {
-        pwm.set_duty(0.0)?;
-        Ok(Led {
-            pwm,
-            state: LedState {
-                on: false,
-                brightness: 255,
-            },
-        })
-    }
-
-    /// The current state.
-    pub fn state(&self) -> LedState {
-        self.state
-    }
-
-    /// The state `set` leads to, from the current one.
-    pub fn next_state(&self, set: LedSet) -> LedState {
-        let mut next = self.state;
+    /// The state an explicit command leads to.
+    pub fn apply(self, set: LedSet) -> LedState {
+        let mut next = self;
         if let Some(b) = set.brightness {
             next.brightness = b;
             next.on = b > 0;
@@ -65,7 +56,7 @@ impl Led {
             Some(false) => {
                 next.on = false;
                 if set.brightness.is_some() {
-                    next.brightness = self.state.brightness;
+                    next.brightness = self.brightness;
                 }
             }
             None => {}
@@ -73,63 +64,266 @@ impl Led {
         next
     }
 
-    /// Applies a command; the state changes only if the hardware took it.
-    pub fn apply(&mut self, set: LedSet) -> Result<LedState, HardwareError> {
-        self.show(self.next_state(set))
-    }
-
-    /// Turns the LED off (the brightness is kept).
-    pub fn off(&mut self) -> Result<LedState, HardwareError> {
-        self.show(LedState {
-            on: false,
-            ..self.state
-        })
-    }
-
-    fn show(&mut self, next: LedState) -> Result<LedState, HardwareError> {
-        if next.duty() != self.state.duty() {
-            self.pwm.set_duty(next.duty())?;
+    /// This LED at `duty` (0..=1) as a light state; off keeps the brightness.
+    pub fn at_duty(self, duty: f64) -> LedState {
+        let b = (duty * 255.0).round().clamp(0.0, 255.0) as u8;
+        if b == 0 {
+            LedState { on: false, ..self }
+        } else {
+            LedState {
+                on: true,
+                brightness: b,
+            }
         }
-        self.state = next;
-        Ok(next)
+    }
+}
+
+/// The tilt rule: `y > 0` lights the right LED at `y` percent and turns the
+/// left one off; `y < 0` lights the left one at `-y` percent. Returns the
+/// duty cycles (left, right).
+pub fn tilt_duties(t: Tilt) -> (f64, f64) {
+    let y = t.y.clamp(-Tilt::LIMIT, Tilt::LIMIT) / Tilt::LIMIT;
+    if y > 0.0 {
+        (0.0, y)
+    } else {
+        (-y, 0.0)
+    }
+}
+
+/// Timing of a [`LedGroup`].
+#[derive(Debug, Clone, Copy)]
+pub struct LedTiming {
+    /// Shortest time between two PWM writes.
+    pub write_interval: Duration,
+    /// The LEDs go off when no tilt arrives for this long.
+    pub tilt_timeout: Duration,
+    /// Shortest time between two state publishes while tilting.
+    pub publish_interval: Duration,
+}
+
+/// What a [`LedGroup`] timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedTimer {
+    /// No tilt for the timeout: turn the LEDs off.
+    TiltTimeout,
+    /// A throttled state publish is due.
+    Publish,
+}
+
+/// The named PWM LEDs: their light states, explicit commands, the tilt rule
+/// with its timeout, and a rate limit for reporting state while tilting.
+pub struct LedGroup {
+    names: Vec<String>,
+    states: Vec<LedState>,
+    duties: Vec<f64>,
+    writer: PwmWriter,
+    timing: LedTiming,
+    tilt_until: Option<Instant>,
+    last_publish: Option<Instant>,
+    publish_pending: bool,
+}
+
+impl LedGroup {
+    /// Takes the channels (turned off) and starts their writer.
+    pub fn new(
+        channels: Vec<(String, Box<dyn PwmChannel>)>,
+        timing: LedTiming,
+        errors: mpsc::Sender<HardwareError>,
+    ) -> Self {
+        let (names, channels): (Vec<String>, Vec<_>) = channels.into_iter().unzip();
+        LedGroup {
+            states: vec![LedState::default(); names.len()],
+            duties: vec![0.0; names.len()],
+            names,
+            writer: PwmWriter::spawn(channels, timing.write_interval, errors),
+            timing,
+            tilt_until: None,
+            last_publish: None,
+            publish_pending: false,
+        }
+    }
+
+    /// The LEDs' names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Each LED's name and state.
+    pub fn states(&self) -> impl Iterator<Item = (&str, LedState)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.states.iter().copied())
+    }
+
+    /// Whether tilt values currently drive the LEDs.
+    pub fn tilting(&self) -> bool {
+        self.tilt_until.is_some()
+    }
+
+    fn show(&mut self, duties: Vec<f64>) {
+        for (i, d) in duties.iter().enumerate() {
+            self.states[i] = self.states[i].at_duty(*d);
+        }
+        self.duties = duties;
+        self.writer.set(&self.duties);
+    }
+
+    /// An explicit command for LED `name` (it takes over from tilting);
+    /// `false` if there is no such LED. Report the state at once.
+    pub fn command(&mut self, name: &str, set: LedSet) -> bool {
+        let Some(i) = self.names.iter().position(|n| n == name) else {
+            return false;
+        };
+        self.tilt_until = None;
+        self.states[i] = self.states[i].apply(set);
+        self.duties[i] = self.states[i].duty();
+        self.writer.set(&self.duties);
+        true
+    }
+
+    /// A tilt value: the LEDs follow it, and go off if no other comes in time.
+    /// Its state is reported through the rate-limited [`LedTimer::Publish`].
+    pub fn tilt(&mut self, t: Tilt, now: Instant) {
+        let (left, right) = tilt_duties(t);
+        let mut duties = self.duties.clone();
+        for (name, d) in [("left", left), ("right", right)] {
+            if let Some(i) = self.names.iter().position(|n| n == name) {
+                duties[i] = d;
+            }
+        }
+        self.show(duties);
+        self.tilt_until = Some(now + self.timing.tilt_timeout);
+        self.publish_pending = true;
+    }
+
+    /// Turns every LED off (tilt timeout, broker loss, shutdown). Report the state at once.
+    pub fn off(&mut self) {
+        self.tilt_until = None;
+        self.show(vec![0.0; self.duties.len()]);
+    }
+
+    /// Notes that the state was just reported.
+    pub fn published(&mut self, now: Instant) {
+        self.last_publish = Some(now);
+        self.publish_pending = false;
+    }
+
+    /// The next timer due, if any.
+    pub fn next_timer(&self, now: Instant) -> Option<(Instant, LedTimer)> {
+        let publish = self.publish_pending.then(|| {
+            let at = self
+                .last_publish
+                .map_or(now, |l| (l + self.timing.publish_interval).max(now));
+            (at, LedTimer::Publish)
+        });
+        let timeout = self.tilt_until.map(|t| (t, LedTimer::TiltTimeout));
+        match (publish, timeout) {
+            (Some(p), Some(t)) => Some(if t.0 <= p.0 { t } else { p }),
+            (p, t) => p.or(t),
+        }
+    }
+
+    /// Acts on a timer; afterwards the state should be reported.
+    pub fn fire(&mut self, timer: LedTimer) {
+        if timer == LedTimer::TiltTimeout {
+            self.off();
+        }
+    }
+
+    /// Writes the off state and stops the writer (at most `within`).
+    pub async fn finish(self, within: Duration) {
+        let zeros = vec![0.0; self.duties.len()];
+        self.writer.finish(&zeros, within).await;
+    }
+}
+
+/// Hands duty cycles to the writer task; the newest value wins.
+pub struct PwmWriter {
+    tx: watch::Sender<Vec<f64>>,
+    task: JoinHandle<()>,
+}
+
+impl PwmWriter {
+    /// Starts the writer for `channels` (all turned off first). It writes at
+    /// most once per `min_interval`, and only channels whose duty changed;
+    /// failed writes go to `errors`.
+    pub fn spawn(
+        channels: Vec<Box<dyn PwmChannel>>,
+        min_interval: Duration,
+        errors: mpsc::Sender<HardwareError>,
+    ) -> PwmWriter {
+        let (tx, rx) = watch::channel(vec![0.0; channels.len()]);
+        let task = tokio::spawn(write_loop(channels, min_interval, rx, errors));
+        PwmWriter { tx, task }
+    }
+
+    /// Asks for `duties` (one per channel, 0..=1); replaces any not yet written.
+    pub fn set(&self, duties: &[f64]) {
+        self.tx.send_if_modified(|d| {
+            if d.as_slice() == duties {
+                false
+            } else {
+                d.clear();
+                d.extend_from_slice(duties);
+                true
+            }
+        });
+    }
+
+    /// Writes `duties` as the last values and waits (at most `within`) until they are written.
+    pub async fn finish(self, duties: &[f64], within: Duration) {
+        self.set(duties);
+        let PwmWriter { tx, mut task } = self;
+        drop(tx);
+        if tokio::time::timeout(within, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+async fn write_loop(
+    mut channels: Vec<Box<dyn PwmChannel>>,
+    min_interval: Duration,
+    mut rx: watch::Receiver<Vec<f64>>,
+    errors: mpsc::Sender<HardwareError>,
+) {
+    let mut written: Vec<Option<f64>> = vec![None; channels.len()];
+    let mut write = |want: &[f64], written: &mut Vec<Option<f64>>| {
+        for (i, ch) in channels.iter_mut().enumerate() {
+            let d = want.get(i).copied().unwrap_or(0.0);
+            if written[i] != Some(d) {
+                match ch.set_duty(d) {
+                    Ok(()) => written[i] = Some(d),
+                    Err(e) => {
+                        written[i] = None;
+                        let _ = errors.try_send(e);
+                    }
+                }
+            }
+        }
+    };
+    let first = rx.borrow_and_update().clone();
+    write(&first, &mut written);
+    while rx.changed().await.is_ok() {
+        let want = rx.borrow_and_update().clone();
+        write(&want, &mut written);
+        // Values arriving meanwhile coalesce: only the newest is written next.
+        tokio::time::sleep(min_interval).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::sim::SimPwm;
+    use crate::hardware::sim::{Recording, SimPwm};
 
-    fn led() -> (Led, crate::hardware::sim::Recording<f64>) {
-        let pwm = SimPwm::default();
-        let rec = pwm.writes.clone();
-        (Led::new(Box::new(pwm)).unwrap(), rec)
-    }
-
-    #[tokio::test]
-    async fn on_off_keeps_brightness_and_writes_only_changes() {
-        let (mut l, rec) = led();
-        l.apply(LedSet {
+    #[test]
+    fn light_rules() {
+        let s = LedState::default().apply(LedSet {
             state: Some(true),
             brightness: Some(51),
-        })
-        .unwrap();
-        l.apply(LedSet {
-            state: Some(true),
-            brightness: None,
-        })
-        .unwrap();
-        l.apply(LedSet {
-            state: Some(false),
-            brightness: None,
-        })
-        .unwrap();
-        let s = l
-            .apply(LedSet {
-                state: Some(true),
-                brightness: None,
-            })
-            .unwrap();
+        });
         assert_eq!(
             s,
             LedState {
@@ -137,55 +331,247 @@ mod tests {
                 brightness: 51
             }
         );
-        assert_eq!(rec.values(), vec![0.0, 0.2, 0.0, 0.2]);
+        let off = s.apply(LedSet {
+            state: Some(false),
+            brightness: None,
+        });
+        assert_eq!(
+            off,
+            LedState {
+                on: false,
+                brightness: 51
+            }
+        );
+        assert_eq!(off.duty(), 0.0);
+        assert_eq!(
+            off.apply(LedSet {
+                state: Some(true),
+                brightness: None
+            }),
+            s
+        );
+        let zero = s.apply(LedSet {
+            state: None,
+            brightness: Some(0),
+        });
+        assert!(!zero.on);
+        assert_eq!(
+            zero.apply(LedSet {
+                state: Some(true),
+                brightness: None
+            })
+            .brightness,
+            255
+        );
+        assert_eq!(
+            LedState::default().at_duty(0.5),
+            LedState {
+                on: true,
+                brightness: 128
+            }
+        );
+        assert_eq!(
+            s.at_duty(0.0),
+            LedState {
+                on: false,
+                brightness: 51
+            }
+        );
     }
 
-    #[tokio::test]
-    async fn brightness_zero_is_off_and_on_after_it_is_full() {
-        let (mut l, _) = led();
-        let s = l
-            .apply(LedSet {
-                state: None,
-                brightness: Some(0),
-            })
-            .unwrap();
-        assert!(!s.on);
-        let s = l
-            .apply(LedSet {
-                state: Some(true),
-                brightness: None,
-            })
-            .unwrap();
+    #[test]
+    fn the_sign_rule() {
+        let t = |y| Tilt { x: 0.0, y, z: 0.0 };
+        assert_eq!(tilt_duties(t(40.0)), (0.0, 0.4));
+        assert_eq!(tilt_duties(t(-75.0)), (0.75, 0.0));
+        assert_eq!(tilt_duties(t(0.0)), (0.0, 0.0));
+        assert_eq!(tilt_duties(t(100.0)), (0.0, 1.0));
+        assert_eq!(tilt_duties(t(-100.0)), (1.0, 0.0));
+    }
+
+    fn writer(interval_ms: u64) -> (PwmWriter, Recording<f64>, Recording<f64>) {
+        let (a, b) = (SimPwm::default(), SimPwm::default());
+        let (ra, rb) = (a.writes.clone(), b.writes.clone());
+        let (etx, _erx) = mpsc::channel(4);
+        let w = PwmWriter::spawn(
+            vec![Box::new(a), Box::new(b)],
+            Duration::from_millis(interval_ms),
+            etx,
+        );
+        (w, ra, rb)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_coalesces_and_the_last_value_is_written() {
+        let (w, left, right) = writer(10);
+        let start = Instant::now();
+        tokio::task::yield_now().await;
+        // 10 000 values within 100 ms.
+        for i in 0..10_000u32 {
+            w.set(&[0.0, f64::from(i % 97) / 100.0]);
+            if i % 1000 == 999 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        w.set(&[0.0, 0.42]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(right.last(), Some(0.42));
+        assert!(
+            right.total() <= 15,
+            "{} writes for 10 001 values",
+            right.total()
+        );
         assert_eq!(
-            s,
+            left.values(),
+            vec![0.0],
+            "an unchanged duty is never written again"
+        );
+        // At most one write per 10 ms.
+        // (The first write is the start-up "off".)
+        let times: Vec<_> = right
+            .entries()
+            .iter()
+            .skip(1)
+            .map(|(t, _)| *t - start)
+            .collect();
+        assert!(
+            times
+                .windows(2)
+                .all(|p| p[1] - p[0] >= Duration::from_millis(10)),
+            "{times:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_after_a_quiet_spell_is_written_at_once() {
+        let (w, _, right) = writer(10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = Instant::now();
+        w.set(&[0.0, 0.3]);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let e = right.entries();
+        assert_eq!(
+            e.last().map(|(at, v)| (*at - t, *v)),
+            Some((Duration::ZERO, 0.3))
+        );
+    }
+
+    /// Runs the group's timers the way the agent does, until `until`.
+    async fn run_timers(
+        g: &mut LedGroup,
+        until: Instant,
+        published: &mut Vec<(Duration, Vec<LedState>)>,
+        t0: Instant,
+    ) {
+        while let Some((at, timer)) = g.next_timer(Instant::now()).filter(|(at, _)| *at <= until) {
+            tokio::time::sleep_until(at).await;
+            g.fire(timer);
+            published.push((Instant::now() - t0, g.states().map(|(_, s)| s).collect()));
+            g.published(Instant::now());
+        }
+        tokio::time::sleep_until(until).await;
+    }
+
+    fn group() -> (LedGroup, Recording<f64>, Recording<f64>) {
+        let (a, b) = (SimPwm::default(), SimPwm::default());
+        let (ra, rb) = (a.writes.clone(), b.writes.clone());
+        let (etx, _erx) = mpsc::channel(4);
+        let timing = LedTiming {
+            write_interval: Duration::from_millis(10),
+            tilt_timeout: Duration::from_millis(2000),
+            publish_interval: Duration::from_millis(250),
+        };
+        let g = LedGroup::new(
+            vec![("left".into(), Box::new(a)), ("right".into(), Box::new(b))],
+            timing,
+            etx,
+        );
+        (g, ra, rb)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_tilt_for_the_timeout_both_leds_go_off() {
+        let (mut g, left, right) = group();
+        let t0 = Instant::now();
+        let mut published = Vec::new();
+        g.tilt(
+            Tilt {
+                x: 0.0,
+                y: -60.0,
+                z: 0.0,
+            },
+            Instant::now(),
+        );
+        run_timers(&mut g, t0 + Duration::from_millis(1500), &mut published, t0).await;
+        g.tilt(
+            Tilt {
+                x: 0.0,
+                y: 30.0,
+                z: 0.0,
+            },
+            Instant::now(),
+        ); // at 1.5 s: the timeout restarts
+        run_timers(&mut g, t0 + Duration::from_secs(5), &mut published, t0).await;
+        // Left lit at 0 s, off at 1.5 s; right lit at 1.5 s and off exactly 2 s later.
+        let at = |r: &Recording<f64>| {
+            r.entries()
+                .iter()
+                .map(|(t, v)| ((*t - t0).as_millis(), *v))
+                .collect::<Vec<_>>()
+        };
+        // (The start-up "off" of the left LED coalesced with the first tilt.)
+        assert_eq!(at(&left), vec![(0, 0.6), (1500, 0.0)]);
+        assert_eq!(at(&right), vec![(0, 0.0), (1500, 0.3), (3500, 0.0)]);
+        assert!(!g.tilting());
+        // The off state was reported when the timeout fired.
+        let last = published.last().expect("published");
+        assert_eq!(last.0, Duration::from_millis(3500));
+        assert!(last.1.iter().all(|s| !s.on));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_reports_are_rate_limited_and_end_with_the_final_value() {
+        let (mut g, _, right) = group();
+        let t0 = Instant::now();
+        let mut published = Vec::new();
+        // 100 tilts a second for a second.
+        for i in 1..=100u32 {
+            g.tilt(
+                Tilt {
+                    x: 0.0,
+                    y: f64::from(i),
+                    z: 0.0,
+                },
+                Instant::now(),
+            );
+            run_timers(
+                &mut g,
+                t0 + Duration::from_millis(10 * u64::from(i)),
+                &mut published,
+                t0,
+            )
+            .await;
+        }
+        run_timers(&mut g, t0 + Duration::from_millis(1500), &mut published, t0).await;
+        let times: Vec<u128> = published.iter().map(|(t, _)| t.as_millis()).collect();
+        // Tilts at 0, 10, ..., 990 ms: reports at most every 250 ms, the last one with the final value.
+        assert_eq!(times, vec![0, 250, 500, 750, 1000]);
+        assert_eq!(
+            published.last().unwrap().1[1],
             LedState {
                 on: true,
                 brightness: 255
             }
         );
+        assert_eq!(right.last(), Some(1.0));
     }
 
-    struct Broken;
-    impl PwmChannel for Broken {
-        fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
-            if duty > 0.0 {
-                Err(HardwareError::Invalid("broken".into()))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    #[test]
-    fn a_failed_write_leaves_the_state_alone() {
-        let mut l = Led::new(Box::new(Broken)).unwrap();
-        let before = l.state();
-        assert!(l
-            .apply(LedSet {
-                state: Some(true),
-                brightness: Some(9)
-            })
-            .is_err());
-        assert_eq!(l.state(), before);
+    #[tokio::test(start_paused = true)]
+    async fn finish_writes_the_final_values() {
+        let (w, left, right) = writer(10);
+        w.set(&[0.9, 0.0]);
+        w.finish(&[0.0, 0.0], Duration::from_secs(1)).await;
+        assert_eq!(left.last(), Some(0.0));
+        assert_eq!(right.last(), Some(0.0));
     }
 }
