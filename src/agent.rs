@@ -328,7 +328,9 @@ pub async fn run_with_clock(
     parts.publish_all(&publisher);
 
     let (button_tx, mut button_rx) = mpsc::channel::<ButtonEvent>(16);
-    if let Some(mut input) = button {
+    // The input stays alive while the agent runs (a real pin's interrupt ends with it).
+    let mut button = button;
+    if let Some(input) = button.as_mut() {
         let edges = input.edges()?;
         let timing = Timing::from_config(&config.button);
         tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
@@ -383,6 +385,7 @@ pub async fn run_with_clock(
     }
 
     info!("shutting down: outputs off, going offline");
+    drop(button);
     for t in tasks {
         t.abort();
     }

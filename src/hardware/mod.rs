@@ -7,6 +7,7 @@
 
 pub mod epd_file;
 pub mod png_file;
+pub mod rppal_backend;
 pub mod sim;
 #[cfg(feature = "waveshare")]
 pub mod waveshare;
@@ -107,6 +108,7 @@ impl Hardware {
     pub fn from_settings(settings: &Settings) -> Result<Hardware, HardwareError> {
         let mut hw = match settings.config.hardware.backend {
             Backend::Sim => sim::build(&settings.config),
+            Backend::Rppal => rppal_backend::build(&settings.config)?,
             other => {
                 return Err(HardwareError::Backend {
                     part: "hardware".into(),

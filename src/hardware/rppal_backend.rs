@@ -1,0 +1,201 @@
+//! Raspberry Pi GPIO and PWM through rppal (`hardware.backend = "rppal"`).
+//!
+//! LEDs use the hardware PWM channel where their pin has one (BCM 12/18 are
+//! PWM0, 13/19 are PWM1; needs `dtoverlay=pwm-2chan`) and software PWM
+//! elsewhere; the matrix's 25 lines are outputs set one after another (use the
+//! gpiocdev backend to set them in one request); the button is an input with
+//! the pull-up on, active low, its edges from rppal's interrupt thread.
+
+use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
+use rppal::pwm::{Channel, Polarity, Pwm};
+use tokio::sync::mpsc;
+
+use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, PwmChannel};
+use crate::config::Config;
+
+fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
+    HardwareError::Backend {
+        part: part.to_string(),
+        message: format!("{e} (rppal: is this a Raspberry Pi, and is the user in the gpio group?)"),
+    }
+}
+
+/// The hardware PWM channel of a BCM pin, if it has one.
+pub fn pwm_channel(pin: u32) -> Option<Channel> {
+    match pin {
+        12 | 18 => Some(Channel::Pwm0),
+        13 | 19 => Some(Channel::Pwm1),
+        _ => None,
+    }
+}
+
+/// A hardware PWM channel.
+struct HardPwm(Pwm);
+
+impl PwmChannel for HardPwm {
+    fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
+        self.0.set_duty_cycle(duty).map_err(|e| err("PWM", e))
+    }
+}
+
+/// Software PWM on any output pin.
+struct SoftPwm {
+    pin: OutputPin,
+    frequency: f64,
+}
+
+impl PwmChannel for SoftPwm {
+    fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
+        let r = if duty <= 0.0 {
+            self.pin.clear_pwm().map(|()| self.pin.set_low())
+        } else if duty >= 1.0 {
+            self.pin.clear_pwm().map(|()| self.pin.set_high())
+        } else {
+            self.pin.set_pwm_frequency(self.frequency, duty)
+        };
+        r.map_err(|e| err("software PWM", e))
+    }
+}
+
+/// Output pins written as one set.
+struct Outputs(Vec<OutputPin>);
+
+impl DigitalOutputs for Outputs {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn write(&mut self, levels: &[bool]) -> Result<(), HardwareError> {
+        if levels.len() != self.0.len() {
+            return Err(HardwareError::Invalid(format!(
+                "{} levels for {} pins",
+                levels.len(),
+                self.0.len()
+            )));
+        }
+        for (pin, on) in self.0.iter_mut().zip(levels) {
+            pin.write(if *on { Level::High } else { Level::Low });
+        }
+        Ok(())
+    }
+}
+
+/// The button: an input with pull-up, pressed when low. The interrupt lives
+/// as long as this value.
+struct Button {
+    pin: InputPin,
+    started: bool,
+}
+
+impl InputEdges for Button {
+    fn edges(&mut self) -> Result<mpsc::Receiver<Edge>, HardwareError> {
+        if std::mem::replace(&mut self.started, true) {
+            return Err(HardwareError::Invalid("edges already taken".into()));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        self.pin
+            .set_async_interrupt(Trigger::Both, None, move |event| {
+                let active = event.trigger == Trigger::FallingEdge;
+                // A full queue means the agent is not keeping up: drop the edge.
+                let _ = tx.try_send(Edge {
+                    active,
+                    at: tokio::time::Instant::now(),
+                });
+            })
+            .map_err(|e| err("button", e))?;
+        Ok(rx)
+    }
+}
+
+/// Builds the parts the configuration enables on a Raspberry Pi.
+pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
+    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
+    let mut leds: Vec<(String, Box<dyn PwmChannel>)> = Vec::new();
+    if config.tilt.enabled {
+        let freq = config.tilt.frequency_hz;
+        let mut used = Vec::new();
+        for (name, pin) in [
+            ("left", config.tilt.left_pin),
+            ("right", config.tilt.right_pin),
+        ] {
+            let part = format!("tilt.{name}_pin {pin}");
+            let channel = pwm_channel(pin).filter(|c| !used.contains(&(*c as u8)));
+            let ch: Box<dyn PwmChannel> = match channel {
+                Some(c) => {
+                    used.push(c as u8);
+                    let pwm =
+                        Pwm::with_frequency(c, freq, 0.0, Polarity::Normal, true).map_err(|e| {
+                            err(&format!("{part} (hardware PWM: dtoverlay=pwm-2chan?)"), e)
+                        })?;
+                    Box::new(HardPwm(pwm))
+                }
+                None => {
+                    let pin = gpio
+                        .get(pin as u8)
+                        .map_err(|e| err(&part, e))?
+                        .into_output_low();
+                    Box::new(SoftPwm {
+                        pin,
+                        frequency: freq,
+                    })
+                }
+            };
+            leds.push((name.to_string(), ch));
+        }
+    }
+    let matrix = if config.matrix.enabled {
+        let pins = config
+            .matrix
+            .lines
+            .iter()
+            .map(|&l| {
+                gpio.get(l as u8)
+                    .map(|p| p.into_output_low())
+                    .map_err(|e| err(&format!("matrix line {l}"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(Box::new(Outputs(pins)) as Box<dyn DigitalOutputs>)
+    } else {
+        None
+    };
+    let button = if config.button.enabled {
+        let pin = gpio
+            .get(config.button.pin as u8)
+            .map_err(|e| err(&format!("button.pin {}", config.button.pin), e))?
+            .into_input_pullup();
+        Some(Box::new(Button {
+            pin,
+            started: false,
+        }) as Box<dyn InputEdges>)
+    } else {
+        None
+    };
+    Ok(Hardware {
+        leds,
+        matrix,
+        button,
+        display: None,
+        sim: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pwm_channels_of_the_original_pins() {
+        assert_eq!(pwm_channel(18), Some(Channel::Pwm0));
+        assert_eq!(pwm_channel(5), None, "BCM 5 uses software PWM");
+        assert_eq!(pwm_channel(19), Some(Channel::Pwm1));
+    }
+
+    #[test]
+    fn without_a_pi_the_error_says_so() {
+        let mut c = Config::default();
+        c.matrix.enabled = false;
+        match build(&c) {
+            Ok(_) => {} // running on a Pi
+            Err(e) => assert!(e.to_string().contains("Raspberry Pi"), "{e}"),
+        }
+    }
+}
