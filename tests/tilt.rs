@@ -2,6 +2,7 @@
 //! flood of 100,000 messages that must not queue up.
 
 mod common;
+mod scenarios;
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,10 @@ fn start(device: &str, extra: &str) -> InProcess {
     );
     let settings = Config::from_toml(&cfg).expect("config");
     edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
+    start_with(settings, v5)
+}
+
+fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
     let hardware = Hardware::from_settings(&settings).expect("hardware");
     let sim = hardware.sim.clone().expect("sim");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -262,4 +267,34 @@ async fn a_flood_of_100_000_tilts_ends_at_the_last_value_without_queueing() {
     // Shutdown turns both off.
     assert_eq!(sim.led("right").and_then(|r| r.last()), Some(0.0));
     assert_eq!(sim.led("left").and_then(|r| r.last()), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_broker_while_tilting_turns_the_leds_off() {
+    let mut broker = scenarios::Broker::embedded();
+    let cfg = format!(
+        "{}[display]\nenabled = false\n",
+        external_config("tilt-loss", broker.port())
+    );
+    let agent = start_with(Config::from_toml(&cfg).expect("config"), broker.port());
+    let c = Client::connect(broker.port(), "tilt-loss-c").await;
+    let mut w = Client::connect(broker.port(), "tilt-loss-w").await;
+    w.subscribe("edge/tilt-loss/status").await;
+    w.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    c.publish("edge/tilt-loss/tilt/set", "0 80 0").await;
+    assert!(
+        agent.wait_duties(0.0, 0.8, Duration::from_secs(2)).await,
+        "tilting"
+    );
+    broker.kill();
+    // Well before the 2 s tilt timeout.
+    assert!(
+        agent
+            .wait_duties(0.0, 0.0, Duration::from_millis(500))
+            .await,
+        "off on broker loss"
+    );
+    agent.stop().await;
 }
