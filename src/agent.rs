@@ -14,15 +14,16 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::{self, rfc3339, SystemClock, WallClock};
-use crate::command::{Catalog, Command, CommandError, Router};
+use crate::command::{Catalog, Command, CommandError, MatrixSet, Router, MATRIX_LEDS};
 use crate::config::Settings;
 use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
 use crate::device::display::{self, DisplayHandle, Refresh};
 use crate::device::led::{LedGroup, LedTimer, LedTiming};
-use crate::device::matrix::{Matrix, MatrixState};
+use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
+use crate::pattern::{frame_of, Library, Node};
 use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
 
@@ -38,6 +39,9 @@ pub enum AgentError {
     /// The MQTT connection could not be set up.
     #[error("mqtt: {0}")]
     Transport(#[from] TransportError),
+    /// The built-in pattern library is broken (a build problem).
+    #[error("patterns: {0}")]
+    Patterns(String),
 }
 
 /// The message board and the worker that draws on its panel.
@@ -46,12 +50,21 @@ struct MessageBoard {
     display: DisplayHandle,
 }
 
+/// The matrix's pattern engine and what it last reported.
+struct MatrixPart {
+    engine: MatrixHandle,
+    task: tokio::task::JoinHandle<()>,
+    state: MatrixState,
+    /// The program ON brings back.
+    last: Option<(Arc<Node>, Option<String>)>,
+}
+
 /// The device parts and the topics their state goes to.
 struct Parts {
     base: String,
     wall: Arc<dyn WallClock>,
     leds: Option<LedGroup>,
-    matrix: Option<Matrix>,
+    matrix: Option<MatrixPart>,
     board: Option<MessageBoard>,
     button_injector: Option<ButtonInjector>,
 }
@@ -80,11 +93,11 @@ impl Parts {
         }
     }
 
-    fn publish_matrix(&self, publisher: &Publisher, state: MatrixState) {
+    fn publish_matrix(&self, publisher: &Publisher, state: &MatrixState) {
         let payload = json!({
             "state": if state.on { "ON" } else { "OFF" },
-            "effect": null,
-            "frame": state.shown.to_text(),
+            "effect": state.effect,
+            "frame": frame_of(state.frame).to_text(),
         });
         publisher.retain(&format!("{}/matrix", self.base), payload.to_string());
     }
@@ -110,7 +123,7 @@ impl Parts {
     fn publish_all(&mut self, publisher: &Publisher) {
         self.publish_leds(publisher);
         if let Some(m) = &self.matrix {
-            self.publish_matrix(publisher, m.state());
+            self.publish_matrix(publisher, &m.state);
         }
         self.publish_board(publisher);
     }
@@ -151,8 +164,21 @@ impl Parts {
                     .matrix
                     .as_mut()
                     .ok_or_else(|| CommandError::Disabled("the LED matrix".into()))?;
-                let state = m.apply(&set).map_err(hw)?;
-                self.publish_matrix(publisher, state);
+                // The engine reports the new state when the program starts.
+                let cmd = match set {
+                    MatrixSet::Run { program, effect } => {
+                        m.last = Some((program.clone(), effect.clone()));
+                        MatrixCommand::Run { program, effect }
+                    }
+                    MatrixSet::Off => MatrixCommand::Off,
+                    MatrixSet::On => {
+                        let (program, effect) = m.last.clone().unwrap_or_else(|| {
+                            (Arc::new(Node::Frame((1 << MATRIX_LEDS) - 1)), None)
+                        });
+                        MatrixCommand::Run { program, effect }
+                    }
+                };
+                m.engine.send(cmd).map_err(hw)?;
             }
             Command::DisplayMessage { text, from } => {
                 let now = self.wall.now();
@@ -219,10 +245,18 @@ impl Parts {
             // The writer's last act is to write the off state; it stops after that.
             leds.finish(Duration::from_millis(200)).await;
         }
-        if let Some(m) = &mut self.matrix {
-            if let Err(e) = m.off() {
-                warn!(error = %e, "could not turn the matrix off");
-                first.get_or_insert(e);
+        if let Some(m) = self.matrix.take() {
+            // Without its handle the engine turns every LED off and stops.
+            drop(m.engine);
+            let mut task = m.task;
+            if tokio::time::timeout(Duration::from_millis(200), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                first.get_or_insert(HardwareError::Invalid(
+                    "the matrix did not stop in time".into(),
+                ));
             }
         }
         first.map_or(Ok(()), Err)
@@ -258,6 +292,13 @@ pub async fn run_with_clock(
 
     let (display_errors_tx, mut display_errors) = mpsc::channel::<HardwareError>(8);
     let (led_errors_tx, mut led_errors) = mpsc::channel::<HardwareError>(8);
+    let (matrix_states_tx, mut matrix_states) = tokio::sync::watch::channel(MatrixState {
+        on: false,
+        effect: None,
+        frame: 0,
+    });
+    let (matrix_errors_tx, mut matrix_errors) = mpsc::channel::<HardwareError>(8);
+    let library = Arc::new(Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?);
     let mut tasks = Vec::new();
     let mut ticks = None;
     let board = match display {
@@ -294,7 +335,24 @@ pub async fn run_with_clock(
             };
             LedGroup::new(leds, timing, led_errors_tx)
         }),
-        matrix: matrix.map(Matrix::new).transpose()?,
+        matrix: match matrix {
+            Some(outputs) => {
+                let (engine, task) =
+                    matrix_engine::spawn(outputs, matrix_states_tx, matrix_errors_tx)?;
+                let state = MatrixState {
+                    on: false,
+                    effect: None,
+                    frame: 0,
+                };
+                Some(MatrixPart {
+                    engine,
+                    task,
+                    state,
+                    last: None,
+                })
+            }
+            None => None,
+        },
         board,
         button_injector: sim.as_ref().and_then(|s| s.button.clone()),
     };
@@ -306,7 +364,7 @@ pub async fn run_with_clock(
                 .as_ref()
                 .map(|l| l.names().to_vec())
                 .unwrap_or_default(),
-            matrix: parts.matrix.is_some(),
+            matrix: parts.matrix.as_ref().map(|_| Arc::clone(&library)),
             sim_button: parts.button_injector.is_some(),
             display: parts
                 .board
@@ -353,6 +411,21 @@ pub async fn run_with_clock(
                     leds.fire(timer);
                 }
                 parts.publish_leds(&publisher);
+            }
+            Ok(()) = matrix_states.changed() => {
+                let state = matrix_states.borrow_and_update().clone();
+                parts.publish_matrix(&publisher, &state);
+                if let Some(m) = parts.matrix.as_mut() {
+                    m.state = state;
+                }
+            }
+            Some(e) = matrix_errors.recv() => {
+                let error = e.to_string();
+                warn!(%error, "matrix write failed");
+                publisher.event(
+                    &format!("{base}/error"),
+                    json!({ "topic": format!("{base}/matrix"), "error": error }).to_string(),
+                );
             }
             Some(e) = led_errors.recv() => {
                 let error = e.to_string();

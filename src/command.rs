@@ -84,11 +84,16 @@ pub struct LedSet {
 /// A change to the LED matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatrixSet {
-    /// Show this frame (25 LEDs, row by row, true = lit).
-    Frame(Frame),
-    /// Turn every LED off.
+    /// Run a program (a frame, a named pattern, or a JSON program).
+    Run {
+        /// The program.
+        program: std::sync::Arc<crate::pattern::Node>,
+        /// The pattern's name, when it is a named one.
+        effect: Option<String>,
+    },
+    /// Stop and turn every LED off.
     Off,
-    /// Turn the matrix back on with its last frame.
+    /// Turn the matrix back on with its last program.
     On,
 }
 
@@ -169,8 +174,8 @@ pub enum CommandError {
 pub struct Catalog {
     /// Names of the PWM LEDs.
     pub leds: Vec<String>,
-    /// Whether the matrix is enabled.
-    pub matrix: bool,
+    /// The matrix's named patterns, when the matrix is enabled.
+    pub matrix: Option<std::sync::Arc<crate::pattern::Library>>,
     /// Whether the simulated backend's controls are available.
     pub sim_button: bool,
     /// The message board, with the longest message it takes (characters).
@@ -182,7 +187,7 @@ pub struct Catalog {
 impl Catalog {
     fn known(&self) -> String {
         let mut k: Vec<String> = self.leds.iter().map(|n| format!("led/{n}/set")).collect();
-        if self.matrix {
+        if self.matrix.is_some() {
             k.push("matrix/set".into());
         }
         if self.tilt {
@@ -279,10 +284,11 @@ impl Router {
                 })
             }
             ["matrix", "set"] => {
-                if !self.catalog.matrix {
-                    return Err(CommandError::Disabled("the LED matrix ([matrix])".into()));
-                }
-                Ok(Command::Matrix(parse_matrix(text(payload)?)?))
+                let lib =
+                    self.catalog.matrix.as_ref().ok_or_else(|| {
+                        CommandError::Disabled("the LED matrix ([matrix])".into())
+                    })?;
+                Ok(Command::Matrix(parse_matrix(text(payload)?, lib)?))
             }
             ["tilt", "set"] => {
                 if !self.catalog.tilt {
@@ -487,16 +493,34 @@ fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JsonMatrix {
+struct JsonLightMatrix {
     state: Option<String>,
-    frame: Option<String>,
+    effect: Option<String>,
 }
 
-fn parse_matrix(payload: &str) -> Result<MatrixSet, CommandError> {
+fn named(name: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, CommandError> {
+    lib.get(name)
+        .map(|p| MatrixSet::Run {
+            program: p.clone(),
+            effect: Some(name.to_string()),
+        })
+        .ok_or_else(|| {
+            CommandError::BadPayload(format!(
+                "there is no pattern called {:?}; the patterns are {}",
+                truncate(name, 32),
+                lib.names().join(", ")
+            ))
+        })
+}
+
+/// `matrix/set`: `ON`/`OFF`, a frame, a pattern name, a Home Assistant JSON
+/// light (`state`, `effect`), or a JSON pattern program.
+fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, CommandError> {
+    use crate::pattern::{mask_of, parse, Limits, Node};
     let p = payload.trim();
     if p.is_empty() {
         return Err(CommandError::BadPayload(
-            "the payload is empty; send a frame like 01110/10001/10001/10001/01110, ON or OFF"
+            "the payload is empty; send a frame like 01110/10001/10001/10001/01110, a pattern name, ON, OFF or a program"
                 .into(),
         ));
     }
@@ -504,34 +528,42 @@ fn parse_matrix(payload: &str) -> Result<MatrixSet, CommandError> {
         return Ok(if on { MatrixSet::On } else { MatrixSet::Off });
     }
     if p.starts_with('{') {
-        let j: JsonMatrix = serde_json::from_str(p).map_err(json_error)?;
-        return match (j.state.as_deref().map(|s| (s, on_off(s))), j.frame) {
-            (Some((_, Some(false))), None) => Ok(MatrixSet::Off),
-            (Some((_, Some(true))) | None, Some(f)) => Frame::parse(&f)
-                .map(MatrixSet::Frame)
-                .map_err(CommandError::BadPayload),
-            (Some((_, Some(true))), None) => Ok(MatrixSet::On),
-            (Some((s, None)), _) => Err(CommandError::BadPayload(format!(
-                "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
-                truncate(s, 16)
-            ))),
-            (Some((_, Some(false))), Some(_)) => Err(CommandError::BadPayload(
-                "\"state\": \"OFF\" takes no frame".into(),
-            )),
-            (None, None) => Err(CommandError::BadPayload(
-                "the JSON has neither \"state\" nor \"frame\"".into(),
-            )),
-        };
+        let v: serde_json::Value = serde_json::from_str(p).map_err(json_error)?;
+        let is_light = v
+            .as_object()
+            .is_some_and(|o| o.contains_key("state") || o.contains_key("effect"));
+        if is_light {
+            let j: JsonLightMatrix = serde_json::from_value(v).map_err(json_error)?;
+            let state = match j.state.as_deref() {
+                None => None,
+                Some(s) => Some(on_off(s).ok_or_else(|| {
+                    CommandError::BadPayload(format!(
+                        "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
+                        truncate(s, 16)
+                    ))
+                })?),
+            };
+            return match (state, j.effect) {
+                (Some(false), _) => Ok(MatrixSet::Off),
+                (_, Some(effect)) => named(&effect, lib),
+                _ => Ok(MatrixSet::On),
+            };
+        }
+        let program = parse(&v, Limits::default(), lib)
+            .map_err(|e| CommandError::BadPayload(e.to_string()))?;
+        return Ok(MatrixSet::Run {
+            program: std::sync::Arc::new(program),
+            effect: None,
+        });
     }
     if p.contains('/') {
-        return Frame::parse(p)
-            .map(MatrixSet::Frame)
-            .map_err(CommandError::BadPayload);
+        let frame = Frame::parse(p).map_err(CommandError::BadPayload)?;
+        return Ok(MatrixSet::Run {
+            program: std::sync::Arc::new(Node::Frame(mask_of(&frame))),
+            effect: None,
+        });
     }
-    Err(CommandError::BadPayload(format!(
-        "{:?} is not a frame, ON or OFF; a frame looks like 01110/10001/10001/10001/01110",
-        truncate(p, 32)
-    )))
+    named(p, lib)
 }
 
 #[cfg(test)]
@@ -543,7 +575,9 @@ mod tests {
             "edge/t",
             Catalog {
                 leds: vec!["left".into(), "right".into()],
-                matrix: true,
+                matrix: Some(std::sync::Arc::new(
+                    crate::pattern::Library::builtin().unwrap(),
+                )),
                 sim_button: true,
                 display: Some(100),
                 tilt: true,
@@ -640,19 +674,36 @@ mod tests {
 
     #[test]
     fn matrix_forms() {
+        use crate::pattern::{frame_at, mask_of};
         let r = router();
+        let run = |p: &str| match r.parse("edge/t/matrix/set", p.as_bytes()) {
+            Ok(Command::Matrix(MatrixSet::Run { program, effect })) => {
+                (frame_at(&program, 0), effect)
+            }
+            other => panic!("{p}: {other:?}"),
+        };
         let smiley = "01010/01010/00000/10001/01110";
-        match r.parse("edge/t/matrix/set", smiley.as_bytes()).unwrap() {
-            Command::Matrix(MatrixSet::Frame(f)) => assert_eq!(f.to_text(), smiley),
-            other => panic!("{other:?}"),
-        }
+        let smiley_mask = mask_of(&Frame::parse(smiley).unwrap());
+        assert_eq!(run(smiley), (smiley_mask, None));
+        assert_eq!(run("smiley"), (smiley_mask, Some("smiley".into())));
         assert_eq!(
-            r.parse("edge/t/matrix/set", b"OFF").unwrap(),
-            Command::Matrix(MatrixSet::Off)
+            run(r#"{"state": "ON", "effect": "smiley"}"#),
+            (smiley_mask, Some("smiley".into()))
         );
         assert_eq!(
-            r.parse("edge/t/matrix/set", br#"{"state":"ON"}"#).unwrap(),
-            Command::Matrix(MatrixSet::On)
+            run(r#"{"frame": "11111/00000/00000/00000/00000"}"#),
+            (0b11111, None)
+        );
+        assert_eq!(
+            run(r#"{"blink": {"leds": "smiley", "interval_ms": 100}}"#),
+            (smiley_mask, None)
+        );
+        let m = |p: &[u8]| r.parse("edge/t/matrix/set", p).unwrap();
+        assert_eq!(m(b"OFF"), Command::Matrix(MatrixSet::Off));
+        assert_eq!(m(br#"{"state":"ON"}"#), Command::Matrix(MatrixSet::On));
+        assert_eq!(
+            m(br#"{"state":"OFF","effect":"smiley"}"#),
+            Command::Matrix(MatrixSet::Off)
         );
         for bad in [
             "",
@@ -660,13 +711,23 @@ mod tests {
             "0101/01010/00000/10001/01110",
             "01010/01010",
             "21010/01010/00000/10001/01110",
-            r#"{"state":"OFF","frame":"00000/00000/00000/00000/00000"}"#,
+            r#"{"state":"ON","effect":"disco"}"#,
+            r#"{"state":"ON","brightness":3}"#,
+            r#"{"state":"MAYBE"}"#,
+            r#"{"wiggle": {}}"#,
+            r#"{"blink": {"leds": "all", "interval_ms": 1}}"#,
         ] {
-            assert!(
-                r.parse("edge/t/matrix/set", bad.as_bytes()).is_err(),
-                "{bad:?} accepted"
-            );
+            let e = r.parse("edge/t/matrix/set", bad.as_bytes());
+            assert!(e.is_err(), "{bad:?} accepted");
         }
+        let e = r
+            .parse("edge/t/matrix/set", b"disco")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("smiley") && e.contains("spiral"),
+            "names the patterns: {e}"
+        );
     }
 
     #[test]

@@ -20,5 +20,6 @@ pub mod command;
 pub mod config;
 pub mod device;
 pub mod hardware;
+pub mod pattern;
 pub mod render;
 pub mod transport;
