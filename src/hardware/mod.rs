@@ -6,6 +6,7 @@
 //! edges (the button), and a 1-bit display.
 
 pub mod epd_file;
+pub mod gpiocdev_backend;
 pub mod png_file;
 pub mod rppal_backend;
 pub mod sim;
@@ -109,14 +110,7 @@ impl Hardware {
         let mut hw = match settings.config.hardware.backend {
             Backend::Sim => sim::build(&settings.config),
             Backend::Rppal => rppal_backend::build(&settings.config)?,
-            other => {
-                return Err(HardwareError::Backend {
-                    part: "hardware".into(),
-                    message: format!(
-                        "backend {other} is not available in this build yet; use backend = \"sim\""
-                    ),
-                })
-            }
+            Backend::Gpiocdev => gpiocdev_backend::build(&settings.config)?,
         };
         let d = &settings.config.display;
         if d.enabled {

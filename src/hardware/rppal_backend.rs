@@ -106,11 +106,14 @@ impl InputEdges for Button {
     }
 }
 
-/// Builds the parts the configuration enables on a Raspberry Pi.
-pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
-    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
+/// The tilt LEDs' PWM channels, named `left` and `right` (none if tilt is off).
+pub fn leds(config: &Config) -> Result<Vec<(String, Box<dyn PwmChannel>)>, HardwareError> {
     let mut leds: Vec<(String, Box<dyn PwmChannel>)> = Vec::new();
-    if config.tilt.enabled {
+    if !config.tilt.enabled {
+        return Ok(leds);
+    }
+    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
+    {
         let freq = config.tilt.frequency_hz;
         let mut used = Vec::new();
         for (name, pin) in [
@@ -142,6 +145,13 @@ pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
             leds.push((name.to_string(), ch));
         }
     }
+    Ok(leds)
+}
+
+/// Builds the parts the configuration enables on a Raspberry Pi.
+pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
+    let leds = leds(config)?;
+    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
     let matrix = if config.matrix.enabled {
         let pins = config
             .matrix

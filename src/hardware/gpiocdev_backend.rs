@@ -1,0 +1,164 @@
+//! The Linux GPIO character device through gpiocdev
+//! (`hardware.backend = "gpiocdev"`).
+//!
+//! The matrix's 25 lines are requested together and set in one call, so a
+//! frame changes on all LEDs at once. The button is an input with the pull-up
+//! on, active low, its edges read by a task on the agent's runtime. The tilt
+//! LEDs need PWM, which the character device has not: they use rppal.
+
+use gpiocdev::line::{Bias, EdgeDetection, EdgeKind, Offset, Value, Values};
+use gpiocdev::request::Request;
+use gpiocdev::tokio::AsyncRequest;
+use tokio::sync::mpsc;
+
+use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges};
+use crate::config::Config;
+
+fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
+    HardwareError::Backend {
+        part: part.to_string(),
+        message: format!("{e} (is the chip right, and is the user in the gpio group?)"),
+    }
+}
+
+/// Lines of one chip requested together and written in one call.
+pub struct LineSet {
+    request: Request,
+    offsets: Vec<Offset>,
+}
+
+impl LineSet {
+    /// Requests `offsets` on `chip` as outputs, all inactive.
+    pub fn request(chip: &str, offsets: &[u32], consumer: &str) -> Result<Self, HardwareError> {
+        let request = Request::builder()
+            .on_chip(chip)
+            .with_consumer(consumer)
+            .with_lines(offsets)
+            .as_output(Value::Inactive)
+            .request()
+            .map_err(|e| err(&format!("{consumer} on {chip}"), e))?;
+        Ok(LineSet {
+            request,
+            offsets: offsets.to_vec(),
+        })
+    }
+}
+
+/// The values to set for `levels` on `offsets`.
+pub fn values(offsets: &[Offset], levels: &[bool]) -> Values {
+    offsets
+        .iter()
+        .zip(levels)
+        .map(|(o, on)| (*o, if *on { Value::Active } else { Value::Inactive }))
+        .collect()
+}
+
+impl DigitalOutputs for LineSet {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    fn write(&mut self, levels: &[bool]) -> Result<(), HardwareError> {
+        if levels.len() != self.offsets.len() {
+            return Err(HardwareError::Invalid(format!(
+                "{} levels for {} lines",
+                levels.len(),
+                self.offsets.len()
+            )));
+        }
+        self.request
+            .set_values(&values(&self.offsets, levels))
+            .map_err(|e| err("matrix", e))
+    }
+}
+
+/// The button line.
+struct Button {
+    request: Option<Request>,
+}
+
+impl InputEdges for Button {
+    fn edges(&mut self) -> Result<mpsc::Receiver<Edge>, HardwareError> {
+        let request = self
+            .request
+            .take()
+            .ok_or_else(|| HardwareError::Invalid("edges already taken".into()))?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let req = AsyncRequest::new(request);
+            while let Ok(ev) = req.read_edge_event().await {
+                // Active low: "rising" is the line becoming active, i.e. pressed.
+                let edge = Edge {
+                    active: ev.kind == EdgeKind::Rising,
+                    at: tokio::time::Instant::now(),
+                };
+                if tx.send(edge).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Builds the parts the configuration enables on the character device.
+pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
+    let chip = config.hardware.chip.as_str();
+    let matrix = if config.matrix.enabled {
+        let mchip = config.matrix.chip.as_deref().unwrap_or(chip);
+        Some(Box::new(LineSet::request(
+            mchip,
+            &config.matrix.lines,
+            "edge-agent matrix",
+        )?) as Box<dyn DigitalOutputs>)
+    } else {
+        None
+    };
+    let button = if config.button.enabled {
+        let request = Request::builder()
+            .on_chip(chip)
+            .with_consumer("edge-agent button")
+            .with_line(config.button.pin)
+            .as_input()
+            .as_active_low()
+            .with_bias(Bias::PullUp)
+            .with_edge_detection(EdgeDetection::BothEdges)
+            .request()
+            .map_err(|e| err(&format!("button.pin {} on {chip}", config.button.pin), e))?;
+        Some(Box::new(Button {
+            request: Some(request),
+        }) as Box<dyn InputEdges>)
+    } else {
+        None
+    };
+    let leds = super::rppal_backend::leds(config)?;
+    Ok(Hardware {
+        leds,
+        matrix,
+        button,
+        display: None,
+        sim: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_value_per_line() {
+        let v = values(&[4, 17, 22], &[true, false, true]);
+        assert_eq!(v.get(4), Some(Value::Active));
+        assert_eq!(v.get(17), Some(Value::Inactive));
+        assert_eq!(v.get(22), Some(Value::Active));
+        assert_eq!(v.len(), 3);
+    }
+
+    #[test]
+    fn a_missing_chip_is_a_clear_error() {
+        let e = LineSet::request("/dev/gpiochip-none", &[1, 2], "edge-agent test")
+            .err()
+            .expect("no such chip");
+        assert!(e.to_string().contains("/dev/gpiochip-none"), "{e}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The matrix over real MQTT: named patterns, the Home Assistant light form,
+//! programs, and bad programs that leave the running pattern alone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edge_agent::config::Config;
+use edge_agent::hardware::sim::Recording;
+use edge_agent::hardware::Hardware;
+use tokio::sync::oneshot;
+
+struct InProcess {
+    v5: u16,
+    frames: Recording<Vec<bool>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
+}
+
+fn start(device: &str) -> InProcess {
+    let (v4, v5) = (free_port(), free_port());
+    let cfg = format!(
+        "{}[display]\nenabled = false\n",
+        embedded_config(device, v4, v5)
+    );
+    let settings = Config::from_toml(&cfg).expect("config");
+    edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
+    let hardware = Hardware::from_settings(&settings).expect("hardware");
+    let frames = hardware
+        .sim
+        .as_ref()
+        .and_then(|s| s.matrix.clone())
+        .expect("sim matrix");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
+        let _ = stopped.await;
+    }));
+    InProcess {
+        v5,
+        frames,
+        stop,
+        task,
+    }
+}
+
+/// The next `<base>/matrix` state.
+async fn state(c: &mut Client, base: &str) -> serde_json::Value {
+    let topic = format!("{base}/matrix");
+    c.expect(Duration::from_secs(3), |m| m.topic == topic)
+        .await
+        .expect("matrix state")
+        .json()
+}
+
+fn text(frame: &[bool]) -> String {
+    frame
+        .chunks(5)
+        .map(|r| {
+            r.iter()
+                .map(|&b| if b { '1' } else { '0' })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_patterns_the_light_form_and_programs() {
+    let agent = start("mx");
+    let base = "edge/mx";
+    let mut c = Client::connect(agent.v5, "mx-c").await;
+    c.subscribe(&format!("{base}/matrix")).await;
+    assert_eq!(state(&mut c, base).await["state"], "OFF");
+
+    // A named frame, by name and through Home Assistant's light form.
+    c.publish(&format!("{base}/matrix/set"), "smiley").await;
+    let s = state(&mut c, base).await;
+    assert_eq!(
+        (s["state"].as_str(), s["effect"].as_str()),
+        (Some("ON"), Some("smiley"))
+    );
+    assert_eq!(s["frame"], "01010/01010/00000/10001/01110");
+    c.publish(&format!("{base}/matrix/set"), r#"{"state": "OFF"}"#)
+        .await;
+    let s = state(&mut c, base).await;
+    assert_eq!(
+        (s["state"].as_str(), s["frame"].as_str()),
+        (Some("OFF"), Some("00000/00000/00000/00000/00000"))
+    );
+    assert_eq!(
+        agent.frames.last().map(|f| text(&f)).as_deref(),
+        Some("00000/00000/00000/00000/00000")
+    );
+    c.publish(&format!("{base}/matrix/set"), r#"{"state": "ON"}"#)
+        .await;
+    let s = state(&mut c, base).await;
+    assert_eq!(s["effect"], "smiley", "ON brings back the last pattern");
+    c.publish(
+        &format!("{base}/matrix/set"),
+        r#"{"state": "ON", "effect": "heart"}"#,
+    )
+    .await;
+    assert_eq!(state(&mut c, base).await["effect"], "heart");
+
+    // A running pattern: state once at the start, not per step.
+    c.publish(&format!("{base}/matrix/set"), "rows").await;
+    let s = state(&mut c, base).await;
+    assert_eq!(
+        (s["state"].as_str(), s["effect"].as_str()),
+        (Some("ON"), Some("rows"))
+    );
+    assert_eq!(s["frame"], "11111/00000/00000/00000/00000");
+    let more = c.drain(Duration::from_millis(1000)).await;
+    assert!(more.is_empty(), "no state per blink: {more:?}");
+    let rows: Vec<String> = agent
+        .frames
+        .values()
+        .iter()
+        .rev()
+        .take(6)
+        .map(|f| text(f))
+        .collect();
+    assert!(
+        rows.iter().any(|r| r == "00000/11111/00000/00000/00000"),
+        "rows move: {rows:?}"
+    );
+
+    // A finite program: state at the start and at the end.
+    let program = r#"{"blink": {"leds": [[2, 2]], "interval_ms": 50, "times": 2}}"#;
+    c.publish(&format!("{base}/matrix/set"), program).await;
+    let start = state(&mut c, base).await;
+    assert_eq!(
+        (start["state"].as_str(), start["effect"].as_str()),
+        (Some("ON"), None)
+    );
+    let end = state(&mut c, base).await;
+    assert_eq!(
+        (end["state"].as_str(), end["frame"].as_str()),
+        (Some("OFF"), Some("00000/00000/00000/00000/00000"))
+    );
+
+    let _ = agent.stop.send(());
+    agent.task.await.expect("join").expect("clean stop");
+    assert_eq!(
+        agent.frames.last(),
+        Some(vec![false; 25]),
+        "off at shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
+    let agent = start("mxbad");
+    let base = "edge/mxbad";
+    let reply = "test/mxbad/reply";
+    let mut c = Client::connect(agent.v5, "mxbad-c").await;
+    c.subscribe(reply).await;
+    c.subscribe(&format!("{base}/matrix")).await;
+    c.request(
+        &format!("{base}/matrix/set"),
+        r#"{"blink": {"leds": "all", "interval_ms": 100}}"#,
+        reply,
+        b"run",
+    )
+    .await;
+    c.expect(Duration::from_secs(3), |m| m.topic == reply)
+        .await
+        .expect("ok");
+    c.drain(Duration::from_millis(300)).await;
+    let mut deep = String::from(r#"{"on": {"leds": "all", "ms": 10}}"#);
+    for _ in 0..20 {
+        deep = format!(r#"{{"sequence": [{deep}]}}"#);
+    }
+    let many = format!(
+        r#"{{"sequence": [{}]}}"#,
+        vec![r#"{"frame": "00000/00000/00000/00000/00000"}"#; 300].join(",")
+    );
+    let bad: Vec<(&str, String)> = vec![
+        ("unknown node", r#"{"wiggle": {"leds": "all"}}"#.into()),
+        (
+            "wrong type",
+            r#"{"blink": {"leds": "all", "interval_ms": "fast"}}"#.into(),
+        ),
+        ("empty list", r#"{"all": []}"#.into()),
+        ("too deep", deep),
+        ("too many nodes", many),
+        (
+            "interval",
+            r#"{"blink": {"leds": "all", "interval_ms": 1}}"#.into(),
+        ),
+        (
+            "repeat",
+            r#"{"repeat": {"times": 1000000, "pattern": {"on": {"leds": "all", "ms": 10}}}}"#
+                .into(),
+        ),
+        ("unknown pattern", "disco".into()),
+        (
+            "unknown effect",
+            r#"{"state": "ON", "effect": "disco"}"#.into(),
+        ),
+        ("bad frame", "11111/00000".into()),
+        ("not JSON", r#"{"blink": "#.into()),
+    ];
+    let before = agent.frames.total();
+    let mut states = 0;
+    for (what, payload) in &bad {
+        c.request(
+            &format!("{base}/matrix/set"),
+            payload.clone(),
+            reply,
+            what.as_bytes(),
+        )
+        .await;
+        let r = loop {
+            let m = c
+                .expect(Duration::from_secs(3), |_| true)
+                .await
+                .unwrap_or_else(|| panic!("{what}: no reply"));
+            if m.topic == format!("{base}/matrix") {
+                states += 1;
+            } else if m.correlation.as_deref() == Some(what.as_bytes()) {
+                break m;
+            }
+        };
+        assert_eq!(r.json()["ok"], false, "{what}");
+        eprintln!("{what}: {}", r.json()["error"]);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The blink went on: frames still alternate all on / all off, ~100 ms apart.
+    let recent: Vec<(tokio::time::Instant, Vec<bool>)> =
+        agent.frames.entries().into_iter().rev().take(8).collect();
+    assert!(agent.frames.total() > before + 3, "still blinking");
+    for pair in recent.windows(2) {
+        let (later, earlier) = (&pair[0], &pair[1]);
+        assert_ne!(later.1, earlier.1, "alternates");
+        assert!(
+            later.1.iter().all(|&b| b) || later.1.iter().all(|&b| !b),
+            "whole frame on or off"
+        );
+        let gap = later.0 - earlier.0;
+        assert!(
+            gap >= Duration::from_millis(50) && gap <= Duration::from_millis(150),
+            "gap {gap:?}"
+        );
+    }
+    // And no state was published for the refused commands.
+    states += c
+        .drain(Duration::from_millis(100))
+        .await
+        .iter()
+        .filter(|m| m.topic == format!("{base}/matrix"))
+        .count();
+    assert_eq!(states, 0, "the refused commands changed the state");
+    let _ = agent.stop.send(());
+    agent.task.await.expect("join").expect("clean stop");
+}
