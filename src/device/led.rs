@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::command::{LedSet, Tilt};
-use crate::hardware::{HardwareError, PwmChannel};
+use crate::hardware::{HardwareError, NamedPwm, PwmChannel};
 
 /// What an LED shows, in Home Assistant's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub struct LedGroup {
 impl LedGroup {
     /// Takes the channels (turned off) and starts their writer.
     pub fn new(
-        channels: Vec<(String, Box<dyn PwmChannel>)>,
+        channels: Vec<NamedPwm>,
         timing: LedTiming,
         errors: mpsc::Sender<HardwareError>,
     ) -> Self {

@@ -90,10 +90,13 @@ pub trait Display: Send {
     }
 }
 
+/// A PWM channel and the name of the LED on it.
+pub type NamedPwm = (String, Box<dyn PwmChannel>);
+
 /// The hardware parts the configuration enables.
 pub struct Hardware {
     /// The PWM LEDs by name (`left`, `right`).
-    pub leds: Vec<(String, Box<dyn PwmChannel>)>,
+    pub leds: Vec<NamedPwm>,
     /// The 25 matrix outputs.
     pub matrix: Option<Box<dyn DigitalOutputs>>,
     /// The button input.

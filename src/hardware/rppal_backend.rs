@@ -10,7 +10,7 @@ use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
 use rppal::pwm::{Channel, Polarity, Pwm};
 use tokio::sync::mpsc;
 
-use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, PwmChannel};
+use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, NamedPwm, PwmChannel};
 use crate::config::Config;
 
 fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
@@ -107,8 +107,8 @@ impl InputEdges for Button {
 }
 
 /// The tilt LEDs' PWM channels, named `left` and `right` (none if tilt is off).
-pub fn leds(config: &Config) -> Result<Vec<(String, Box<dyn PwmChannel>)>, HardwareError> {
-    let mut leds: Vec<(String, Box<dyn PwmChannel>)> = Vec::new();
+pub fn leds(config: &Config) -> Result<Vec<NamedPwm>, HardwareError> {
+    let mut leds: Vec<NamedPwm> = Vec::new();
     if !config.tilt.enabled {
         return Ok(leds);
     }

@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use super::{
-    BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, PwmChannel,
+    BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, NamedPwm,
+    PwmChannel,
 };
 use crate::config::Config;
 
@@ -256,7 +257,7 @@ impl SimHandles {
 
 /// Builds simulated hardware for the parts the configuration enables.
 pub fn build(config: &Config) -> Hardware {
-    let mut leds: Vec<(String, Box<dyn PwmChannel>)> = Vec::new();
+    let mut leds: Vec<NamedPwm> = Vec::new();
     let mut led_recs = Vec::new();
     if config.tilt.enabled {
         for name in ["left", "right"] {
