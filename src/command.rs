@@ -435,6 +435,20 @@ fn on_off(s: &str) -> Option<bool> {
     }
 }
 
+/// A JSON light's `"state"`: `ON`, `OFF` or absent.
+fn json_state(state: Option<&str>) -> Result<Option<bool>, CommandError> {
+    state
+        .map(|s| {
+            on_off(s).ok_or_else(|| {
+                CommandError::BadPayload(format!(
+                    "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
+                    truncate(s, 16)
+                ))
+            })
+        })
+        .transpose()
+}
+
 fn json_error(e: serde_json::Error) -> CommandError {
     CommandError::BadPayload(format!("the JSON could not be read: {e}"))
 }
@@ -449,15 +463,7 @@ fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
     }
     if p.starts_with('{') {
         let j: JsonLight = serde_json::from_str(p).map_err(json_error)?;
-        let state = match j.state.as_deref() {
-            None => None,
-            Some(s) => Some(on_off(s).ok_or_else(|| {
-                CommandError::BadPayload(format!(
-                    "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
-                    truncate(s, 16)
-                ))
-            })?),
-        };
+        let state = json_state(j.state.as_deref())?;
         let brightness = match j.brightness {
             None => None,
             Some(v) => Some(
@@ -534,15 +540,7 @@ fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSe
             .is_some_and(|o| o.contains_key("state") || o.contains_key("effect"));
         if is_light {
             let j: JsonLightMatrix = serde_json::from_value(v).map_err(json_error)?;
-            let state = match j.state.as_deref() {
-                None => None,
-                Some(s) => Some(on_off(s).ok_or_else(|| {
-                    CommandError::BadPayload(format!(
-                        "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
-                        truncate(s, 16)
-                    ))
-                })?),
-            };
+            let state = json_state(j.state.as_deref())?;
             return match (state, j.effect) {
                 (Some(false), _) => Ok(MatrixSet::Off),
                 (_, Some(effect)) => named(&effect, lib),
