@@ -18,11 +18,13 @@ use crate::command::{Catalog, Command, CommandError, MatrixSet, Router, MATRIX_L
 use crate::config::Settings;
 use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
+use crate::device::buzzer::Buzzer;
 use crate::device::display::{self, DisplayHandle, Refresh};
 use crate::device::led::{LedGroup, LedTimer, LedTiming};
 use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
+use crate::links::{Fired, Links};
 use crate::pattern::{frame_of, Library, Node};
 use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
@@ -66,6 +68,7 @@ struct Parts {
     leds: Option<LedGroup>,
     matrix: Option<MatrixPart>,
     board: Option<MessageBoard>,
+    buzzer: Option<Buzzer>,
     button_injector: Option<ButtonInjector>,
 }
 
@@ -120,7 +123,17 @@ impl Parts {
         publisher.retain(&format!("{}/display", self.base), payload.to_string());
     }
 
+    fn publish_buzzer(&self, publisher: &Publisher) {
+        if let Some(b) = &self.buzzer {
+            publisher.retain(
+                &format!("{}/buzzer", self.base),
+                if b.is_on() { "ON" } else { "OFF" },
+            );
+        }
+    }
+
     fn publish_all(&mut self, publisher: &Publisher) {
+        self.publish_buzzer(publisher);
         self.publish_leds(publisher);
         if let Some(m) = &self.matrix {
             self.publish_matrix(publisher, &m.state);
@@ -196,6 +209,14 @@ impl Parts {
                     self.publish_board(publisher);
                 }
             }
+            Command::Buzzer(set) => {
+                let b = self
+                    .buzzer
+                    .as_mut()
+                    .ok_or_else(|| CommandError::Disabled("the buzzer".into()))?;
+                b.set(set, Instant::now()).map_err(hw)?;
+                self.publish_buzzer(publisher);
+            }
             Command::SimButtonPress => {
                 let inj = self
                     .button_injector
@@ -241,6 +262,12 @@ impl Parts {
     /// Every output to its safe (off) value; returns the first failure.
     async fn all_off(&mut self) -> Result<(), HardwareError> {
         let mut first = None;
+        if let Some(b) = self.buzzer.as_mut() {
+            if let Err(e) = b.off() {
+                warn!(error = %e, "could not silence the buzzer");
+                first.get_or_insert(e);
+            }
+        }
         if let Some(leds) = self.leds.take() {
             // The writer's last act is to write the off state; it stops after that.
             leds.finish(Duration::from_millis(200)).await;
@@ -287,6 +314,7 @@ pub async fn run_with_clock(
         matrix,
         button,
         display,
+        buzzer,
         sim,
     } = hardware;
 
@@ -354,6 +382,9 @@ pub async fn run_with_clock(
             None => None,
         },
         board,
+        buzzer: buzzer
+            .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
+            .transpose()?,
         button_injector: sim.as_ref().and_then(|s| s.button.clone()),
     };
     let router = Router::new(
@@ -370,6 +401,7 @@ pub async fn run_with_clock(
                 .board
                 .as_ref()
                 .map(|_| config.display.max_message_chars),
+            buzzer: parts.buzzer.as_ref().map(|_| config.buzzer.max_beep_ms),
             tilt: parts
                 .leds
                 .as_ref()
@@ -378,12 +410,30 @@ pub async fn run_with_clock(
     );
 
     let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(256);
+    let mut links = Links::new(&base, &config.links);
+    let ha_status = format!("{}/status", config.homeassistant.discovery_prefix);
+    let mut filters = vec![format!("{base}/#")];
+    if config.homeassistant.enabled {
+        filters.push(ha_status.clone());
+    }
+    filters.extend(links.filters());
     let (transport, mut link) = Transport::start(
-        TransportOptions::from_settings(&settings, vec![format!("{base}/#")]),
+        TransportOptions::from_settings(&settings, filters),
         inbound_tx,
     )?;
     let publisher = transport.publisher();
     parts.publish_all(&publisher);
+    publisher.retain(
+        &format!("{base}/info"),
+        json!({
+            "started_at": rfc3339(&wall.now().with_timezone(&settings.time_zone)),
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+        .to_string(),
+    );
+    for a in crate::discovery::announcements(&settings, &library.names()) {
+        publisher.retain(&a.topic, a.payload);
+    }
 
     let (button_tx, mut button_rx) = mpsc::channel::<ButtonEvent>(16);
     // The input stays alive while the agent runs (a real pin's interrupt ends with it).
@@ -398,7 +448,41 @@ pub async fn run_with_clock(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(msg) = inbound.recv() => handle(&router, &mut parts, &publisher, msg),
+            Some(msg) = inbound.recv() => {
+                if config.homeassistant.enabled && msg.topic == ha_status && msg.payload.as_ref() == b"online" {
+                    info!("Home Assistant is online: announcing again");
+                    publisher.republish_retained();
+                }
+                // Links see the message as it arrived, before any command it may be.
+                let fired = links.fire(&msg.topic, &msg.payload, Instant::now());
+                handle(&router, &mut parts, &publisher, msg);
+                for f in fired {
+                    match f {
+                        Fired::Run(t) => {
+                            let via = Inbound { topic: t.topic, payload: t.payload.into(), retained: false, reply_to: None };
+                            handle(&router, &mut parts, &publisher, via);
+                        }
+                        Fired::Dropped { link, limit } => {
+                            warn!(link, limit, "link fired too often; message dropped");
+                            publisher.event(
+                                &format!("{base}/error"),
+                                json!({
+                                    "topic": config.links.get(link).map(|l| l.on.clone()),
+                                    "error": format!("link[{link}] fired more than {limit} times in a second; dropped"),
+                                }).to_string(),
+                            );
+                        }
+                    }
+                }
+            }
+            _ = sleep_until_some(parts.buzzer.as_ref().and_then(Buzzer::deadline)) => {
+                if let Some(b) = parts.buzzer.as_mut() {
+                    if let Err(e) = b.off() {
+                        warn!(error = %e, "could not silence the buzzer");
+                    }
+                }
+                parts.publish_buzzer(&publisher);
+            }
             Some(ev) = button_rx.recv() => parts.button(ev, &publisher),
             Some(at) = async { match ticks.as_mut() { Some(t) => t.recv().await, None => None } } => {
                 parts.tick(at, &publisher);
@@ -467,6 +551,14 @@ pub async fn run_with_clock(
     parts.publish_all(&publisher);
     transport.shutdown(GOODBYE).await;
     off.map_err(AgentError::Hardware)
+}
+
+/// Completes at `deadline`; never without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the LEDs' next timer is due; never without one.

@@ -60,6 +60,8 @@ pub enum ConfigAction {
     Check,
     /// Print the merged configuration as TOML, secrets shown as ***.
     Show,
+    /// Print the Home Assistant discovery configs, one JSON line each.
+    Discovery,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -84,9 +86,27 @@ pub fn main() -> ExitCode {
         }
         Cmd::Config {
             action: ConfigAction::Show,
+        } => print_out(&settings.to_redacted_toml()),
+        Cmd::Config {
+            action: ConfigAction::Discovery,
         } => {
-            print!("{}", settings.to_redacted_toml());
-            ExitCode::SUCCESS
+            let library = match crate::pattern::Library::builtin() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("edge-agent: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            let mut out = String::new();
+            for a in crate::discovery::announcements(&settings, &library.names()) {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&a.payload).unwrap_or_default();
+                out.push_str(
+                    &serde_json::json!({ "topic": a.topic, "payload": payload }).to_string(),
+                );
+                out.push('\n');
+            }
+            print_out(&out)
         }
         Cmd::Run => run(settings),
         Cmd::Send {
@@ -96,6 +116,13 @@ pub fn main() -> ExitCode {
             timeout,
         } => send(&settings, text, from, device, timeout),
     }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 fn send(

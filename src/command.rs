@@ -33,8 +33,21 @@ pub enum Command {
     Clock(bool),
     /// A gravity vector from the phone; its y drives the LEDs.
     Tilt(Tilt),
+    /// Sound the buzzer.
+    Buzzer(BuzzerSet),
     /// Press the simulated button.
     SimButtonPress,
+}
+
+/// What the buzzer should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuzzerSet {
+    /// Sound until OFF.
+    On,
+    /// Silence.
+    Off,
+    /// Sound for this many milliseconds.
+    Beep(u64),
 }
 
 /// A gravity vector, each component within ±100 (clamped).
@@ -182,6 +195,8 @@ pub struct Catalog {
     pub display: Option<usize>,
     /// Whether the tilt LEDs are fitted.
     pub tilt: bool,
+    /// The buzzer, with the longest beep it takes (ms).
+    pub buzzer: Option<u64>,
 }
 
 impl Catalog {
@@ -192,6 +207,9 @@ impl Catalog {
         }
         if self.tilt {
             k.push("tilt/set".into());
+        }
+        if self.buzzer.is_some() {
+            k.push("buzzer/set".into());
         }
         if self.display.is_some() {
             k.push("display/message/set".into());
@@ -290,6 +308,13 @@ impl Router {
                     })?;
                 Ok(Command::Matrix(parse_matrix(text(payload)?, lib)?))
             }
+            ["buzzer", "set"] => {
+                let max = self
+                    .catalog
+                    .buzzer
+                    .ok_or_else(|| CommandError::Disabled("the buzzer ([buzzer])".into()))?;
+                parse_buzzer(text(payload)?, max).map(Command::Buzzer)
+            }
             ["tilt", "set"] => {
                 if !self.catalog.tilt {
                     return Err(CommandError::Disabled("the tilt LEDs ([tilt])".into()));
@@ -317,6 +342,34 @@ impl Router {
             _ => Err(unknown()),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBeep {
+    beep_ms: serde_json::Value,
+}
+
+/// `ON`, `OFF`, or JSON `{"beep_ms": N}`.
+fn parse_buzzer(payload: &str, max_ms: u64) -> Result<BuzzerSet, CommandError> {
+    let p = payload.trim();
+    if let Some(on) = on_off(p) {
+        return Ok(if on { BuzzerSet::On } else { BuzzerSet::Off });
+    }
+    if p.starts_with('{') {
+        let j: JsonBeep = serde_json::from_str(p).map_err(json_error)?;
+        return match j.beep_ms.as_u64() {
+            Some(ms) if (1..=max_ms).contains(&ms) => Ok(BuzzerSet::Beep(ms)),
+            _ => Err(CommandError::BadPayload(format!(
+                "\"beep_ms\" is {}; it is a whole number of milliseconds from 1 to {max_ms}",
+                truncate(&j.beep_ms.to_string(), 24)
+            ))),
+        };
+    }
+    Err(CommandError::BadPayload(format!(
+        "{:?} is not a buzzer command; send ON, OFF or {{\"beep_ms\": 200}}",
+        truncate(p, 32)
+    )))
 }
 
 #[derive(Deserialize)]
@@ -579,6 +632,7 @@ mod tests {
                 sim_button: true,
                 display: Some(100),
                 tilt: true,
+                buzzer: Some(1000),
             },
         )
     }
@@ -822,6 +876,29 @@ mod tests {
         assert!(tilt(&le(0.0, f32::NAN, 0.0)).is_err());
         assert!(tilt(&le(f32::INFINITY, 0.0, 0.0)).is_err());
         assert!(tilt(&le(0.0, 0.0, f32::NEG_INFINITY)).is_err());
+    }
+
+    #[test]
+    fn buzzer_forms() {
+        let r = router();
+        let b = |p: &str| r.parse("edge/t/buzzer/set", p.as_bytes());
+        assert_eq!(b("ON").unwrap(), Command::Buzzer(BuzzerSet::On));
+        assert_eq!(b("off").unwrap(), Command::Buzzer(BuzzerSet::Off));
+        assert_eq!(
+            b(r#"{"beep_ms": 200}"#).unwrap(),
+            Command::Buzzer(BuzzerSet::Beep(200))
+        );
+        for bad in [
+            r#"{"beep_ms": 0}"#,
+            r#"{"beep_ms": 1001}"#,
+            r#"{"beep_ms": 1.5}"#,
+            r#"{"beep_ms": "x"}"#,
+            r#"{"beep": 1}"#,
+            "loud",
+            "",
+        ] {
+            assert!(b(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -93,6 +93,197 @@ pub struct Config {
     pub tilt: TiltConfig,
     /// The 5×5 LED matrix.
     pub matrix: MatrixConfig,
+    /// The buzzer.
+    pub buzzer: BuzzerConfig,
+    /// Home Assistant MQTT discovery.
+    pub homeassistant: HomeAssistantConfig,
+    /// Links: MQTT messages turned into local commands.
+    #[serde(rename = "link", skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkConfig>,
+}
+
+/// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuzzerConfig {
+    /// Whether a buzzer is fitted.
+    pub enabled: bool,
+    /// GPIO line (BCM number).
+    pub pin: u32,
+    /// `0`: a digital output (active buzzer); otherwise a PWM tone of this frequency.
+    pub tone_hz: f64,
+    /// Longest `beep_ms` accepted.
+    pub max_beep_ms: u64,
+}
+
+impl Default for BuzzerConfig {
+    fn default() -> Self {
+        BuzzerConfig {
+            enabled: false,
+            pin: 13,
+            tone_hz: 0.0,
+            max_beep_ms: 10_000,
+        }
+    }
+}
+
+/// Home Assistant MQTT discovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HomeAssistantConfig {
+    /// Announce the device to Home Assistant.
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        HomeAssistantConfig {
+            enabled: true,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+/// One link: messages on `on` become the local command `do`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Topic filter (wildcards allowed), of this or another device.
+    pub on: String,
+    /// Command topic below `<base>`, e.g. `matrix/set`.
+    #[serde(rename = "do")]
+    pub command: String,
+    /// Fixed payload; default: the incoming payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Most triggers a second; more are dropped.
+    #[serde(default = "default_link_rate")]
+    pub max_per_second: u32,
+}
+
+fn default_link_rate() -> u32 {
+    10
+}
+
+/// Whether `filter` is a valid MQTT topic filter.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') || filter.len() > 65535 {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, l)| match *l {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+/// Whether `topic` matches the MQTT topic filter `filter`.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && !filter.starts_with('$') {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// The topics (below `<base>`) a command may publish when carried out.
+pub fn command_outputs(command: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = match command.split('/').collect::<Vec<_>>().as_slice() {
+        ["led", name, "set"] => vec![format!("led/{name}")],
+        ["tilt", "set"] => vec!["led/left".into(), "led/right".into()],
+        ["matrix", "set"] => vec!["matrix".into()],
+        ["buzzer", "set"] => vec!["buzzer".into()],
+        ["display", "message", "set"] => vec!["display".into()],
+        ["display", "clock", "set"] => vec!["display".into(), "clock/tick".into()],
+        ["sim", "button", "press"] => vec!["button/event".into(), "display".into()],
+        _ => return None,
+    };
+    // A refused command is reported on <base>/error.
+    out.push("error".into());
+    Some(out)
+}
+
+/// Refuses links that can trigger themselves, directly or through others.
+fn check_links(links: &[LinkConfig], base: &str) -> Result<(), ConfigError> {
+    for (i, l) in links.iter().enumerate() {
+        let key = format!("link[{i}]");
+        if !valid_filter(&l.on) {
+            return Err(ConfigError::new(
+                format!("{key}.on"),
+                quote(&l.on),
+                "an MQTT topic filter ('+' for one level, '#' only at the end)",
+            ));
+        }
+        if command_outputs(&l.command).is_none() {
+            return Err(ConfigError::new(
+                format!("{key}.do"),
+                quote(&l.command),
+                "a command below <base>: led/<name>/set, tilt/set, matrix/set, buzzer/set, display/message/set, display/clock/set, sim/button/press",
+            ));
+        }
+        if !(1..=1000).contains(&l.max_per_second) {
+            return Err(ConfigError::new(
+                format!("{key}.max_per_second"),
+                l.max_per_second,
+                "1 to 1000",
+            ));
+        }
+    }
+    // Edges: link a -> link b when a's command publishes a topic b listens to.
+    let triggers = |a: &LinkConfig, b: &LinkConfig| {
+        command_outputs(&a.command)
+            .unwrap_or_default()
+            .iter()
+            .any(|t| filter_matches(&b.on, &format!("{base}/{t}")))
+            || filter_matches(&b.on, &format!("{base}/{}", a.command))
+    };
+    for start in 0..links.len() {
+        // Depth-first search for a path back to `start`.
+        let mut stack = vec![(start, vec![start])];
+        let mut seen = vec![false; links.len()];
+        while let Some((at, path)) = stack.pop() {
+            for next in 0..links.len() {
+                if !triggers(&links[at], &links[next]) {
+                    continue;
+                }
+                if next == start {
+                    let l = &links[start];
+                    let chain: Vec<String> = path
+                        .iter()
+                        .chain([&start])
+                        .map(|i| format!("link[{i}]"))
+                        .collect();
+                    return Err(ConfigError::new(
+                        format!("link[{start}]"),
+                        format!("on = {:?}, do = {:?}", l.on, l.command),
+                        format!(
+                            "a link that cannot trigger itself; {} form a loop (each one's command publishes what the next listens to)",
+                            chain.join(" -> ")
+                        ),
+                    ));
+                }
+                if !seen[next] {
+                    seen[next] = true;
+                    let mut p = path.clone();
+                    p.push(next);
+                    stack.push((next, p));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Identity of the device.
@@ -696,6 +887,37 @@ impl Config {
                 lines.push((chip.clone(), d.busy_pin, "display.busy_pin".into()));
             }
         }
+        if self.buzzer.enabled {
+            let b = &self.buzzer;
+            if !(b.tone_hz.is_finite()
+                && (b.tone_hz == 0.0 || (20.0..=20_000.0).contains(&b.tone_hz)))
+            {
+                return Err(ConfigError::new(
+                    "buzzer.tone_hz",
+                    b.tone_hz,
+                    "0 (a digital output) or a tone from 20 to 20000 Hz",
+                ));
+            }
+            if !(1..=600_000).contains(&b.max_beep_ms) {
+                return Err(ConfigError::new(
+                    "buzzer.max_beep_ms",
+                    b.max_beep_ms,
+                    "1 to 600000 ms",
+                ));
+            }
+            lines.push((chip.clone(), b.pin, "buzzer.pin".into()));
+        }
+        {
+            let p = &self.homeassistant.discovery_prefix;
+            if p.is_empty() || p.contains(['+', '#']) || p.starts_with('/') || p.ends_with('/') {
+                return Err(ConfigError::new(
+                    "homeassistant.discovery_prefix",
+                    quote(p),
+                    "a topic prefix without wildcards, e.g. homeassistant",
+                ));
+            }
+        }
+        check_links(&self.links, &base_topic)?;
         if self.button.enabled {
             let b = &self.button;
             for (key, v, max) in [
@@ -1074,6 +1296,7 @@ pub fn enabled_parts(config: &Config) -> BTreeMap<&'static str, bool> {
         ("button", config.button.enabled),
         ("tilt", config.tilt.enabled),
         ("matrix", config.matrix.enabled),
+        ("buzzer", config.buzzer.enabled),
     ])
 }
 
@@ -1154,6 +1377,41 @@ mod tests {
             "[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn topic_filters() {
+        assert!(filter_matches("edge/+/button/event", "edge/a/button/event"));
+        assert!(filter_matches("edge/#", "edge/a/b"));
+        assert!(filter_matches("edge/a/#", "edge/a"));
+        assert!(!filter_matches("edge/+", "edge/a/b"));
+        assert!(!filter_matches("#", "$SYS/x"));
+        assert!(valid_filter("a/+/b/#"));
+        assert!(!valid_filter("a/#/b"));
+        assert!(!valid_filter("a/b+"));
+    }
+
+    #[test]
+    fn links_that_loop_are_refused() {
+        let ok = "[device]\nid = \"me\"\n[[link]]\non = \"edge/other/button/event\"\ndo = \"matrix/set\"\npayload = \"smiley\"\n";
+        Config::from_toml(ok).unwrap();
+        // Its own command publishes edge/me/matrix, which it listens to.
+        let direct =
+            "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/matrix\"\ndo = \"matrix/set\"\n";
+        let e = Config::from_toml(direct).unwrap_err();
+        assert_eq!(e.key, "link[0]");
+        assert!(e.allowed.contains("loop"), "{e}");
+        // Two links in a ring.
+        let ring = "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/display\"\ndo = \"matrix/set\"\n[[link]]\non = \"edge/me/matrix\"\ndo = \"display/message/set\"\n";
+        let e = Config::from_toml(ring).unwrap_err();
+        assert!(e.allowed.contains("link[0] -> link[1] -> link[0]"), "{e}");
+        // Any error on this device would trigger it again.
+        let errors = "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/#\"\ndo = \"buzzer/set\"\n";
+        assert!(Config::from_toml(errors).is_err());
+        let e = Config::from_toml("[[link]]\non = \"a/#/b\"\ndo = \"matrix/set\"\n").unwrap_err();
+        assert_eq!(e.key, "link[0].on");
+        let e = Config::from_toml("[[link]]\non = \"a/b\"\ndo = \"toaster/set\"\n").unwrap_err();
+        assert_eq!(e.key, "link[0].do");
     }
 
     #[test]

@@ -384,6 +384,23 @@ impl Publisher {
         }
     }
 
+    /// Publishes every retained topic again (Home Assistant came back).
+    pub fn republish_retained(&self) {
+        let retained: Vec<(String, Bytes)> = {
+            let s = lock(&self.shared);
+            if s.link != Link::Up {
+                return;
+            }
+            s.retained
+                .iter()
+                .map(|(t, p)| (t.clone(), p.clone()))
+                .collect()
+        };
+        for (topic, payload) in retained {
+            self.send(&topic, payload, true, None);
+        }
+    }
+
     /// Publishes an event; dropped while the broker is away.
     pub fn event(&self, topic: &str, payload: impl Into<Bytes>) {
         if lock(&self.shared).link == Link::Up {
@@ -429,12 +446,8 @@ impl Publisher {
     fn announce(&self, filters: &[String]) {
         let subs: Vec<Filter> = filters
             .iter()
-            .map(|f| {
-                let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
-                // Our own state publishes need not come back to us.
-                filter.nolocal = true;
-                filter
-            })
+            // Not "no local": links may listen to this device's own topics.
+            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce))
             .collect();
         if !subs.is_empty() {
             if let Err(e) = self.client.try_subscribe_many(subs) {

@@ -159,3 +159,9 @@ fn a_busy_broker_port_is_one_clear_line() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_link_loop_is_refused_at_start() {
+    let cfg = "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/matrix\"\ndo = \"matrix/set\"\npayload = \"smiley\"\n";
+    assert_one_clear_line(cfg, &[], &["link[0]", "loop"]);
+}

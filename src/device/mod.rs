@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod button;
+pub mod buzzer;
 pub mod display;
 pub mod led;
 pub mod matrix;

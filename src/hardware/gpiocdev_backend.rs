@@ -137,6 +137,7 @@ pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
         matrix,
         button,
         display: None,
+        buzzer: super::rppal_backend::buzzer(config)?,
         sim: None,
     })
 }

@@ -103,6 +103,8 @@ pub struct Hardware {
     pub button: Option<Box<dyn InputEdges>>,
     /// The message board's panel.
     pub display: Option<Box<dyn Display>>,
+    /// The buzzer (a digital output as a 0/1 duty, or a PWM tone).
+    pub buzzer: Option<Box<dyn PwmChannel>>,
     /// Controls of the simulated backend (button injection, recordings).
     pub sim: Option<sim::SimHandles>,
 }

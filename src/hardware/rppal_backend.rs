@@ -57,6 +57,39 @@ impl PwmChannel for SoftPwm {
     }
 }
 
+/// A digital output driven as a 0/1 duty (an active buzzer).
+struct OnOff(OutputPin);
+
+impl PwmChannel for OnOff {
+    fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
+        self.0
+            .write(if duty > 0.0 { Level::High } else { Level::Low });
+        Ok(())
+    }
+}
+
+/// The buzzer: a digital output, or software PWM at its tone frequency.
+pub fn buzzer(config: &Config) -> Result<Option<Box<dyn PwmChannel>>, HardwareError> {
+    if !config.buzzer.enabled {
+        return Ok(None);
+    }
+    let b = &config.buzzer;
+    let part = format!("buzzer.pin {}", b.pin);
+    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
+    let pin = gpio
+        .get(b.pin as u8)
+        .map_err(|e| err(&part, e))?
+        .into_output_low();
+    Ok(Some(if b.tone_hz > 0.0 {
+        Box::new(SoftPwm {
+            pin,
+            frequency: b.tone_hz,
+        })
+    } else {
+        Box::new(OnOff(pin))
+    }))
+}
+
 /// Output pins written as one set.
 struct Outputs(Vec<OutputPin>);
 
@@ -184,6 +217,7 @@ pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
         matrix,
         button,
         display: None,
+        buzzer: buzzer(config)?,
         sim: None,
     })
 }

@@ -246,6 +246,8 @@ pub struct SimHandles {
     pub button: Option<ButtonInjector>,
     /// Frames shown on the simulated display (`display.backend = "sim"`).
     pub display: Option<Recording<BitFrame>>,
+    /// Duty writes of the buzzer.
+    pub buzzer: Option<Recording<f64>>,
 }
 
 impl SimHandles {
@@ -279,16 +281,25 @@ pub fn build(config: &Config) -> Hardware {
     } else {
         (None, None)
     };
+    let (buzzer, buzzer_rec) = if config.buzzer.enabled {
+        let b = SimPwm::default();
+        let rec = b.writes.clone();
+        (Some(Box::new(b) as Box<dyn PwmChannel>), Some(rec))
+    } else {
+        (None, None)
+    };
     Hardware {
         leds,
         matrix,
         button,
         display: None,
+        buzzer,
         sim: Some(SimHandles {
             leds: led_recs,
             matrix: matrix_rec,
             button: injector,
             display: None,
+            buzzer: buzzer_rec,
         }),
     }
 }

@@ -1,0 +1,163 @@
+//! Links (contract §6): MQTT messages, from this device or another, turned
+//! into local commands. Each link is rate-limited so that a storm (or a loop
+//! through other devices, which no config check can see) is cut off.
+
+use tokio::time::{Duration, Instant};
+
+use crate::config::{filter_matches, LinkConfig};
+
+/// A command a link asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// Which link (its index in the config).
+    pub link: usize,
+    /// The full command topic, `<base>/<do>`.
+    pub topic: String,
+    /// The payload to hand to the command.
+    pub payload: Vec<u8>,
+}
+
+/// What matching a message gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// A command to carry out.
+    Run(Trigger),
+    /// A link over its rate; the message was dropped for it.
+    Dropped {
+        /// Which link.
+        link: usize,
+        /// Its limit per second.
+        limit: u32,
+    },
+}
+
+struct Link {
+    config: LinkConfig,
+    window_start: Instant,
+    count: u32,
+}
+
+/// The configured links.
+pub struct Links {
+    base: String,
+    links: Vec<Link>,
+}
+
+impl Links {
+    /// Links for the device whose topics are below `base`.
+    pub fn new(base: &str, configs: &[LinkConfig]) -> Self {
+        let now = Instant::now();
+        Links {
+            base: base.to_string(),
+            links: configs
+                .iter()
+                .map(|c| Link {
+                    config: c.clone(),
+                    window_start: now,
+                    count: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The filters to subscribe to besides `<base>/#` (which covers the rest).
+    pub fn filters(&self) -> Vec<String> {
+        let own = format!("{}/", self.base);
+        let mut f: Vec<String> = self
+            .links
+            .iter()
+            .map(|l| l.config.on.clone())
+            .filter(|on| !on.starts_with(&own))
+            .collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+
+    /// The commands `topic` triggers now, with rate limits applied.
+    pub fn fire(&mut self, topic: &str, payload: &[u8], now: Instant) -> Vec<Fired> {
+        let mut out = Vec::new();
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if !filter_matches(&l.config.on, topic) {
+                continue;
+            }
+            if now.duration_since(l.window_start) >= Duration::from_secs(1) {
+                l.window_start = now;
+                l.count = 0;
+            }
+            if l.count >= l.config.max_per_second {
+                out.push(Fired::Dropped {
+                    link: i,
+                    limit: l.config.max_per_second,
+                });
+                continue;
+            }
+            l.count += 1;
+            out.push(Fired::Run(Trigger {
+                link: i,
+                topic: format!("{}/{}", self.base, l.config.command),
+                payload: l
+                    .config
+                    .payload
+                    .as_ref()
+                    .map_or_else(|| payload.to_vec(), |p| p.as_bytes().to_vec()),
+            }));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(on: &str, command: &str, payload: Option<&str>, rate: u32) -> LinkConfig {
+        LinkConfig {
+            on: on.into(),
+            command: command.into(),
+            payload: payload.map(Into::into),
+            max_per_second: rate,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn links_fire_with_fixed_or_incoming_payloads_and_a_rate_limit() {
+        let mut l = Links::new(
+            "edge/b",
+            &[
+                link("edge/+/button/event", "matrix/set", Some("smiley"), 2),
+                link("edge/b/clock/tick", "buzzer/set", None, 10),
+            ],
+        );
+        assert_eq!(l.filters(), vec!["edge/+/button/event".to_string()]);
+        let t = Instant::now();
+        let fired = l.fire("edge/a/button/event", b"{}", t);
+        assert_eq!(
+            fired,
+            vec![Fired::Run(Trigger {
+                link: 0,
+                topic: "edge/b/matrix/set".into(),
+                payload: b"smiley".to_vec()
+            })]
+        );
+        assert_eq!(
+            l.fire("edge/b/clock/tick", b"ON", t)[0],
+            Fired::Run(Trigger {
+                link: 1,
+                topic: "edge/b/buzzer/set".into(),
+                payload: b"ON".to_vec()
+            })
+        );
+        l.fire("edge/a/button/event", b"{}", t);
+        assert_eq!(
+            l.fire("edge/a/button/event", b"{}", t),
+            vec![Fired::Dropped { link: 0, limit: 2 }]
+        );
+        // A second later it may fire again.
+        assert!(matches!(
+            l.fire("edge/a/button/event", b"{}", t + Duration::from_secs(1))[0],
+            Fired::Run(_)
+        ));
+        assert!(l.fire("edge/a/other", b"", t).is_empty());
+    }
+}
