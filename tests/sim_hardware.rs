@@ -13,7 +13,11 @@ use tokio::sync::oneshot;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
     let (v4, v5) = (free_port(), free_port());
-    let settings = Config::from_toml(&embedded_config("inproc", v4, v5)).expect("config");
+    let cfg = format!(
+        "{}[buzzer]\nenabled = true\npin = 13\ntone_hz = 2000\n[matrix]\nchip = \"/dev/gpiochip1\"\n",
+        embedded_config("inproc", v4, v5)
+    );
+    let settings = Config::from_toml(&cfg).expect("config");
     edge_agent::broker::start(settings.broker.as_ref().expect("broker on")).expect("broker");
     let hardware = Hardware::from_settings(&settings).expect("sim hardware");
     let sim = hardware.sim.clone().expect("sim handles");
@@ -42,7 +46,8 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
     send("led/left/set", "OFF").await;
     send("matrix/set", "10001/01010/00100/01010/10001").await;
     send("led/left/set", "bogus").await; // rejected: no write
-    for _ in 0..5 {
+    send("buzzer/set", "ON").await;
+    for _ in 0..6 {
         c.expect(Duration::from_secs(3), |m| m.topic == reply)
             .await
             .expect("a reply");
@@ -106,6 +111,12 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
         sim.matrix.as_ref().unwrap().last(),
         Some(vec![false; 25]),
         "matrix off"
+    );
+    let buzzer = sim.buzzer.as_ref().expect("buzzer").values();
+    assert_eq!(
+        buzzer,
+        vec![0.0, 0.5, 0.0],
+        "a 50 % tone while on, silent at shutdown"
     );
     c.expect(Duration::from_secs(2), |m| {
         m.topic == format!("{base}/status") && m.text() == "offline"
