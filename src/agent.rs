@@ -444,6 +444,8 @@ pub async fn run_with_clock(
         tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
     }
 
+    let mut systemd = crate::service::Systemd::from_env();
+    let mut watchdog = systemd.watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -474,6 +476,9 @@ pub async fn run_with_clock(
                         }
                     }
                 }
+            }
+            _ = async { match watchdog.as_mut() { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
+                systemd.feed();
             }
             _ = sleep_until_some(parts.buzzer.as_ref().and_then(Buzzer::deadline)) => {
                 if let Some(b) = parts.buzzer.as_mut() {
@@ -529,7 +534,10 @@ pub async fn run_with_clock(
             }
             Ok(()) = link.changed() => {
                 match *link.borrow_and_update() {
-                    Link::Up => info!(base = %base, "online"),
+                    Link::Up => {
+                        info!(base = %base, "online");
+                        systemd.ready();
+                    }
                     Link::Down => {
                         warn!("broker connection lost; reconnecting");
                         if parts.leds.as_ref().is_some_and(LedGroup::tilting) {
@@ -542,6 +550,7 @@ pub async fn run_with_clock(
     }
 
     info!("shutting down: outputs off, going offline");
+    systemd.stopping();
     drop(button);
     for t in tasks {
         t.abort();

@@ -24,4 +24,5 @@ pub mod hardware;
 pub mod links;
 pub mod pattern;
 pub mod render;
+pub mod service;
 pub mod transport;

@@ -175,3 +175,47 @@ async fn embedded_broker_credentials_are_required_and_used_by_the_agent() {
         .await
         .expect("the agent used the broker's credentials to connect");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_systemd_it_is_ready_and_feeds_the_watchdog() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (v4, v5) = (free_port(), free_port());
+    let socket = sock_path.display().to_string();
+    let mut agent = Agent::start_with_env(
+        &embedded_config("sd", v4, v5),
+        &[
+            ("NOTIFY_SOCKET", socket.as_str()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut buf = [0u8; 256];
+    let mut seen = Vec::new();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(5)
+        && seen
+            .iter()
+            .filter(|s: &&String| s.contains("WATCHDOG=1"))
+            .count()
+            < 3
+    {
+        let n = sock.recv(&mut buf).expect("a notification");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(seen.iter().any(|s| s.contains("READY=1")), "{seen:?}");
+    assert!(
+        seen.iter().filter(|s| s.contains("WATCHDOG=1")).count() >= 3,
+        "{seen:?}"
+    );
+    agent.terminate();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(stopping, "STOPPING=1 at shutdown");
+}
