@@ -99,7 +99,7 @@ fn open_embedded_broker_without_credentials() {
 #[test]
 fn missing_config_file() {
     let (code, stderr, _) = {
-        let out = std::process::Command::new(common::AGENT)
+        let out = common::agent_command()
             .args(["config", "check", "--config", "/nonexistent/edge.toml"])
             .output()
             .expect("run");

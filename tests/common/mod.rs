@@ -18,6 +18,21 @@ use tokio::sync::mpsc;
 /// The agent binary under test.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_edge-agent");
 
+/// A command that runs the agent binary: directly, or through the emulator
+/// named in `EDGE_AGENT_TEST_WRAPPER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`)
+/// when the tests of a cross build run under qemu-user.
+pub fn agent_command() -> Command {
+    match std::env::var("EDGE_AGENT_TEST_WRAPPER") {
+        Ok(w) if !w.trim().is_empty() => {
+            let mut parts = w.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap_or_default());
+            cmd.args(parts).arg(AGENT);
+            cmd
+        }
+        _ => Command::new(AGENT),
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -84,7 +99,7 @@ pub fn command(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Command, t
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = agent_command();
     // Files the agent writes (the board's PNG) stay in the temp folder.
     cmd.args(args)
         .arg("--config")
