@@ -108,18 +108,17 @@ impl Parts {
     fn publish_board(&self, publisher: &Publisher) {
         let Some(mb) = &self.board else { return };
         let s = mb.board.state();
-        let payload = match &s.screen {
-            Screen::Clock(_) => json!({
-                "mode": "clock", "text": null, "from": null,
-                "shown_at": rfc3339(&s.shown_at),
-                "clock": if s.clock_running { "ON" } else { "OFF" },
-            }),
-            Screen::Message { text, from, .. } => json!({
-                "mode": "message", "text": text, "from": from,
-                "shown_at": rfc3339(&s.shown_at),
-                "clock": if s.clock_running { "ON" } else { "OFF" },
-            }),
+        let (mode, text, from) = match &s.screen {
+            Screen::Clock(_) => ("clock", None, None),
+            Screen::Message { text, from, .. } => ("message", Some(text), from.as_ref()),
         };
+        let payload = json!({
+            "mode": mode,
+            "text": text,
+            "from": from,
+            "shown_at": rfc3339(&s.shown_at),
+            "clock": if s.clock_running { "ON" } else { "OFF" },
+        });
         publisher.retain(&format!("{}/display", self.base), payload.to_string());
     }
 
@@ -179,10 +178,7 @@ impl Parts {
                     .ok_or_else(|| CommandError::Disabled("the LED matrix".into()))?;
                 // The engine reports the new state when the program starts.
                 let cmd = match set {
-                    MatrixSet::Run { program, effect } => {
-                        m.last = Some((program.clone(), effect.clone()));
-                        MatrixCommand::Run { program, effect }
-                    }
+                    MatrixSet::Run { program, effect } => MatrixCommand::Run { program, effect },
                     MatrixSet::Off => MatrixCommand::Off,
                     MatrixSet::On => {
                         let (program, effect) = m.last.clone().unwrap_or_else(|| {
@@ -191,7 +187,10 @@ impl Parts {
                         MatrixCommand::Run { program, effect }
                     }
                 };
-                m.engine.send(cmd).map_err(hw)?;
+                m.engine.send(cmd.clone()).map_err(hw)?;
+                if let MatrixCommand::Run { program, effect } = cmd {
+                    m.last = Some((program, effect));
+                }
             }
             Command::DisplayMessage { text, from } => {
                 let now = self.wall.now();
@@ -202,12 +201,10 @@ impl Parts {
             Command::Clock(on) => {
                 let now = self.wall.now();
                 let mb = self.board.as_mut().ok_or_else(no_board)?;
-                let screen = mb.board.set_clock(on, now);
-                let stopped = !on;
-                self.board_changed(screen, publisher);
-                if stopped {
-                    self.publish_board(publisher);
+                if let Some(screen) = mb.board.set_clock(on, now) {
+                    mb.display.show(screen);
                 }
+                self.publish_board(publisher);
             }
             Command::Buzzer(set) => {
                 let b = self

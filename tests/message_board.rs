@@ -199,6 +199,12 @@ async fn bad_messages_get_errors_and_the_board_keeps_its_state() {
     let mut c = Client::connect(v5, "badmsg-c").await;
     c.subscribe(&format!("{base}/#")).await;
     c.subscribe(reply).await;
+    // The agent is up (and subscribed) once it has shown the clock.
+    c.expect(Duration::from_secs(10), |m| {
+        m.topic == format!("{base}/display")
+    })
+    .await
+    .expect("the board's first state");
     c.request(
         &format!("{base}/display/message/set"),
         "keep me",

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 pub const AGENT: &str = env!("CARGO_BIN_EXE_edge-agent");
 
 /// A command that runs the agent binary: directly, or through the emulator
-/// named in `EDGE_AGENT_TEST_WRAPPER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`)
+/// named in `EDGE_AGENT_TEST_WRAPPER` (e.g. `qemu-aarch64`)
 /// when the tests of a cross build run under qemu-user.
 pub fn agent_command() -> Command {
     match std::env::var("EDGE_AGENT_TEST_WRAPPER") {
