@@ -26,7 +26,7 @@ play() {
     -e edge_agent_manage_service=false \
     -e "edge_agent_artifact_dir=$root/dist" \
     -e "edge_agent_root=$root/{{ inventory_hostname }}" \
-    -e vault_edge_agent_mqtt_password=test-only-secret
+    -e vault_edge_agent_mqtt_password=test-only-secret "$@"
 }
 
 echo "== first run"
@@ -50,4 +50,33 @@ fi
 echo "== the two configs differ in:"
 diff "$root/kitchen/etc/edge-agent/config.toml" "$root/porch/etc/edge-agent/config.toml" | grep '^[<>]' | grep -v 'ansible managed\|# edge-agent on' || true
 "$binary" config show --config "$root/porch/etc/edge-agent/config.toml" | grep -q 'password = "\*\*\*"'
-echo "apply-local: 2 hosts applied, configs valid and different, second run changed=0"
+
+# The release is chosen by the host's architecture: one artifact per triple,
+# each made different by a trailing marker (an ELF runs with bytes appended,
+# so `config check` still works), the facts overridden per run.
+echo "== the release is chosen by the host's architecture"
+mkdir -p "$root/arch-dist"
+for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf arm-unknown-linux-gnueabihf x86_64-unknown-linux-gnu; do
+  cp "$binary" "$root/arch-dist/edge-agent-$t"
+  printf '%s' "$t" >> "$root/arch-dist/edge-agent-$t"
+done
+for case in "kitchen aarch64 64 aarch64-unknown-linux-gnu" \
+            "porch armv7l 32 armv7-unknown-linux-gnueabihf" \
+            "kitchen aarch64 32 armv7-unknown-linux-gnueabihf" \
+            "porch armv6l 32 arm-unknown-linux-gnueabihf"; do
+  read -r host machine bits want <<<"$case"
+  play --limit "$host" -e "ansible_architecture=$machine" -e "ansible_userspace_bits=$bits" \
+    -e "edge_agent_artifact_dir=$root/arch-dist" -e "edge_agent_root=$root/arch-$machine-$bits/{{ inventory_hostname }}" \
+    >"$root/arch.log" || { cat "$root/arch.log"; exit 1; }
+  cmp -s "$root/arch-$machine-$bits/$host/usr/local/bin/edge-agent" "$root/arch-dist/edge-agent-$want" \
+    || { echo "FAIL: $host as $machine ($bits-bit userland) did not get edge-agent-$want" >&2; exit 1; }
+  echo "$host as $machine, $bits-bit userland: edge-agent-$want"
+done
+if play --limit porch -e ansible_architecture=riscv64 -e "edge_agent_root=$root/arch-riscv64/{{ inventory_hostname }}" >"$root/arch.log"; then
+  echo "FAIL: a host without a release was provisioned" >&2; exit 1
+fi
+grep -q "no edge-agent release for riscv64" "$root/arch.log" \
+  || { cat "$root/arch.log"; echo "FAIL: no clear message for an unknown architecture" >&2; exit 1; }
+echo "porch as riscv64: refused (no edge-agent release for riscv64)"
+
+echo "apply-local: 2 hosts applied, configs valid and different, second run changed=0, release chosen by architecture"
