@@ -462,15 +462,17 @@ impl Publisher {
                 .map(|(t, p)| (t.clone(), p.clone()))
                 .collect()
         };
+        // State and discovery first, `online` last: a client that sees
+        // `online` and subscribes then finds every retained topic in place.
+        for (topic, payload) in retained {
+            self.send(&topic, payload, true, None);
+        }
         self.send(
             &self.status_topic,
             Bytes::from_static(ONLINE.as_bytes()),
             true,
             None,
         );
-        for (topic, payload) in retained {
-            self.send(&topic, payload, true, None);
-        }
     }
 }
 
