@@ -1,7 +1,7 @@
 //! The e-paper message board over real MQTT: messages, the clock, the button,
 //! the PNG and EPD-driver backends, slow refreshes, `edge-agent send`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The agent with its embedded broker, over real MQTT on 127.0.0.1.
 
-mod common;
-mod scenarios;
+use crate::common;
+use crate::scenarios;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! the agent prints what the README shows, and each printed line, run by a
 //! shell, does what it says.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,7 @@ use common::*;
 
 /// The README's sample output, between the banner markers.
 fn readme_banner() -> Vec<String> {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme
         .find("<!-- banner:start -->")
         .expect("banner start marker");

@@ -2,8 +2,8 @@
 //! from the broker, the re-announce on `homeassistant/status`, removal of a
 //! disabled part, and a button on one agent driving another through links.
 
-mod common;
-mod scenarios;
+use crate::common;
+use crate::scenarios;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

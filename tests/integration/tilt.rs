@@ -1,8 +1,8 @@
 //! Tilt over real MQTT: the payload forms, the sign rule, rejections, and a
 //! flood of 100,000 messages that must not queue up.
 
-mod common;
-mod scenarios;
+use crate::common;
+use crate::scenarios;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,8 @@
 //! The same agent against a real Mosquitto broker. Skipped (with a notice)
 //! when Mosquitto is not installed, but failed when `CI` is set.
 
-mod common;
-mod scenarios;
+use crate::common;
+use crate::scenarios;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The agent in-process, commanded over real MQTT, with assertions on what
 //! the simulated hardware saw and when.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

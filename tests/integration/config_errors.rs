@@ -1,6 +1,6 @@
 //! A bad configuration is refused at start with one clear line and a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 
@@ -136,7 +136,7 @@ fn config_show_redacts_secrets_from_file_and_env() {
 
 #[test]
 fn the_documented_default_config_checks_clean() {
-    let text = include_str!("../config/edge-agent.toml");
+    let text = include_str!("../../config/edge-agent.toml");
     let (code, stderr, stdout) = run(text, &["config", "check"], &[]);
     assert_eq!(code, Some(0), "{stderr:?}");
     assert!(stdout.starts_with("config ok"), "{stdout}");

@@ -1,7 +1,7 @@
 //! The matrix over real MQTT: named patterns, the Home Assistant light form,
 //! programs, and bad programs that leave the running pattern alone.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

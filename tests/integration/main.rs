@@ -1,0 +1,17 @@
+//! The integration tests: the agent over real MQTT on 127.0.0.1, one module
+//! per part. They are one test binary, so they are compiled and linked once
+//! (which matters most for the ARM builds under qemu-user). Run one part with
+//! `cargo test --test integration tilt::`.
+
+mod common;
+mod scenarios;
+
+mod config_errors;
+mod embedded_broker;
+mod homeassistant;
+mod matrix;
+mod message_board;
+mod mosquitto;
+mod readme;
+mod sim_hardware;
+mod tilt;
