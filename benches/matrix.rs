@@ -49,7 +49,7 @@ fn main() {
         let writes = Arc::new(Mutex::new(Vec::new()));
         let (stx, _srx) = tokio::sync::watch::channel(MatrixState { on: false, effect: None, frame: 0 });
         let (etx, _erx) = tokio::sync::mpsc::channel(4);
-        let (engine, task) = spawn(Box::new(Timed(writes.clone())), stx, etx).expect("engine");
+        let (engine, task) = spawn(Box::new(Timed(writes.clone())), stx, etx, 0).expect("engine");
         engine.send(MatrixCommand::Run { program: Arc::new(program), effect: None }).expect("run");
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         drop(engine);

@@ -25,7 +25,7 @@ use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, 
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
 use crate::links::{Fired, Links};
-use crate::pattern::{frame_of, Library, Node};
+use crate::pattern::{frame_of, mask_of, Library, Mask, Node};
 use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
 
@@ -70,6 +70,16 @@ struct Parts {
     board: Option<MessageBoard>,
     buzzer: Option<Buzzer>,
     button_injector: Option<ButtonInjector>,
+    safe: Safe,
+}
+
+/// The outputs' safe values (`[safety]`).
+#[derive(Debug, Clone, Copy)]
+struct Safe {
+    /// Every LED's duty, 0..=1.
+    led_duty: f64,
+    /// The matrix frame.
+    matrix: Mask,
 }
 
 impl Parts {
@@ -214,6 +224,10 @@ impl Parts {
                 b.set(set, Instant::now()).map_err(hw)?;
                 self.publish_buzzer(publisher);
             }
+            Command::SimPanic => {
+                // A task dies, as a bug in one would: the process must notice.
+                tokio::spawn(async { panic!("injected through the sim/panic topic") });
+            }
             Command::SimButtonPress => {
                 let inj = self
                     .button_injector
@@ -257,7 +271,35 @@ impl Parts {
     }
 
     /// Every output to its safe (off) value; returns the first failure.
-    async fn all_off(&mut self) -> Result<(), HardwareError> {
+    /// Puts every output at its safe value while the agent runs on (the
+    /// broker has been away too long), and reports the new states.
+    fn go_safe(&mut self, publisher: &Publisher) {
+        if let Some(b) = self.buzzer.as_mut() {
+            if let Err(e) = b.off() {
+                warn!(error = %e, "could not silence the buzzer");
+            }
+        }
+        if let Some(leds) = self.leds.as_mut() {
+            leds.safe(self.safe.led_duty);
+        }
+        if let Some(m) = self.matrix.as_mut() {
+            let cmd = if self.safe.matrix == 0 {
+                MatrixCommand::Off
+            } else {
+                MatrixCommand::Run {
+                    program: Arc::new(Node::Frame(self.safe.matrix)),
+                    effect: None,
+                }
+            };
+            if let Err(e) = m.engine.send(cmd) {
+                warn!(error = %e, "could not put the matrix in its safe state");
+            }
+        }
+        self.publish_all(publisher);
+    }
+
+    /// Puts every output at its safe value and stops the parts (shutdown).
+    async fn all_safe(&mut self) -> Result<(), HardwareError> {
         let mut first = None;
         if let Some(b) = self.buzzer.as_mut() {
             if let Err(e) = b.off() {
@@ -267,10 +309,11 @@ impl Parts {
         }
         if let Some(leds) = self.leds.take() {
             // The writer's last act is to write the off state; it stops after that.
-            leds.finish(Duration::from_millis(200)).await;
+            leds.finish(self.safe.led_duty, Duration::from_millis(200))
+                .await;
         }
         if let Some(m) = self.matrix.take() {
-            // Without its handle the engine turns every LED off and stops.
+            // Without its handle the engine shows the safe frame and stops.
             drop(m.engine);
             let mut task = m.task;
             if tokio::time::timeout(Duration::from_millis(200), &mut task)
@@ -287,8 +330,8 @@ impl Parts {
     }
 }
 
-/// Runs the agent until `shutdown` completes, then turns every output off,
-/// publishes `offline` and returns.
+/// Runs the agent until `shutdown` completes, then puts every output at its
+/// safe value (`[safety]`; off by default), publishes `offline` and returns.
 pub async fn run(
     settings: Settings,
     hardware: Hardware,
@@ -349,7 +392,16 @@ pub async fn run_with_clock(
         None => None,
     };
 
+    let safe = Safe {
+        led_duty: f64::from(config.safety.led_percent) / 100.0,
+        matrix: config
+            .safety
+            .matrix_frame()
+            .map(|f| mask_of(&f))
+            .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
+    };
     let mut parts = Parts {
+        safe,
         base: base.clone(),
         wall: Arc::clone(&wall),
         leds: (!leds.is_empty()).then(|| {
@@ -363,7 +415,7 @@ pub async fn run_with_clock(
         matrix: match matrix {
             Some(outputs) => {
                 let (engine, task) =
-                    matrix_engine::spawn(outputs, matrix_states_tx, matrix_errors_tx)?;
+                    matrix_engine::spawn(outputs, matrix_states_tx, matrix_errors_tx, safe.matrix)?;
                 let state = MatrixState {
                     on: false,
                     effect: None,
@@ -394,6 +446,7 @@ pub async fn run_with_clock(
                 .unwrap_or_default(),
             matrix: parts.matrix.as_ref().map(|_| Arc::clone(&library)),
             sim_button: parts.button_injector.is_some(),
+            sim_faults: sim.is_some(),
             display: parts
                 .board
                 .as_ref()
@@ -441,6 +494,10 @@ pub async fn run_with_clock(
         tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
     }
 
+    // The broker has been away since then; outputs go safe after the timeout.
+    let offline_timeout = Duration::from_millis(config.safety.offline_timeout_ms);
+    let mut offline_since: Option<Instant> = None;
+    let mut went_safe = false;
     let mut systemd = crate::service::Systemd::from_env();
     let mut watchdog = systemd.watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
@@ -484,6 +541,16 @@ pub async fn run_with_clock(
                     }
                 }
                 parts.publish_buzzer(&publisher);
+            }
+            _ = sleep_until_some(offline_since.map(|t| t + offline_timeout)),
+                if !went_safe && !offline_timeout.is_zero() =>
+            {
+                warn!(
+                    timeout_ms = config.safety.offline_timeout_ms,
+                    "the broker has been away too long: outputs to their safe values"
+                );
+                parts.go_safe(&publisher);
+                went_safe = true;
             }
             Some(ev) = button_rx.recv() => parts.button(ev, &publisher),
             Some(at) = async { match ticks.as_mut() { Some(t) => t.recv().await, None => None } } => {
@@ -534,8 +601,26 @@ pub async fn run_with_clock(
                     Link::Up => {
                         info!(base = %base, "online");
                         systemd.ready();
+                        if let Some(since) = offline_since.take() {
+                            if went_safe {
+                                publisher.event(
+                                    &format!("{base}/error"),
+                                    json!({
+                                        "topic": format!("{base}/status"),
+                                        "error": format!(
+                                            "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
+                                            since.elapsed().as_millis(),
+                                            config.safety.offline_timeout_ms
+                                        ),
+                                    })
+                                    .to_string(),
+                                );
+                            }
+                        }
+                        went_safe = false;
                     }
                     Link::Down => {
+                        offline_since.get_or_insert_with(Instant::now);
                         warn!("broker connection lost; reconnecting");
                         if parts.leds.as_ref().is_some_and(LedGroup::tilting) {
                             parts.leds_off(&publisher);
@@ -553,7 +638,7 @@ pub async fn run_with_clock(
         t.abort();
     }
     parts.leds_off(&publisher);
-    let off = parts.all_off().await;
+    let off = parts.all_safe().await;
     parts.publish_all(&publisher);
     transport.shutdown(GOODBYE).await;
     off.map_err(AgentError::Hardware)

@@ -13,6 +13,8 @@ use crate::hardware::Hardware;
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code after a panic in one of the agent's tasks (outputs were made safe).
+pub const EXIT_PANIC: u8 = 70;
 
 /// edge-agent: a Raspberry Pi-class board as a well-behaved MQTT device.
 #[derive(Debug, Parser)]
@@ -215,10 +217,23 @@ fn run(settings: Settings) -> ExitCode {
         }
     };
     print!("{}", banner(&settings));
+    // A panic in any task stops the agent like a signal does (outputs safe,
+    // `offline`), then the exit code says it failed: systemd restarts it.
+    let panicked = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let result = runtime.block_on(async {
-        let shutdown = match shutdown_signal() {
+        let signal = match shutdown_signal() {
             Ok(s) => s,
             Err(e) => return Err(format!("cannot watch for SIGINT/SIGTERM: {e}")),
+        };
+        let panic = crate::service::next_panic();
+        let noted = std::sync::Arc::clone(&panicked);
+        let shutdown = async move {
+            tokio::select! {
+                _ = signal => {}
+                message = panic => {
+                    let _ = noted.set(message);
+                }
+            }
         };
         let r = crate::agent::run(settings, hardware, shutdown).await;
         if broker.is_some() {
@@ -228,6 +243,10 @@ fn run(settings: Settings) -> ExitCode {
         r.map_err(|e| e.to_string())
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(message) = panicked.get() {
+        eprintln!("edge-agent: stopped after a panic, outputs made safe: {message}");
+        return ExitCode::from(EXIT_PANIC);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -37,6 +37,9 @@ pub enum Command {
     Buzzer(BuzzerSet),
     /// Press the simulated button.
     SimButtonPress,
+    /// Panic in a task of the agent (the simulated backend's fault
+    /// injection, to prove the agent goes safe and stops).
+    SimPanic,
 }
 
 /// What the buzzer should do.
@@ -191,6 +194,8 @@ pub struct Catalog {
     pub matrix: Option<std::sync::Arc<crate::pattern::Library>>,
     /// Whether the simulated backend's controls are available.
     pub sim_button: bool,
+    /// Whether the simulated backend's fault injection is available.
+    pub sim_faults: bool,
     /// The message board, with the longest message it takes (characters).
     pub display: Option<usize>,
     /// Whether the tilt LEDs are fitted.
@@ -217,6 +222,9 @@ impl Catalog {
         }
         if self.sim_button {
             k.push("sim/button/press".into());
+        }
+        if self.sim_faults {
+            k.push("sim/panic".into());
         }
         k.join(", ")
     }
@@ -247,6 +255,9 @@ impl Router {
         if self.catalog.sim_button {
             f.push(format!("{}/sim/button/press", self.base));
         }
+        if self.catalog.sim_faults {
+            f.push(format!("{}/sim/panic", self.base));
+        }
         f
     }
 
@@ -256,7 +267,9 @@ impl Router {
             .strip_prefix(&self.base)
             .and_then(|t| t.strip_prefix('/'))
         {
-            Some(rest) => rest.ends_with("/set") || rest == "sim/button/press",
+            Some(rest) => {
+                rest.ends_with("/set") || rest == "sim/button/press" || rest == "sim/panic"
+            }
             None => false,
         }
     }
@@ -282,6 +295,15 @@ impl Router {
                     Err(CommandError::Disabled(
                         "the simulated button (hardware.backend is not sim, or [button] is off)"
                             .into(),
+                    ))
+                }
+            }
+            ["sim", "panic"] => {
+                if self.catalog.sim_faults {
+                    Ok(Command::SimPanic)
+                } else {
+                    Err(CommandError::Disabled(
+                        "fault injection (hardware.backend is not sim)".into(),
                     ))
                 }
             }
@@ -630,6 +652,7 @@ mod tests {
                     crate::pattern::Library::builtin().unwrap(),
                 )),
                 sim_button: true,
+                sim_faults: true,
                 display: Some(100),
                 tilt: true,
                 buzzer: Some(1000),

@@ -97,6 +97,8 @@ pub struct Config {
     pub buzzer: BuzzerConfig,
     /// Home Assistant MQTT discovery.
     pub homeassistant: HomeAssistantConfig,
+    /// What the outputs do when nobody can command them.
+    pub safety: SafetyConfig,
     /// Links: MQTT messages turned into local commands.
     #[serde(rename = "link", skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkConfig>,
@@ -123,6 +125,41 @@ impl Default for BuzzerConfig {
             pin: 13,
             tone_hz: 0.0,
             max_beep_ms: 10_000,
+        }
+    }
+}
+
+/// The outputs' safe values, and when the agent falls back to them on its
+/// own: after the broker has been away for `offline_timeout_ms`, and when a
+/// task of the agent panics (the agent then stops with a non-zero exit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// How long the broker may be away before the outputs go safe; 0: never.
+    pub offline_timeout_ms: u64,
+    /// The LEDs' brightness when safe, in percent.
+    pub led_percent: u8,
+    /// The matrix when safe: `off`, or a frame such as `00000/00000/00100/00000/00000`.
+    pub matrix: String,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            offline_timeout_ms: 30_000,
+            led_percent: 0,
+            matrix: "off".into(),
+        }
+    }
+}
+
+impl SafetyConfig {
+    /// The matrix frame of the safe state (`off` is the dark frame).
+    pub fn matrix_frame(&self) -> Result<crate::command::Frame, String> {
+        if self.matrix == "off" {
+            Ok(crate::command::Frame([false; crate::command::MATRIX_LEDS]))
+        } else {
+            crate::command::Frame::parse(&self.matrix)
         }
     }
 }
@@ -907,6 +944,27 @@ impl Config {
             }
             lines.push((chip.clone(), b.pin, "buzzer.pin".into()));
         }
+        if self.safety.offline_timeout_ms > 86_400_000 {
+            return Err(ConfigError::new(
+                "safety.offline_timeout_ms",
+                self.safety.offline_timeout_ms,
+                "0 (never) to 86400000 ms (a day)",
+            ));
+        }
+        if self.safety.led_percent > 100 {
+            return Err(ConfigError::new(
+                "safety.led_percent",
+                self.safety.led_percent,
+                "0 to 100",
+            ));
+        }
+        if self.safety.matrix_frame().is_err() {
+            return Err(ConfigError::new(
+                "safety.matrix",
+                quote(&self.safety.matrix),
+                "\"off\" or a frame of 5 rows of 5 '0'/'1' separated by '/'",
+            ));
+        }
         {
             let p = &self.homeassistant.discovery_prefix;
             if p.is_empty() || p.contains(['+', '#']) || p.starts_with('/') || p.ends_with('/') {
@@ -1365,6 +1423,23 @@ mod tests {
         let e = Config::from_toml("[display]\nbackend = \"oled\"\n").unwrap_err();
         assert_eq!(e.key, "display.backend");
         assert!(e.allowed.contains("png"), "{e}");
+    }
+
+    #[test]
+    fn bad_safe_values_are_refused() {
+        let e = Config::from_toml("[safety]\nled_percent = 101\n").unwrap_err();
+        assert_eq!(e.key, "safety.led_percent");
+        let e = Config::from_toml("[safety]\nmatrix = \"11111/00000\"\n").unwrap_err();
+        assert_eq!(e.key, "safety.matrix");
+        assert!(e.allowed.contains("frame"), "{e}");
+        let e = Config::from_toml("[safety]\noffline_timeout_ms = 100000000\n").unwrap_err();
+        assert_eq!(e.key, "safety.offline_timeout_ms");
+        let s = Config::from_toml("[safety]\nmatrix = \"00000/00000/00100/00000/00000\"\n")
+            .expect("a frame is fine");
+        assert_eq!(
+            s.config.safety.matrix_frame().map(|f| f.to_text()),
+            Ok("00000/00000/00100/00000/00000".to_string())
+        );
     }
 
     #[test]

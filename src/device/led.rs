@@ -203,6 +203,13 @@ impl LedGroup {
         self.show(vec![0.0; self.duties.len()]);
     }
 
+    /// Puts every LED at `duty` (0..=1), the safe value; tilting stops.
+    /// Report the state at once.
+    pub fn safe(&mut self, duty: f64) {
+        self.tilt_until = None;
+        self.show(vec![duty; self.duties.len()]);
+    }
+
     /// Notes that the state was just reported.
     pub fn published(&mut self, now: Instant) {
         self.last_publish = Some(now);
@@ -231,10 +238,11 @@ impl LedGroup {
         }
     }
 
-    /// Writes the off state and stops the writer (at most `within`).
-    pub async fn finish(self, within: Duration) {
-        let zeros = vec![0.0; self.duties.len()];
-        self.writer.finish(&zeros, within).await;
+    /// Writes every LED at `duty` (the safe value) and stops the writer
+    /// (at most `within`).
+    pub async fn finish(self, duty: f64, within: Duration) {
+        let last = vec![duty; self.duties.len()];
+        self.writer.finish(&last, within).await;
     }
 }
 

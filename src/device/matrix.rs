@@ -55,12 +55,13 @@ impl MatrixHandle {
 
 /// Starts the engine: turns every LED off, then takes commands. It reports
 /// the state when a program starts and when it ends (not on every step), and
-/// hardware failures on `errors`. It stops, with every LED off, when every
-/// handle is gone.
+/// hardware failures on `errors`. It stops when every handle is gone,
+/// leaving `last` on the LEDs (the safe frame; usually all off).
 pub fn spawn(
     mut outputs: Box<dyn DigitalOutputs>,
     states: watch::Sender<MatrixState>,
     errors: mpsc::Sender<HardwareError>,
+    last: Mask,
 ) -> Result<(MatrixHandle, tokio::task::JoinHandle<()>), HardwareError> {
     if outputs.len() != MATRIX_LEDS {
         return Err(HardwareError::Invalid(format!(
@@ -77,7 +78,7 @@ pub fn spawn(
             states,
             errors,
         }
-        .run(rx),
+        .run(rx, last),
     );
     Ok((MatrixHandle { tx }, task))
 }
@@ -118,7 +119,7 @@ impl Engine {
         });
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<MatrixCommand>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<MatrixCommand>, last: Mask) {
         let mut running: Option<Running> = None;
         loop {
             let deadline = running
@@ -159,7 +160,7 @@ impl Engine {
                 }
             }
         }
-        self.show(0);
+        self.show(last);
     }
 }
 
@@ -195,7 +196,7 @@ mod tests {
         });
         let (etx, _erx) = mpsc::channel(4);
         let t0 = Instant::now();
-        let (handle, task) = spawn(Box::new(o), stx, etx).unwrap();
+        let (handle, task) = spawn(Box::new(o), stx, etx, 0).unwrap();
         Rig {
             handle,
             frames,

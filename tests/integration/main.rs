@@ -13,5 +13,6 @@ mod matrix;
 mod message_board;
 mod mosquitto;
 mod readme;
+mod safety;
 mod sim_hardware;
 mod tilt;

@@ -13,9 +13,9 @@ use edge_agent::hardware::Hardware;
 use tokio::sync::oneshot;
 
 /// The agent in-process with the embedded broker and simulated hardware.
-struct InProcess {
-    v5: u16,
-    sim: SimHandles,
+pub(crate) struct InProcess {
+    pub(crate) v5: u16,
+    pub(crate) sim: SimHandles,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
 }
@@ -31,7 +31,7 @@ fn start(device: &str, extra: &str) -> InProcess {
     start_with(settings, v5)
 }
 
-fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
+pub(crate) fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
     let hardware = Hardware::from_settings(&settings).expect("hardware");
     let sim = hardware.sim.clone().expect("sim");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -47,7 +47,7 @@ fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
 }
 
 impl InProcess {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -55,7 +55,7 @@ impl InProcess {
     }
 
     /// Waits until the LEDs' last written duties are (left, right).
-    async fn wait_duties(&self, left: f64, right: f64, within: Duration) -> bool {
+    pub(crate) async fn wait_duties(&self, left: f64, right: f64, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             let l = self.sim.led("left").and_then(|r| r.last());
