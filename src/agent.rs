@@ -467,7 +467,7 @@ pub async fn run_with_clock(
         filters.push(ha_status.clone());
     }
     filters.extend(links.filters());
-    let (transport, mut link) = Transport::start(
+    let (mut transport, mut link) = Transport::start(
         TransportOptions::from_settings(&settings, filters),
         inbound_tx,
     )?;
@@ -484,6 +484,8 @@ pub async fn run_with_clock(
     for a in crate::discovery::announcements(&settings, &library.names()) {
         publisher.retain(&a.topic, a.payload);
     }
+    // Everything retained is registered: connect, and it all goes out before `online`.
+    transport.connect();
 
     let (button_tx, mut button_rx) = mpsc::channel::<ButtonEvent>(16);
     // The input stays alive while the agent runs (a real pin's interrupt ends with it).

@@ -136,6 +136,7 @@ pub struct Transport {
     publisher: Publisher,
     task: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
+    go: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Capped exponential backoff between reconnect attempts.
@@ -180,6 +181,10 @@ fn mqtt_options(
         .set_clean_start(true)
         .set_max_packet_size(Some(MAX_INCOMING_PACKET))
         .set_connection_timeout(5);
+    // Commands and replies are small: send each at once, not after Nagle's wait.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    mqtt.set_network_options(net);
     if let Some((user, pass)) = &options.credentials {
         mqtt.set_credentials(user, pass);
     }
@@ -301,8 +306,10 @@ pub async fn request(
 }
 
 impl Transport {
-    /// Starts connecting in the background. Incoming messages on the filters
-    /// go to `inbound`; link changes to the returned watch.
+    /// Sets up the connection; it is made in the background from
+    /// [`Transport::connect`] on, so that the retained state registered
+    /// before is all published before `online`. Incoming messages on the
+    /// filters go to `inbound`; link changes to the returned watch.
     pub fn start(
         options: TransportOptions,
         inbound: mpsc::Sender<Inbound>,
@@ -327,22 +334,38 @@ impl Transport {
         };
         let (link_tx, link_rx) = watch::channel(Link::Down);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run_loop(
-            eventloop,
-            publisher.clone(),
-            options,
-            inbound,
-            link_tx,
-            stop_rx,
-        ));
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+        let loop_publisher = publisher.clone();
+        let task = tokio::spawn(async move {
+            // Without `connect` (the agent failed before it) there is nothing to do.
+            if go_rx.await.is_ok() {
+                run_loop(
+                    eventloop,
+                    loop_publisher,
+                    options,
+                    inbound,
+                    link_tx,
+                    stop_rx,
+                )
+                .await;
+            }
+        });
         Ok((
             Transport {
                 publisher,
                 task,
                 stop: stop_tx,
+                go: Some(go_tx),
             },
             link_rx,
         ))
+    }
+
+    /// Starts connecting (and reconnecting) to the broker.
+    pub fn connect(&mut self) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
     }
 
     /// A handle for publishing.
@@ -352,7 +375,9 @@ impl Transport {
 
     /// Publishes `offline`, disconnects cleanly (so the broker drops the last
     /// will) and stops, taking at most `within`.
-    pub async fn shutdown(self, within: Duration) {
+    pub async fn shutdown(mut self, within: Duration) {
+        // Never connected: the loop ends without starting.
+        drop(self.go.take());
         let connected = lock(&self.publisher.shared).link == Link::Up;
         let _ = self.stop.send(true);
         if connected {

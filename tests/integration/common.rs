@@ -261,6 +261,9 @@ impl Client {
         }
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(Some(4 * 1024 * 1024));
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        opts.set_network_options(net);
         let (client, mut eventloop) = AsyncClient::new(opts, 1000);
         let (tx, rx) = mpsc::unbounded_channel();
         let connected = Arc::new(Mutex::new(false));

@@ -9,6 +9,7 @@ mod scenarios;
 mod config_errors;
 mod embedded_broker;
 mod homeassistant;
+mod hostile;
 mod matrix;
 mod message_board;
 mod mosquitto;
