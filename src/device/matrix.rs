@@ -2,7 +2,8 @@
 //! agent's runtime (one task, no thread per LED). At each of the program's
 //! deadlines (absolute, from its start) it computes the whole 25-LED frame
 //! and writes it in one call, only when it changed. A new program (or OFF)
-//! cancels the running one at once: its LEDs are not left lit.
+//! cancels the running one at once: its LEDs are not left lit. Commands
+//! are latest-wins: a flood never queues, the newest program is the one run.
 
 use std::sync::Arc;
 
@@ -38,18 +39,26 @@ pub struct MatrixState {
     pub frame: Mask,
 }
 
+/// The newest command not yet taken by the engine.
+type Pending = watch::Sender<Option<MatrixCommand>>;
+
 /// Sends commands to the engine.
 #[derive(Clone)]
 pub struct MatrixHandle {
-    tx: mpsc::Sender<MatrixCommand>,
+    tx: Pending,
 }
 
 impl MatrixHandle {
-    /// Queues a command; fails only when the engine has stopped.
+    /// Hands the engine a command (replacing one it has not taken yet);
+    /// fails only when the engine has stopped.
     pub fn send(&self, cmd: MatrixCommand) -> Result<(), HardwareError> {
-        self.tx
-            .try_send(cmd)
-            .map_err(|_| HardwareError::Invalid("the matrix engine is not running".into()))
+        if self.tx.is_closed() {
+            return Err(HardwareError::Invalid(
+                "the matrix engine is not running".into(),
+            ));
+        }
+        self.tx.send_replace(Some(cmd));
+        Ok(())
     }
 }
 
@@ -70,7 +79,7 @@ pub fn spawn(
         )));
     }
     outputs.write(&frame_of(0).0)?;
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = watch::channel(None);
     let task = tokio::spawn(
         Engine {
             outputs,
@@ -119,27 +128,28 @@ impl Engine {
         });
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<MatrixCommand>, last: Mask) {
+    async fn run(mut self, mut rx: watch::Receiver<Option<MatrixCommand>>, last: Mask) {
         let mut running: Option<Running> = None;
         loop {
             let deadline = running
                 .as_ref()
                 .and_then(|r| r.next.map(|n| r.start + Duration::from_millis(n)));
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(MatrixCommand::Run { program, effect }) => {
+                changed = rx.changed() => match changed.map(|()| rx.borrow_and_update().clone()) {
+                    Err(_) => break,
+                    Ok(None) => {}
+                    Ok(Some(MatrixCommand::Run { program, effect })) => {
                         let start = Instant::now();
                         self.show(frame_at(&program, 0));
                         let next = next_change(&program, 0);
                         self.report(next.is_some(), effect.clone());
                         running = Some(Running { program, effect, start, next });
                     }
-                    Some(MatrixCommand::Off) => {
+                    Ok(Some(MatrixCommand::Off)) => {
                         running = None;
                         self.show(0);
                         self.report(false, None);
                     }
-                    None => break,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let Some(r) = running.as_mut() else { continue };
