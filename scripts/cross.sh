@@ -27,9 +27,20 @@ esac
 # newest is 1.85 (bookworm main), which cannot be installed next to 1.96, so
 # that toolchain is unpacked into target/cross/ instead (see DEPLOY.md).
 pkgs=("libc6:$deb" "gcc-$gnu" "libc6-dev-$deb-cross" qemu-user)
+# A mirror being synced fails an index now and then ("File has unexpected
+# size"): try again, and go on with what was fetched; a package that is then
+# missing fails the install below with apt's own message.
+apt_update() {
+  for try in 1 2 3; do
+    apt-get update -q && return 0
+    echo "cross.sh: apt-get update failed (try $try of 3)" >&2
+    sleep $((try * 10))
+  done
+  echo "cross.sh: going on with the package lists apt has" >&2
+}
 if ! dpkg --print-foreign-architectures | grep -qx "$deb"; then
   dpkg --add-architecture "$deb"
-  apt-get update -q
+  apt_update
 fi
 want=$(apt-cache policy "libstd-rust-web-dev:$deb" 2>/dev/null | awk '/Candidate:/ {print $2}')
 if [ -z "$want" ] || [ "$want" = "(none)" ]; then
@@ -47,7 +58,7 @@ missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
-  apt-get update -q
+  apt_update
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 

@@ -26,6 +26,7 @@ use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Hardware, HardwareError};
 use crate::links::{Fired, Links};
 use crate::pattern::{frame_of, mask_of, Library, Mask, Node};
+use crate::rate::PerSecond;
 use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
 
@@ -71,7 +72,14 @@ struct Parts {
     buzzer: Option<Buzzer>,
     button_injector: Option<ButtonInjector>,
     safe: Safe,
+    /// Rejected commands reported one by one (log and `<base>/error`).
+    error_reports: PerSecond,
 }
+
+/// Rejected commands logged and published one by one, per second; a flood
+/// of bad commands beyond it is counted and reported as one line. Replies
+/// to requests are not limited: each goes to its own requester.
+pub const ERROR_REPORTS_PER_SECOND: u32 = 50;
 
 /// The outputs' safe values (`[safety]`).
 #[derive(Debug, Clone, Copy)]
@@ -435,6 +443,7 @@ pub async fn run_with_clock(
             .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
             .transpose()?,
         button_injector: sim.as_ref().and_then(|s| s.button.clone()),
+        error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
     };
     let router = Router::new(
         base.clone(),
@@ -680,11 +689,31 @@ fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
         }
         Err(e) => {
             let error = e.to_string();
-            warn!(topic = %msg.topic, %error, "command rejected");
-            publisher.event(
-                &format!("{}/error", parts.base),
-                json!({ "topic": msg.topic, "error": error }).to_string(),
-            );
+            if parts.error_reports.admit(Instant::now()) {
+                let unreported = parts.error_reports.take_refused();
+                if unreported > 0 {
+                    warn!(
+                        unreported,
+                        "more commands were rejected than are reported one by one"
+                    );
+                    publisher.event(
+                        &format!("{}/error", parts.base),
+                        json!({
+                            "topic": format!("{}/error", parts.base),
+                            "error": format!(
+                                "{unreported} more commands were rejected than the \
+                                 {ERROR_REPORTS_PER_SECOND} a second reported one by one"
+                            ),
+                        })
+                        .to_string(),
+                    );
+                }
+                warn!(topic = %msg.topic, %error, "command rejected");
+                publisher.event(
+                    &format!("{}/error", parts.base),
+                    json!({ "topic": msg.topic, "error": error }).to_string(),
+                );
+            }
             if let Some(to) = &msg.reply_to {
                 publisher.reply(to, json!({ "ok": false, "error": error }).to_string());
             }

@@ -366,6 +366,10 @@ pub struct MqttConfig {
     pub reconnect_min_ms: u64,
     /// Longest delay between reconnect attempts, in milliseconds.
     pub reconnect_max_ms: u64,
+    /// How long the broker keeps the agent's session (its subscriptions and
+    /// the QoS 1 commands sent to it) while it is away, in seconds; 0 = a
+    /// clean session on every connection.
+    pub session_expiry_s: u32,
 }
 
 impl Default for MqttConfig {
@@ -381,6 +385,7 @@ impl Default for MqttConfig {
             ca_file: None,
             reconnect_min_ms: 100,
             reconnect_max_ms: 1000,
+            session_expiry_s: 600,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod hardware;
 pub mod links;
 pub mod pattern;
+pub mod rate;
 pub mod render;
 pub mod service;
 pub mod transport;

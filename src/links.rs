@@ -2,9 +2,10 @@
 //! into local commands. Each link is rate-limited so that a storm (or a loop
 //! through other devices, which no config check can see) is cut off.
 
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
 use crate::config::{filter_matches, LinkConfig};
+use crate::rate::PerSecond;
 
 /// A command a link asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,7 @@ pub enum Fired {
 
 struct Link {
     config: LinkConfig,
-    window_start: Instant,
-    count: u32,
+    budget: PerSecond,
 }
 
 /// The configured links.
@@ -53,8 +53,7 @@ impl Links {
                 .iter()
                 .map(|c| Link {
                     config: c.clone(),
-                    window_start: now,
-                    count: 0,
+                    budget: PerSecond::new(c.max_per_second, now),
                 })
                 .collect(),
         }
@@ -81,18 +80,13 @@ impl Links {
             if !filter_matches(&l.config.on, topic) {
                 continue;
             }
-            if now.duration_since(l.window_start) >= Duration::from_secs(1) {
-                l.window_start = now;
-                l.count = 0;
-            }
-            if l.count >= l.config.max_per_second {
+            if !l.budget.admit(now) {
                 out.push(Fired::Dropped {
                     link: i,
-                    limit: l.config.max_per_second,
+                    limit: l.budget.limit(),
                 });
                 continue;
             }
-            l.count += 1;
             out.push(Fired::Run(Trigger {
                 link: i,
                 topic: format!("{}/{}", self.base, l.config.command),
@@ -110,6 +104,7 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Duration;
 
     fn link(on: &str, command: &str, payload: Option<&str>, rate: u32) -> LinkConfig {
         LinkConfig {

@@ -85,6 +85,9 @@ pub struct TransportOptions {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// How long the broker keeps the session while we are away (0 = clean
+    /// session each time).
+    pub session_expiry: u32,
 }
 
 impl TransportOptions {
@@ -106,6 +109,7 @@ impl TransportOptions {
             filters,
             backoff_min: Duration::from_millis(mqtt.reconnect_min_ms),
             backoff_max: Duration::from_millis(mqtt.reconnect_max_ms),
+            session_expiry: mqtt.session_expiry_s,
         }
     }
 }
@@ -178,7 +182,8 @@ fn mqtt_options(
 ) -> Result<MqttOptions, TransportError> {
     let mut mqtt = MqttOptions::new(client_id, &options.host, options.port);
     mqtt.set_keep_alive(options.keep_alive)
-        .set_clean_start(true)
+        .set_clean_start(options.session_expiry == 0)
+        .set_session_expiry_interval(Some(options.session_expiry).filter(|s| *s > 0))
         .set_max_packet_size(Some(MAX_INCOMING_PACKET))
         .set_connection_timeout(5);
     // Commands and replies are small: send each at once, not after Nagle's wait.
@@ -249,7 +254,10 @@ pub async fn request(
     );
     let client_id = format!("{}-send-{nonce}", options.client_id);
     let reply_topic = format!("edge-agent/reply/{client_id}");
-    let (client, mut eventloop) = AsyncClient::new(mqtt_options(options, &client_id)?, 16);
+    // A one-off client leaves no session behind.
+    let mut mqtt = mqtt_options(options, &client_id)?;
+    mqtt.set_clean_start(true).set_session_expiry_interval(None);
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
     let correlation = Bytes::from(nonce.into_bytes());
     let broker = format!("{}:{}", options.host, options.port);
     let exchange = async {

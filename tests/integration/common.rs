@@ -603,3 +603,13 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
         .expect("reply to the good command");
     assert_eq!(ok.json(), serde_json::json!({"ok": true}));
 }
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}

@@ -6,8 +6,10 @@
 mod common;
 mod scenarios;
 
+mod broker_faults;
 mod config_errors;
 mod embedded_broker;
+mod flood;
 mod homeassistant;
 mod hostile;
 mod matrix;
