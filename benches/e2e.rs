@@ -122,8 +122,8 @@ fn stats(mut d: Vec<Duration>) -> (usize, f64, f64, f64) {
     )
 }
 
-/// A Mosquitto on a free port, if Mosquitto is installed.
-fn mosquitto() -> Option<(Child, u16, tempfile::TempDir)> {
+/// A Mosquitto on a free port with `extra` settings, if Mosquitto is installed.
+fn mosquitto(extra: &str) -> Option<(Child, u16, tempfile::TempDir)> {
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())?;
@@ -132,7 +132,7 @@ fn mosquitto() -> Option<(Child, u16, tempfile::TempDir)> {
     let conf = dir.path().join("m.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}"),
     )
     .ok()?;
     let child = Command::new(bin)
@@ -155,7 +155,10 @@ fn mosquitto() -> Option<(Child, u16, tempfile::TempDir)> {
 async fn latency(name: &str, port: u16, broker_cfg: &str, n: u32, rate: u32) {
     use edge_agent::config::Config;
     use edge_agent::hardware::Hardware;
-    let device = format!("e2e-{name}");
+    let device: String = format!("e2e-{name}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let cfg = format!(
         "[device]\nid = \"{device}\"\n{broker_cfg}[display]\nenabled = false\n[tilt]\nenabled = false\n[button]\nenabled = false\n"
     );
@@ -446,22 +449,29 @@ fn main() {
             rate,
         )
         .await;
-        match mosquitto() {
-            Some((mut child, port, _dir)) => {
-                latency(
-                    "mosquitto",
-                    port,
-                    &format!(
-                        "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n"
-                    ),
-                    n,
-                    rate,
-                )
-                .await;
-                let _ = child.kill();
-                let _ = child.wait();
+        // Mosquitto as installed, and with Nagle's algorithm off on its
+        // sockets (`set_tcp_nodelay true`, off by default).
+        for (name, extra) in [
+            ("mosquitto", ""),
+            ("mosquitto, set_tcp_nodelay", "set_tcp_nodelay true\n"),
+        ] {
+            match mosquitto(extra) {
+                Some((mut child, port, _dir)) => {
+                    latency(
+                        name,
+                        port,
+                        &format!(
+                            "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n"
+                        ),
+                        n,
+                        rate,
+                    )
+                    .await;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                None => println!("| {name} | not installed: skipped | | | | |"),
             }
-            None => println!("| mosquitto | not installed: skipped | | | | |"),
         }
         cost_and_throughput(n, rate, flood).await;
     });

@@ -541,6 +541,11 @@ pub async fn run_with_clock(
                         }
                     }
                 }
+                // Let the device tasks (the matrix engine, the display) take
+                // this command before the next one replaces it: in a burst,
+                // each is applied in turn while they keep up, and only what
+                // they cannot keep up with is superseded (never queued).
+                tokio::task::yield_now().await;
             }
             _ = async { match watchdog.as_mut() { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
                 systemd.feed();

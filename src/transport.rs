@@ -460,14 +460,16 @@ impl Publisher {
     }
 
     fn send(&self, topic: &str, payload: Bytes, retain: bool, props: Option<PublishProperties>) {
+        let qos = if retain {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
         let r = match props {
-            Some(p) => {
-                self.client
-                    .try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p)
-            }
-            None => self
+            Some(p) => self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, retain, payload),
+                .try_publish_with_properties(topic, qos, retain, payload, p),
+            None => self.client.try_publish(topic, qos, retain, payload),
         };
         if let Err(e) = r {
             // Only when 1024 requests wait for the network: the link is failing.
