@@ -69,6 +69,21 @@ fn mask_of(frame: &[bool]) -> u32 {
 /// What a client received: arrival time, topic, payload.
 type Seen = Arc<Mutex<Vec<(Instant, String, Vec<u8>)>>>;
 
+/// The runtime the test clients' network I/O runs on: its own thread, so
+/// that the clients (the floor among them) and the agent do not take turns
+/// on the same workers, as they would not as separate processes.
+fn clients_runtime() -> &'static tokio::runtime::Runtime {
+    static CLIENTS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    CLIENTS.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-clients")
+            .enable_all()
+            .build()
+            .expect("clients runtime")
+    })
+}
+
 /// A connected MQTT 5 client; what it receives goes to `seen` with the time.
 async fn client(port: u16, id: &str, seen: Option<Seen>) -> AsyncClient {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
@@ -78,7 +93,7 @@ async fn client(port: u16, id: &str, seen: Option<Seen>) -> AsyncClient {
     o.set_network_options(net);
     let (c, mut el) = AsyncClient::new(o, 50_000);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    clients_runtime().spawn(async move {
         let mut tx = Some(tx);
         loop {
             match el.poll().await {
@@ -429,8 +444,9 @@ fn main() {
     let n = env_or("E2E_COMMANDS", 10_000);
     let rate = env_or("E2E_RATE", 1000);
     let flood = env_or("E2E_FLOOD", 20_000);
+    // The agent's runtime, as in the binary (src/cli.rs): one worker.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");

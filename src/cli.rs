@@ -188,8 +188,13 @@ fn send(
 
 fn run(settings: Settings) -> ExitCode {
     init_logging();
+    // One worker: the agent's own work per message is microseconds (a
+    // second worker made no measurable difference to latency or CPU in
+    // `cargo bench --bench e2e`, and costs a thread; the Pi Zero has one
+    // core). Display refreshes run on the blocking pool and the embedded
+    // broker on its own threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
