@@ -471,7 +471,7 @@ pub async fn run_with_clock(
     let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(256);
     let mut links = Links::new(&base, &config.links);
     let ha_status = format!("{}/status", config.homeassistant.discovery_prefix);
-    let mut filters = vec![format!("{base}/#")];
+    let mut filters = router.filters();
     if config.homeassistant.enabled {
         filters.push(ha_status.clone());
     }

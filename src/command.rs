@@ -237,6 +237,10 @@ pub struct Router {
     catalog: Catalog,
 }
 
+/// How many levels below base a `/set` topic may have and still be answered
+/// (`<base>/a/b/c/d/e/f/set`); deeper ones are not subscribed to.
+pub const SET_DEPTH: usize = 6;
+
 impl Router {
     /// A router for topics below `base`.
     pub fn new(base: impl Into<String>, catalog: Catalog) -> Self {
@@ -246,12 +250,15 @@ impl Router {
         }
     }
 
-    /// The topic filters to subscribe to.
+    /// The topic filters to subscribe to: every `/set` below base up to
+    /// [`SET_DEPTH`] levels (known or not, so an unknown one is answered),
+    /// and the sim topics. Not `<base>/#`: the agent does not need its own
+    /// state echoed back, and each echo costs a broker-to-agent packet that
+    /// can hold up the next command (docs/known-issues.md).
     pub fn filters(&self) -> Vec<String> {
-        let mut f = vec![
-            format!("{}/+/set", self.base),
-            format!("{}/+/+/set", self.base),
-        ];
+        let mut f: Vec<String> = (1..=SET_DEPTH)
+            .map(|depth| format!("{}/{}set", self.base, "+/".repeat(depth)))
+            .collect();
         if self.catalog.sim_button {
             f.push(format!("{}/sim/button/press", self.base));
         }
@@ -658,6 +665,21 @@ mod tests {
                 buzzer: Some(1000),
             },
         )
+    }
+
+    #[test]
+    fn subscribes_to_every_set_depth_and_the_sim_topics_not_to_state() {
+        let f = router().filters();
+        assert_eq!(f[0], "edge/t/+/set");
+        assert_eq!(f[SET_DEPTH - 1], "edge/t/+/+/+/+/+/+/set");
+        assert!(f.contains(&"edge/t/sim/button/press".to_string()));
+        assert!(f.contains(&"edge/t/sim/panic".to_string()));
+        assert!(!f.iter().any(|x| x.ends_with('#')), "{f:?}");
+        // A deep unknown command is answered, not ignored.
+        assert!(matches!(
+            router().parse("edge/t/a/b/c/d/e/f/set", b"ON"),
+            Err(CommandError::UnknownTopic { .. })
+        ));
     }
 
     fn led(payload: &str) -> Result<LedSet, CommandError> {

@@ -59,15 +59,9 @@ impl Links {
         }
     }
 
-    /// The filters to subscribe to besides `<base>/#` (which covers the rest).
+    /// The filters the links listen on (this device's own topics too).
     pub fn filters(&self) -> Vec<String> {
-        let own = format!("{}/", self.base);
-        let mut f: Vec<String> = self
-            .links
-            .iter()
-            .map(|l| l.config.on.clone())
-            .filter(|on| !on.starts_with(&own))
-            .collect();
+        let mut f: Vec<String> = self.links.iter().map(|l| l.config.on.clone()).collect();
         f.sort();
         f.dedup();
         f
@@ -124,7 +118,13 @@ mod tests {
                 link("edge/b/clock/tick", "buzzer/set", None, 10),
             ],
         );
-        assert_eq!(l.filters(), vec!["edge/+/button/event".to_string()]);
+        assert_eq!(
+            l.filters(),
+            vec![
+                "edge/+/button/event".to_string(),
+                "edge/b/clock/tick".to_string()
+            ]
+        );
         let t = Instant::now();
         let fired = l.fire("edge/a/button/event", b"{}", t);
         assert_eq!(
