@@ -22,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use edge_agent::command::Frame;
+use edge_agent::pattern::{frame_of, mask_of};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -41,29 +43,9 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Frame text whose LEDs spell `n` in binary (LED i = bit i).
-fn frame_text(n: u32) -> String {
-    (0..5)
-        .map(|r| {
-            (0..5)
-                .map(|c| {
-                    if n & (1 << (r * 5 + c)) != 0 {
-                        '1'
-                    } else {
-                        '0'
-                    }
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn mask_of(frame: &[bool]) -> u32 {
-    frame
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, on)| if *on { m | (1 << i) } else { m })
+/// The mask of a frame given as text (`01110/10001/...`).
+fn mask_of_text(text: &str) -> Option<u32> {
+    Frame::parse(text).ok().map(|f| mask_of(&f.0))
 }
 
 /// What a client received: arrival time, topic, payload.
@@ -213,7 +195,12 @@ async fn latency(name: &str, port: u16, broker_cfg: &str, n: u32, rate: u32) {
         tokio::time::sleep_until(start + period * (i - 1)).await;
         sent.insert(i, Instant::now());
         publisher
-            .publish(topic.clone(), QoS::AtLeastOnce, false, frame_text(i))
+            .publish(
+                topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                frame_of(i).to_text(),
+            )
             .await
             .expect("publish");
     }
@@ -233,12 +220,7 @@ async fn latency(name: &str, port: u16, broker_cfg: &str, n: u32, rate: u32) {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter_map(|(at, _, payload)| {
-            let text = String::from_utf8_lossy(payload);
-            let mask = text
-                .chars()
-                .filter(|c| *c == '0' || *c == '1')
-                .enumerate()
-                .fold(0u32, |m, (i, c)| if c == '1' { m | (1 << i) } else { m });
+            let mask = mask_of_text(std::str::from_utf8(payload).ok()?)?;
             floor_at.insert(mask, *at);
             sent.get(&mask).map(|t| at.saturating_duration_since(*t))
         })
@@ -342,6 +324,14 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         .await
         .expect("subscribe");
     let publisher = client(v5, "cost-pub", None).await;
+    let command = |i: u32| {
+        publisher.publish(
+            "edge/cost/matrix/set",
+            QoS::AtLeastOnce,
+            false,
+            frame_of(i).to_text(),
+        )
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // CPU per 1,000 paced commands.
@@ -350,14 +340,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
     let start = Instant::now();
     for i in 1..=n {
         tokio::time::sleep_until(start + period * (i - 1)).await;
-        let _ = publisher
-            .publish(
-                "edge/cost/matrix/set",
-                QoS::AtLeastOnce,
-                false,
-                frame_text(i),
-            )
-            .await;
+        let _ = command(i).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu_ms = cpu_ticks(pid).unwrap_or(0).saturating_sub(before) as f64 * 10.0;
@@ -382,25 +365,19 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
     let last = base + flood;
     let t0 = Instant::now();
     for i in base + 1..=last {
-        let _ = publisher
-            .publish(
-                "edge/cost/matrix/set",
-                QoS::AtLeastOnce,
-                false,
-                frame_text(i),
-            )
-            .await;
+        let _ = command(i).await;
     }
     let sent_in = t0.elapsed();
-    let last_frame = frame_text(last);
+    let last_frame = frame_of(last).to_text();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut applied_in = None;
     while Instant::now() < deadline {
+        // States arrive in order: the newest is the one to look at.
         let done = seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|(_, _, p)| String::from_utf8_lossy(p).contains(&last_frame));
+            .last()
+            .is_some_and(|(_, _, p)| String::from_utf8_lossy(p).contains(&last_frame));
         if done {
             applied_in = Some(t0.elapsed());
             break;
@@ -415,13 +392,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         .iter()
         .filter_map(|(_, _, p)| {
             let v: serde_json::Value = serde_json::from_slice(p).ok()?;
-            let text = v["frame"].as_str()?.to_string();
-            Some(
-                text.chars()
-                    .filter(|c| *c == '0' || *c == '1')
-                    .enumerate()
-                    .fold(0u32, |m, (i, c)| if c == '1' { m | (1 << i) } else { m }),
-            )
+            mask_of_text(v["frame"].as_str()?)
         })
         .filter(|m| *m > base)
         .collect();

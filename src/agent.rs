@@ -405,7 +405,7 @@ pub async fn run_with_clock(
         matrix: config
             .safety
             .matrix_frame()
-            .map(|f| mask_of(&f))
+            .map(|f| mask_of(&f.0))
             .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
     };
     let mut parts = Parts {
@@ -531,12 +531,11 @@ pub async fn run_with_clock(
                         }
                         Fired::Dropped { link, limit } => {
                             warn!(link, limit, "link fired too often; message dropped");
-                            publisher.event(
-                                &format!("{base}/error"),
-                                json!({
-                                    "topic": config.links.get(link).map(|l| l.on.clone()),
-                                    "error": format!("link[{link}] fired more than {limit} times in a second; dropped"),
-                                }).to_string(),
+                            publish_error(
+                                &publisher,
+                                &base,
+                                config.links.get(link).map(|l| l.on.clone()),
+                                &format!("link[{link}] fired more than {limit} times in a second; dropped"),
                             );
                         }
                     }
@@ -591,26 +590,17 @@ pub async fn run_with_clock(
             Some(e) = matrix_errors.recv() => {
                 let error = e.to_string();
                 warn!(%error, "matrix write failed");
-                publisher.event(
-                    &format!("{base}/error"),
-                    json!({ "topic": format!("{base}/matrix"), "error": error }).to_string(),
-                );
+                publish_error(&publisher, &base, format!("{base}/matrix"), &error);
             }
             Some(e) = led_errors.recv() => {
                 let error = e.to_string();
                 warn!(%error, "LED write failed");
-                publisher.event(
-                    &format!("{base}/error"),
-                    json!({ "topic": format!("{base}/led"), "error": error }).to_string(),
-                );
+                publish_error(&publisher, &base, format!("{base}/led"), &error);
             }
             Some(e) = display_errors.recv() => {
                 let error = e.to_string();
                 warn!(%error, "display refresh failed");
-                publisher.event(
-                    &format!("{base}/error"),
-                    json!({ "topic": format!("{base}/display"), "error": error }).to_string(),
-                );
+                publish_error(&publisher, &base, format!("{base}/display"), &error);
             }
             Ok(()) = link.changed() => {
                 match *link.borrow_and_update() {
@@ -619,17 +609,15 @@ pub async fn run_with_clock(
                         systemd.ready();
                         if let Some(since) = offline_since.take() {
                             if went_safe {
-                                publisher.event(
-                                    &format!("{base}/error"),
-                                    json!({
-                                        "topic": format!("{base}/status"),
-                                        "error": format!(
-                                            "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
-                                            since.elapsed().as_millis(),
-                                            config.safety.offline_timeout_ms
-                                        ),
-                                    })
-                                    .to_string(),
+                                publish_error(
+                                    &publisher,
+                                    &base,
+                                    format!("{base}/status"),
+                                    &format!(
+                                        "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
+                                        since.elapsed().as_millis(),
+                                        config.safety.offline_timeout_ms
+                                    ),
                                 );
                             }
                         }
@@ -679,6 +667,20 @@ async fn led_timer(leds: Option<&LedGroup>) -> LedTimer {
     }
 }
 
+/// Says on `<base>/error` what went wrong with `topic`
+/// (`{"topic": ..., "error": ...}`, contract §2).
+fn publish_error(
+    publisher: &Publisher,
+    base: &str,
+    topic: impl Into<serde_json::Value>,
+    error: &str,
+) {
+    publisher.event(
+        &format!("{base}/error"),
+        json!({ "topic": topic.into(), "error": error }).to_string(),
+    );
+}
+
 fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inbound) {
     if !router.is_command_topic(&msg.topic) {
         return; // our own state, status and error topics
@@ -701,23 +703,18 @@ fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
                         unreported,
                         "more commands were rejected than are reported one by one"
                     );
-                    publisher.event(
-                        &format!("{}/error", parts.base),
-                        json!({
-                            "topic": format!("{}/error", parts.base),
-                            "error": format!(
-                                "{unreported} more commands were rejected than the \
-                                 {ERROR_REPORTS_PER_SECOND} a second reported one by one"
-                            ),
-                        })
-                        .to_string(),
+                    publish_error(
+                        publisher,
+                        &parts.base,
+                        format!("{}/error", parts.base),
+                        &format!(
+                            "{unreported} more commands were rejected than the \
+                             {ERROR_REPORTS_PER_SECOND} a second reported one by one"
+                        ),
                     );
                 }
                 warn!(topic = %msg.topic, %error, "command rejected");
-                publisher.event(
-                    &format!("{}/error", parts.base),
-                    json!({ "topic": msg.topic, "error": error }).to_string(),
-                );
+                publish_error(publisher, &parts.base, msg.topic.as_str(), &error);
             }
             if let Some(to) = &msg.reply_to {
                 publisher.reply(to, json!({ "ok": false, "error": error }).to_string());

@@ -639,7 +639,7 @@ fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSe
     if p.contains('/') {
         let frame = Frame::parse(p).map_err(CommandError::BadPayload)?;
         return Ok(MatrixSet::Run {
-            program: std::sync::Arc::new(Node::Frame(mask_of(&frame))),
+            program: std::sync::Arc::new(Node::Frame(mask_of(&frame.0))),
             effect: None,
         });
     }
@@ -780,7 +780,7 @@ mod tests {
             other => panic!("{p}: {other:?}"),
         };
         let smiley = "01010/01010/00000/10001/01110";
-        let smiley_mask = mask_of(&Frame::parse(smiley).unwrap());
+        let smiley_mask = mask_of(&Frame::parse(smiley).unwrap().0);
         assert_eq!(run(smiley), (smiley_mask, None));
         assert_eq!(run("smiley"), (smiley_mask, Some("smiley".into())));
         assert_eq!(

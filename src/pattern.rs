@@ -131,7 +131,7 @@ struct FramesOf<'a>(&'a serde_json::Map<String, Value>);
 impl Names for FramesOf<'_> {
     fn frame(&self, name: &str) -> Option<Mask> {
         let text = self.0.get(name)?.get("frame")?.as_str()?;
-        Frame::parse(text).ok().map(|f| mask_of(&f))
+        Frame::parse(text).ok().map(|f| mask_of(&f.0))
     }
 }
 
@@ -172,10 +172,9 @@ impl Library {
     }
 }
 
-/// A mask from a [`Frame`].
-pub fn mask_of(frame: &Frame) -> Mask {
-    frame
-        .0
+/// A mask from a frame's LEDs (a [`Frame`]'s, or what a backend was given).
+pub fn mask_of(levels: &[bool]) -> Mask {
+    levels
         .iter()
         .enumerate()
         .fold(0, |m, (i, &on)| if on { m | (1 << i) } else { m })
@@ -405,7 +404,7 @@ impl Parser<'_> {
 
     fn frame_text(&self, text: &str, path: &str) -> Result<Mask, PatternError> {
         Frame::parse(text)
-            .map(|f| mask_of(&f))
+            .map(|f| mask_of(&f.0))
             .map_err(|e| self.err(path, e))
     }
 
@@ -845,7 +844,7 @@ mod tests {
         assert_eq!(
             lib.frame("smiley"),
             Some(mask_of(
-                &Frame::parse("01010/01010/00000/10001/01110").unwrap()
+                &Frame::parse("01010/01010/00000/10001/01110").unwrap().0
             ))
         );
         assert_eq!(lib.frame("blink"), None, "a program, not a frame");

@@ -14,77 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use edge_agent::config::Config;
-use edge_agent::hardware::sim::Recording;
-use edge_agent::hardware::Hardware;
+use edge_agent::pattern::{frame_of, mask_of};
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use scenarios::Broker;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{timeout, Instant};
-
-/// The matrix frame that stands for command number `seq` (its 25 bits).
-fn frame_of(seq: u32) -> String {
-    (0..5)
-        .map(|row| {
-            (0..5)
-                .map(|col| {
-                    if seq & (1 << (row * 5 + col)) != 0 {
-                        '1'
-                    } else {
-                        '0'
-                    }
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The command number a written frame stands for.
-fn seq_of(frame: &[bool]) -> u32 {
-    frame
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, on)| if *on { m | (1 << i) } else { m })
-}
-
-/// The agent in this process, on simulated hardware, so the test sees every
-/// frame the matrix was given.
-struct InProc {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
-    frames: Recording<Vec<bool>>,
-}
-
-impl InProc {
-    fn start(config: &str) -> InProc {
-        let settings = Config::from_toml(config).expect("config");
-        let hardware = Hardware::from_settings(&settings).expect("sim hardware");
-        let frames = hardware
-            .sim
-            .as_ref()
-            .and_then(|s| s.matrix.clone())
-            .expect("sim matrix");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-            let _ = stopped.await;
-        }));
-        InProc { stop, task, frames }
-    }
-
-    /// Stops it cleanly; the frames the matrix was given.
-    async fn stop(self) -> Vec<Vec<bool>> {
-        let _ = self.stop.send(());
-        timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the agent stops within 5 s")
-            .expect("join")
-            .expect("clean stop");
-        self.frames.values()
-    }
-}
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// What the sender's connection saw.
 enum Seen {
@@ -204,7 +140,7 @@ impl Sender {
                 format!("{}/matrix/set", self.base),
                 QoS::AtLeastOnce,
                 false,
-                frame_of(seq),
+                frame_of(seq).to_text(),
                 props,
             )
             .await
@@ -223,7 +159,7 @@ fn count(replies: &mut BTreeMap<u32, u32>, seq: u32, ok: bool) {
 fn check_frames(frames: &[Vec<bool>], last: u32) -> usize {
     let written: Vec<u32> = frames
         .iter()
-        .map(|f| seq_of(f))
+        .map(|f| mask_of(f))
         .filter(|s| *s != 0)
         .collect();
     for w in written.windows(2) {
@@ -252,7 +188,7 @@ async fn no_command_lost(mut broker: Broker, device: &str) {
         "{}[tilt]\nenabled = false\n[button]\nenabled = false\n[homeassistant]\nenabled = false\n",
         scenarios::device_config(device, &broker)
     );
-    let mut agent = InProc::start(&config);
+    let mut agent = InProcess::start(&config);
     let mut sender = Sender::connect(broker.port(), device).await;
     let mut replies = BTreeMap::new();
     let mut frames = Vec::new();
@@ -260,13 +196,14 @@ async fn no_command_lost(mut broker: Broker, device: &str) {
 
     // 1. The agent away, the broker up.
     for _ in 0..3 {
-        frames.extend(agent.stop().await);
+        frames.extend(agent.matrix().values());
+        agent.stop().await;
         let first = seq + 1;
         for _ in 0..40 {
             seq += 1;
             sender.send(seq).await;
         }
-        agent = InProc::start(&config);
+        agent = InProcess::start(&config);
         let deadline = Instant::now() + Duration::from_secs(15);
         while (first..=seq).any(|s| !replies.contains_key(&s)) {
             match tokio::time::timeout_at(deadline, sender.seen.recv()).await {
@@ -339,7 +276,8 @@ async fn no_command_lost(mut broker: Broker, device: &str) {
         outages >= 3,
         "the sender saw {outages} of the 3 broker outages while it sent commands"
     );
-    frames.extend(agent.stop().await);
+    frames.extend(agent.matrix().values());
+    agent.stop().await;
 
     let lost: Vec<u32> = (1..=seq).filter(|s| !replies.contains_key(s)).collect();
     assert!(lost.is_empty(), "commands lost: {lost:?}");

@@ -613,3 +613,57 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// The agent in the test process on simulated hardware — with its embedded
+/// broker when the config enables one — so a test sees every write.
+pub struct InProcess {
+    /// What the simulated hardware was given.
+    pub sim: edge_agent::hardware::sim::SimHandles,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
+}
+
+impl InProcess {
+    /// Starts it on the system's wall clock.
+    pub fn start(config: &str) -> InProcess {
+        Self::start_with_clock(config, Arc::new(edge_agent::clock::SystemClock))
+    }
+
+    /// Starts it on the wall clock `wall`.
+    pub fn start_with_clock(
+        config: &str,
+        wall: Arc<dyn edge_agent::clock::WallClock>,
+    ) -> InProcess {
+        let settings = edge_agent::config::Config::from_toml(config).expect("config");
+        if let Some(b) = settings.broker.as_ref() {
+            edge_agent::broker::start(b).expect("embedded broker");
+        }
+        let hardware = edge_agent::hardware::Hardware::from_settings(&settings).expect("hardware");
+        let sim = hardware.sim.clone().expect("simulated hardware");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(edge_agent::agent::run_with_clock(
+            settings,
+            hardware,
+            wall,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        InProcess { sim, stop, task }
+    }
+
+    /// The frames the matrix was given.
+    pub fn matrix(&self) -> edge_agent::hardware::sim::Recording<Vec<bool>> {
+        self.sim.matrix.clone().expect("a simulated matrix")
+    }
+
+    /// Stops it; it must stop cleanly within 5 s.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the agent stops within 5 s")
+            .expect("join")
+            .expect("clean stop");
+    }
+}

@@ -6,42 +6,16 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use edge_agent::config::Config;
-use edge_agent::hardware::sim::Recording;
-use edge_agent::hardware::Hardware;
-use tokio::sync::oneshot;
+use edge_agent::pattern::{frame_of, mask_of};
 
-struct InProcess {
-    v5: u16,
-    frames: Recording<Vec<bool>>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
-}
-
-fn start(device: &str) -> InProcess {
+/// The agent in-process with its embedded broker; its MQTT 5 port.
+fn start(device: &str) -> (InProcess, u16) {
     let (v4, v5) = (free_port(), free_port());
     let cfg = format!(
         "{}[display]\nenabled = false\n",
         embedded_config(device, v4, v5)
     );
-    let settings = Config::from_toml(&cfg).expect("config");
-    edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
-    let hardware = Hardware::from_settings(&settings).expect("hardware");
-    let frames = hardware
-        .sim
-        .as_ref()
-        .and_then(|s| s.matrix.clone())
-        .expect("sim matrix");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stopped.await;
-    }));
-    InProcess {
-        v5,
-        frames,
-        stop,
-        task,
-    }
+    (InProcess::start(&cfg), v5)
 }
 
 /// The next `<base>/matrix` state.
@@ -53,23 +27,16 @@ async fn state(c: &mut Client, base: &str) -> serde_json::Value {
         .json()
 }
 
+/// A recorded frame as `01110/10001/...`.
 fn text(frame: &[bool]) -> String {
-    frame
-        .chunks(5)
-        .map(|r| {
-            r.iter()
-                .map(|&b| if b { '1' } else { '0' })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    frame_of(mask_of(frame)).to_text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_patterns_the_light_form_and_programs() {
-    let agent = start("mx");
+    let (agent, v5) = start("mx");
     let base = "edge/mx";
-    let mut c = Client::connect(agent.v5, "mx-c").await;
+    let mut c = Client::connect(v5, "mx-c").await;
     c.subscribe(&format!("{base}/matrix")).await;
     assert_eq!(state(&mut c, base).await["state"], "OFF");
 
@@ -89,7 +56,7 @@ async fn named_patterns_the_light_form_and_programs() {
         (Some("OFF"), Some("00000/00000/00000/00000/00000"))
     );
     assert_eq!(
-        agent.frames.last().map(|f| text(&f)).as_deref(),
+        agent.matrix().last().map(|f| text(&f)).as_deref(),
         Some("00000/00000/00000/00000/00000")
     );
     c.publish(&format!("{base}/matrix/set"), r#"{"state": "ON"}"#)
@@ -114,7 +81,7 @@ async fn named_patterns_the_light_form_and_programs() {
     let more = c.drain(Duration::from_millis(1000)).await;
     assert!(more.is_empty(), "no state per blink: {more:?}");
     let rows: Vec<String> = agent
-        .frames
+        .matrix()
         .values()
         .iter()
         .rev()
@@ -140,21 +107,17 @@ async fn named_patterns_the_light_form_and_programs() {
         (Some("OFF"), Some("00000/00000/00000/00000/00000"))
     );
 
-    let _ = agent.stop.send(());
-    agent.task.await.expect("join").expect("clean stop");
-    assert_eq!(
-        agent.frames.last(),
-        Some(vec![false; 25]),
-        "off at shutdown"
-    );
+    let frames = agent.matrix();
+    agent.stop().await;
+    assert_eq!(frames.last(), Some(vec![false; 25]), "off at shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
-    let agent = start("mxbad");
+    let (agent, v5) = start("mxbad");
     let base = "edge/mxbad";
     let reply = "test/mxbad/reply";
-    let mut c = Client::connect(agent.v5, "mxbad-c").await;
+    let mut c = Client::connect(v5, "mxbad-c").await;
     c.subscribe(reply).await;
     c.subscribe(&format!("{base}/matrix")).await;
     c.request(
@@ -202,7 +165,7 @@ async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
         ("bad frame", "11111/00000".into()),
         ("not JSON", r#"{"blink": "#.into()),
     ];
-    let before = agent.frames.total();
+    let before = agent.matrix().total();
     let mut states = 0;
     for (what, payload) in &bad {
         c.request(
@@ -229,8 +192,8 @@ async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The blink went on: frames still alternate all on / all off, ~100 ms apart.
     let recent: Vec<(tokio::time::Instant, Vec<bool>)> =
-        agent.frames.entries().into_iter().rev().take(8).collect();
-    assert!(agent.frames.total() > before + 3, "still blinking");
+        agent.matrix().entries().into_iter().rev().take(8).collect();
+    assert!(agent.matrix().total() > before + 3, "still blinking");
     for pair in recent.windows(2) {
         let (later, earlier) = (&pair[0], &pair[1]);
         assert_ne!(later.1, earlier.1, "alternates");
@@ -252,6 +215,5 @@ async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
         .filter(|m| m.topic == format!("{base}/matrix"))
         .count();
     assert_eq!(states, 0, "the refused commands changed the state");
-    let _ = agent.stop.send(());
-    agent.task.await.expect("join").expect("clean stop");
+    agent.stop().await;
 }

@@ -296,28 +296,19 @@ async fn bad_messages_get_errors_and_the_board_keeps_its_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_messages_during_one_slow_refresh_give_two_refreshes() {
-    use edge_agent::config::Config;
-    use edge_agent::hardware::Hardware;
-    // A minute tick redraws the clock (another refresh, another state):
-    // start well clear of the next whole minute, so the count is only ours.
-    let second = chrono::Utc::now().timestamp().rem_euclid(60);
-    if second >= 50 {
-        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
-    }
+    // A minute tick redraws the clock (another refresh, another state): the
+    // agent's wall clock starts 5 s past a whole minute, so none falls in
+    // the test.
     let (v4, v5) = (free_port(), free_port());
     let cfg = board_config("slow", v4, v5, "backend = \"sim\"\nrefresh_ms = 1500");
-    let settings = Config::from_toml(&cfg).expect("config");
-    edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
-    let hardware = Hardware::from_settings(&settings).expect("hardware");
-    let frames = hardware
-        .sim
-        .as_ref()
-        .and_then(|s| s.display.clone())
-        .expect("sim display");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stopped.await;
-    }));
+    let start = DateTime::parse_from_rfc3339("2026-11-26T12:00:05Z")
+        .expect("time")
+        .to_utc();
+    let agent = InProcess::start_with_clock(
+        &cfg,
+        std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start)),
+    );
+    let frames = agent.sim.display.clone().expect("sim display");
     let base = "edge/slow";
     let mut c = Client::connect(v5, "slow-c").await;
     c.subscribe(&format!("{base}/display")).await;
@@ -364,8 +355,7 @@ async fn ten_messages_during_one_slow_refresh_give_two_refreshes() {
         seen[2], newest,
         "the second refresh shows the newest message"
     );
-    let _ = stop.send(());
-    agent.await.expect("join").expect("clean stop");
+    agent.stop().await;
 }
 
 fn epd_folder(dir: &Path, panel: &str, bytes: usize) {
