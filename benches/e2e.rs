@@ -14,7 +14,8 @@
 //!    is not).
 //!
 //! Environment: `E2E_COMMANDS` (10000), `E2E_RATE` per second (1000),
-//! `E2E_FLOOD` (20000).
+//! `E2E_FLOOD` (20000), `E2E_ROUNDS` (5: the latency commands are sent in
+//! that many rounds per broker, each with a fresh agent).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -51,23 +52,37 @@ fn mask_of_text(text: &str) -> Option<u32> {
 /// What a client received: arrival time, topic, payload.
 type Seen = Arc<Mutex<Vec<(Instant, String, Vec<u8>)>>>;
 
-/// The runtime the test clients' network I/O runs on: its own thread, so
-/// that the clients (the floor among them) and the agent do not take turns
-/// on the same workers, as they would not as separate processes.
-fn clients_runtime() -> &'static tokio::runtime::Runtime {
-    static CLIENTS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    CLIENTS.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("bench-clients")
-            .enable_all()
-            .build()
-            .expect("clients runtime")
-    })
+/// A runtime on a thread of its own, for test clients: the publisher and
+/// the agent do not take turns on one thread, as they would not as
+/// separate processes.
+fn own_thread(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("client runtime")
+}
+
+/// The publisher's runtime.
+fn publisher_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| own_thread("bench-publisher"))
+}
+
+/// The runtime of the subscribers that watch the agent binary.
+fn watcher_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| own_thread("bench-watcher"))
 }
 
 /// A connected MQTT 5 client; what it receives goes to `seen` with the time.
-async fn client(port: u16, id: &str, seen: Option<Seen>) -> AsyncClient {
+async fn client(
+    port: u16,
+    id: &str,
+    seen: Option<Seen>,
+    rt: &tokio::runtime::Handle,
+) -> AsyncClient {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
     let mut net = rumqttc::NetworkOptions::new();
@@ -75,7 +90,7 @@ async fn client(port: u16, id: &str, seen: Option<Seen>) -> AsyncClient {
     o.set_network_options(net);
     let (c, mut el) = AsyncClient::new(o, 50_000);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    clients_runtime().spawn(async move {
+    rt.spawn(async move {
         let mut tx = Some(tx);
         loop {
             match el.poll().await {
@@ -148,21 +163,35 @@ fn mosquitto(extra: &str) -> Option<(Child, u16, tempfile::TempDir)> {
     None
 }
 
-/// Latency through the broker on `port`: the agent in-process, `extra` config.
-async fn latency(name: &str, port: u16, broker_cfg: &str, n: u32, rate: u32) {
+/// The median of `d` (sorted here), in ms.
+fn median_ms(d: &mut [Duration]) -> f64 {
+    d.sort();
+    d.get(d.len().saturating_sub(1) / 2)
+        .map_or(0.0, |x| x.as_secs_f64() * 1e3)
+}
+
+/// What one round of the latency part measured.
+struct Round {
+    /// Publish → plain subscriber's receipt, per floor message received.
+    floor: Vec<Duration>,
+    /// Publish → simulated matrix write, per command written.
+    agent: Vec<Duration>,
+}
+
+/// One latency round through the broker on `port`, with a fresh agent and
+/// fresh clients. The agent runs as in the binary: on its own thread, on the
+/// runtime `edge-agent run` uses. Command `i` goes to the agent at slot `i`,
+/// and the same payload to a floor topic that only the plain subscriber
+/// takes, half a period later: each path has one subscriber, and whatever
+/// slows the machine meanwhile slows both. The floor's subscriber runs on
+/// the agent's thread, so both are scheduled alike.
+async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
     use edge_agent::config::Config;
     use edge_agent::hardware::Hardware;
-    let device: String = format!("e2e-{name}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
     let cfg = format!(
-        "[device]\nid = \"{device}\"\n{broker_cfg}[display]\nenabled = false\n[tilt]\nenabled = false\n[button]\nenabled = false\n"
+        "[device]\nid = \"{device}\"\n[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n[display]\nenabled = false\n[tilt]\nenabled = false\n[button]\nenabled = false\n"
     );
     let settings = Config::from_toml(&cfg).expect("config");
-    if let Some(b) = settings.broker.as_ref() {
-        edge_agent::broker::start(b).expect("broker");
-    }
     let hardware = Hardware::from_settings(&settings).expect("hardware");
     let matrix = hardware
         .sim
@@ -170,99 +199,139 @@ async fn latency(name: &str, port: u16, broker_cfg: &str, n: u32, rate: u32) {
         .and_then(|s| s.matrix.clone())
         .expect("sim matrix");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stopped.await;
-    }));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let agent = std::thread::spawn(move || {
+        let rt = edge_agent::cli::runtime().expect("runtime");
+        let _ = handle_tx.send(rt.handle().clone());
+        let _ = rt.block_on(edge_agent::agent::run(settings, hardware, async move {
+            let _ = stopped.await;
+        }));
+    });
+    // The floor's subscriber runs on the agent's thread: both paths are
+    // scheduled alike, and differ by what the agent does with a message.
+    let agent_rt = handle_rx.recv().expect("the agent's runtime");
     let topic = format!("edge/{device}/matrix/set");
+    let floor_topic = format!("e2e-floor/{device}");
     let floor_seen = Arc::new(Mutex::new(Vec::new()));
     let floor = client(
         port,
         &format!("{device}-floor"),
         Some(Arc::clone(&floor_seen)),
+        &agent_rt,
     )
     .await;
     floor
-        .subscribe_many([Filter::new(topic.clone(), QoS::AtLeastOnce)])
+        .subscribe_many([Filter::new(floor_topic.clone(), QoS::AtLeastOnce)])
         .await
         .expect("subscribe");
-    let publisher = client(port, &format!("{device}-pub"), None).await;
+    let publisher = client(
+        port,
+        &format!("{device}-pub"),
+        None,
+        publisher_runtime().handle(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // Paced by a thread of its own with the OS's fine-grained sleep: tokio's
+    // timer works in whole milliseconds, which would release a command and
+    // the floor message half a period later together.
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(n as usize);
-    let start = Instant::now();
-    for i in 1..=n {
-        tokio::time::sleep_until(start + period * (i - 1)).await;
-        sent.insert(i, Instant::now());
-        publisher
-            .publish(
-                topic.clone(),
-                QoS::AtLeastOnce,
-                false,
-                frame_of(i).to_text(),
-            )
-            .await
-            .expect("publish");
-    }
+    let (to_agent, to_floor, by) = (topic.clone(), floor_topic.clone(), publisher.clone());
+    let pacer = std::thread::spawn(move || {
+        let mut sent: HashMap<u32, Instant> = HashMap::with_capacity(n as usize);
+        let mut floor_sent: HashMap<u32, Instant> = HashMap::with_capacity(n as usize);
+        let start = Instant::now() + Duration::from_millis(10);
+        for i in 1..=n {
+            for (to, times, half) in [(&to_agent, &mut sent, 0), (&to_floor, &mut floor_sent, 1)] {
+                let due = start + period * (i - 1) + period / 2 * half;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                times.insert(i, Instant::now());
+                by.try_publish(to.clone(), QoS::AtLeastOnce, false, frame_of(i).to_text())
+                    .expect("publish");
+            }
+        }
+        (sent, floor_sent)
+    });
+    let (sent, floor_sent) = tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
+        .await
+        .expect("pacer");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let agent_at: HashMap<u32, Instant> = matrix
+    let agent_delays = matrix
         .entries()
         .iter()
-        .map(|(at, frame)| (mask_of(frame), *at))
+        .filter_map(|(at, frame)| {
+            sent.get(&mask_of(frame))
+                .map(|t| at.saturating_duration_since(*t))
+        })
         .collect();
-    let agent_delays: Vec<Duration> = agent_at
-        .iter()
-        .filter_map(|(mask, at)| sent.get(mask).map(|t| at.saturating_duration_since(*t)))
-        .collect();
-    let mut floor_at: HashMap<u32, Instant> = HashMap::new();
-    let floor_delays: Vec<Duration> = floor_seen
+    let floor_delays = floor_seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter_map(|(at, _, payload)| {
-            let mask = mask_of_text(std::str::from_utf8(payload).ok()?)?;
-            floor_at.insert(mask, *at);
-            sent.get(&mask).map(|t| at.saturating_duration_since(*t))
+            let i = mask_of_text(std::str::from_utf8(payload).ok()?)?;
+            floor_sent.get(&i).map(|t| at.saturating_duration_since(*t))
         })
         .collect();
-    // The agent's own share, command by command: its write minus the
-    // floor's receipt of the same message (common delays cancel out).
-    let mut extra: Vec<f64> = agent_at
-        .iter()
-        .filter(|(mask, _)| sent.contains_key(mask))
-        .filter_map(|(mask, at)| {
-            let f = floor_at.get(mask)?;
-            Some(if at >= f {
-                at.duration_since(*f).as_secs_f64() * 1e3
-            } else {
-                -(f.duration_since(*at).as_secs_f64() * 1e3)
-            })
-        })
-        .collect();
-    extra.sort_by(f64::total_cmp);
-    let pick = |p: f64| {
-        extra
-            .get(((extra.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    let extra_row = format!(
-        "| {name} | agent − floor, same command | {}/{n} | {:.3} ms | {:.3} ms | {:.3} ms |",
-        extra.len(),
-        pick(0.5),
-        pick(0.99),
-        extra.last().copied().unwrap_or_default()
-    );
-    for (what, d) in [
-        ("floor (plain subscriber)", floor_delays),
-        ("agent (write recorded)", agent_delays),
-    ] {
-        let (count, median, p99, max) = stats(d);
-        println!("| {name} | {what} | {count}/{n} | {median:.3} ms | {p99:.3} ms | {max:.3} ms |");
-    }
-    println!("{extra_row}");
+    let _ = publisher.disconnect().await;
+    let _ = floor.disconnect().await;
     let _ = stop.send(());
-    let _ = agent.await;
+    let _ = agent.join();
+    Round {
+        floor: floor_delays,
+        agent: agent_delays,
+    }
+}
+
+/// The latency table: every broker, `rounds` rounds each (taken in turn,
+/// so that a slow spell of the machine is spread over all of them), `n`
+/// commands in all per broker.
+async fn latency(brokers: &[(&str, u16)], n: u32, rate: u32, rounds: u32) {
+    let per_round = n.div_ceil(rounds.max(1));
+    let mut results: Vec<Vec<Round>> = brokers.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds.max(1) {
+        for ((name, port), done) in brokers.iter().zip(results.iter_mut()) {
+            let device: String = format!("e2e-{name}-{round}")
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            done.push(latency_round(&device, *port, per_round, rate).await);
+        }
+    }
+    let sent = per_round * rounds.max(1);
+    for ((name, _), done) in brokers.iter().zip(&results) {
+        let pooled = |f: fn(&Round) -> &Vec<Duration>| -> Vec<Duration> {
+            done.iter().flat_map(|r| f(r).iter().copied()).collect()
+        };
+        let (floor, agent) = (pooled(|r| &r.floor), pooled(|r| &r.agent));
+        let over = |floor: &[Duration], agent: &[Duration]| {
+            median_ms(&mut agent.to_vec()) / median_ms(&mut floor.to_vec()) - 1.0
+        };
+        let overall = over(&floor, &agent);
+        let mut by_round: Vec<f64> = done.iter().map(|r| over(&r.floor, &r.agent)).collect();
+        by_round.sort_by(f64::total_cmp);
+        let diff = median_ms(&mut agent.clone()) - median_ms(&mut floor.clone());
+        for (what, d) in [
+            ("floor (plain subscriber)", floor),
+            ("agent (write recorded)", agent),
+        ] {
+            let (count, median, p99, max) = stats(d);
+            println!(
+                "| {name} | {what} | {count}/{sent} | {median:.3} ms | {p99:.3} ms | {max:.3} ms |"
+            );
+        }
+        println!(
+            "| {name} | agent over floor, medians | {:+.3} ms | {:+.0} % | rounds: {} | |",
+            diff,
+            overall * 100.0,
+            by_round
+                .iter()
+                .map(|r| format!("{:+.0} %", r * 100.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
 }
 
 fn proc_field(pid: u32, field: &str) -> Option<u64> {
@@ -318,12 +387,18 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
     let rss_idle = proc_field(pid, "VmRSS:").unwrap_or(0);
 
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let watcher = client(v5, "cost-watch", Some(Arc::clone(&seen))).await;
+    let watcher = client(
+        v5,
+        "cost-watch",
+        Some(Arc::clone(&seen)),
+        watcher_runtime().handle(),
+    )
+    .await;
     watcher
         .subscribe_many([Filter::new("edge/cost/matrix", QoS::AtLeastOnce)])
         .await
         .expect("subscribe");
-    let publisher = client(v5, "cost-pub", None).await;
+    let publisher = client(v5, "cost-pub", None, publisher_runtime().handle()).await;
     let command = |i: u32| {
         publisher.publish(
             "edge/cost/matrix/set",
@@ -447,7 +522,10 @@ fn main() {
     let n = env_or("E2E_COMMANDS", 10_000);
     let rate = env_or("E2E_RATE", 1000);
     let flood = env_or("E2E_FLOOD", 20_000);
-    // The agent's runtime, as in the binary (src/cli.rs): one worker.
+    let rounds = env_or("E2E_ROUNDS", 5);
+    // The bench's own runtime: it sets things up and waits. The agent runs
+    // on the binary's runtime (`edge_agent::cli::runtime`), on a thread of
+    // its own, or as the binary itself.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -455,42 +533,38 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         println!(
-            "{n} commands at {rate}/s; publish → write (agent) and publish → receive (floor)\n"
+            "{n} commands per broker at {rate}/s in {rounds} rounds; publish → write (agent) and publish → receive (floor)\n"
         );
         println!("| broker | path | measured | median | p99 | max |");
         println!("|---|---|---|---|---|---|");
         let (v4, v5) = (free_port(), free_port());
-        latency(
-            "embedded",
-            v5,
-            &format!("[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n"),
-            n,
-            rate,
-        )
-        .await;
+        let embedded = edge_agent::config::Config::from_toml(&format!(
+            "[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n"
+        ))
+        .expect("broker config");
+        if let Some(b) = embedded.broker.as_ref() {
+            edge_agent::broker::start(b).expect("broker");
+        }
+        let mut brokers = vec![("embedded", v5)];
         // Mosquitto as installed, and with Nagle's algorithm off on its
         // sockets (`set_tcp_nodelay true`, off by default).
+        let mut children = Vec::new();
         for (name, extra) in [
             ("mosquitto", ""),
             ("mosquitto, set_tcp_nodelay", "set_tcp_nodelay true\n"),
         ] {
             match mosquitto(extra) {
-                Some((mut child, port, _dir)) => {
-                    latency(
-                        name,
-                        port,
-                        &format!(
-                            "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n"
-                        ),
-                        n,
-                        rate,
-                    )
-                    .await;
-                    let _ = child.kill();
-                    let _ = child.wait();
+                Some((child, port, dir)) => {
+                    brokers.push((name, port));
+                    children.push((child, dir));
                 }
                 None => println!("| {name} | not installed: skipped | | | | |"),
             }
+        }
+        latency(&brokers, n, rate, rounds).await;
+        for (mut child, _dir) in children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         cost_and_throughput(n, rate, flood).await;
     });

@@ -75,9 +75,13 @@ async fn latency(rate: u32, n: u32) {
         .and_then(|s| s.led("right").cloned())
         .expect("right LED");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stopped.await;
-    }));
+    // The agent on its own thread and the binary's runtime, as `edge-agent run`.
+    let agent = std::thread::spawn(move || {
+        let rt = edge_agent::cli::runtime().expect("runtime");
+        let _ = rt.block_on(edge_agent::agent::run(settings, hardware, async move {
+            let _ = stopped.await;
+        }));
+    });
     let c = client(v5, "bench-pub").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
@@ -115,7 +119,7 @@ async fn latency(rate: u32, n: u32) {
         delays.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     let _ = stop.send(());
-    let _ = agent.await;
+    let _ = tokio::task::spawn_blocking(move || agent.join()).await;
 }
 
 /// CPU ticks of each thread of `pid`, by thread name.

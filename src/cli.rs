@@ -186,18 +186,26 @@ fn send(
     }
 }
 
-fn run(settings: Settings) -> ExitCode {
-    init_logging();
-    // One worker: the agent's own work per message is microseconds (a
-    // second worker made no measurable difference to latency or CPU in
-    // `cargo bench --bench e2e`, and costs a thread; the Pi Zero has one
-    // core). Display refreshes run on the blocking pool and the embedded
-    // broker on its own threads.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+/// The async runtime `edge-agent run` drives the agent on (the benchmarks
+/// use it too, to measure what the binary does).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // One thread: the agent's own work per message is microseconds, and
+    // every hand-off between its tasks (transport → agent → device) stays
+    // on it, without waking another thread. With the agent loop on the
+    // main thread and its tasks on a worker, each command crossed threads
+    // twice: +25–29 µs at the median (+30–48 % over the bare transport),
+    // and a few matrix commands were superseded before the engine ran
+    // (`cargo bench --bench e2e`, docs/PERFORMANCE.md).
+    // Display refreshes run on the blocking pool, the embedded broker on
+    // its own threads; the Pi Zero has one core.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
+}
+
+fn run(settings: Settings) -> ExitCode {
+    init_logging();
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("edge-agent: cannot start the async runtime: {e}");
