@@ -136,31 +136,55 @@ mod tests {
         assert_eq!(seen[1].1, render(&msg(10), 264, 176), "the newest is drawn");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn show_returns_at_once_even_on_a_blocking_panel() {
-        struct Slow;
-        impl Display for Slow {
-            fn size(&self) -> (u32, u32) {
-                (8, 8)
-            }
-            fn show(&mut self, _: &crate::hardware::BitFrame) -> Result<(), HardwareError> {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                Err(HardwareError::Invalid("panel unplugged".into()))
+    /// A panel whose `show` holds its thread until the test releases it.
+    struct Held {
+        started: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Display for Held {
+        fn size(&self) -> (u32, u32) {
+            (8, 8)
+        }
+        fn show(&mut self, _: &crate::hardware::BitFrame) -> Result<(), HardwareError> {
+            let _ = self.started.send(());
+            // Released by the test; the timeout only ends a failing test.
+            match self.release.recv_timeout(std::time::Duration::from_secs(5)) {
+                Ok(()) => Err(HardwareError::Invalid("panel unplugged".into())),
+                Err(_) => Err(HardwareError::Invalid("never released".into())),
             }
         }
+    }
+
+    // The agent runs on one thread (`cli::runtime`), as this test does: a
+    // panel busy for seconds must not hold up MQTT or the matrix meanwhile.
+    #[tokio::test]
+    async fn a_busy_panel_does_not_hold_up_the_runtime() {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
         let (etx, mut erx) = mpsc::channel(4);
         let (handle, _task) = spawn(
-            Box::new(Slow),
+            Box::new(Held {
+                started: started_tx,
+                release: release_rx,
+            }),
             Refresh {
                 blocking: true,
                 simulated: Duration::ZERO,
             },
             etx,
         );
-        let t = std::time::Instant::now();
         handle.show(msg(1));
-        assert!(t.elapsed() < std::time::Duration::from_millis(50));
+        tokio::task::spawn_blocking(move || started.recv())
+            .await
+            .expect("join")
+            .expect("the panel is refreshing");
+        // While the panel holds its thread, other tasks on this one run.
+        let other = tokio::spawn(async { "ran" }).await.expect("join");
+        assert_eq!(other, "ran");
+        assert!(erx.try_recv().is_err(), "the refresh is still going on");
+        release.send(()).expect("the panel waits");
         let e = erx.recv().await.expect("the failure is reported");
-        assert!(e.to_string().contains("unplugged"));
+        assert!(e.to_string().contains("unplugged"), "{e}");
     }
 }
