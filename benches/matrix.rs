@@ -1,5 +1,7 @@
 //! Pattern engine timing on real time: 25 independent blinkers at 10 ms for
-//! 60 s (`MATRIX_BENCH_SECONDS` to change), on the agent's kind of runtime.
+//! 60 s (`MATRIX_BENCH_SECONDS` to change), on a 2-worker tokio runtime
+//! (the engine alone; the binary's one-thread runtime is measured end to
+//! end in benches/e2e.rs).
 //! Reports each wake-up's lateness against its deadline (median, p99, max)
 //! and the phase drift accumulated by the end.
 //! Run with `cargo bench --bench matrix`.

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::clock::{self, rfc3339, SystemClock, WallClock};
 use crate::command::{Catalog, Command, CommandError, MatrixSet, Router, MATRIX_LEDS};
-use crate::config::Settings;
+use crate::config::{DisplayBackend, DisplayConfig, Settings};
 use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
 use crate::device::buzzer::Buzzer;
@@ -23,7 +23,7 @@ use crate::device::display::{self, DisplayHandle, Refresh};
 use crate::device::led::{LedGroup, LedTimer, LedTiming};
 use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState};
 use crate::hardware::sim::ButtonInjector;
-use crate::hardware::{Hardware, HardwareError};
+use crate::hardware::{Display, Hardware, HardwareError};
 use crate::links::{Fired, Links};
 use crate::pattern::{frame_of, mask_of, Library, Mask, Node};
 use crate::rate::PerSecond;
@@ -379,14 +379,7 @@ pub async fn run_with_clock(
     let mut ticks = None;
     let board = match display {
         Some(panel) => {
-            let refresh = Refresh {
-                blocking: panel.is_slow(),
-                simulated: if panel.is_slow() {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(config.display.refresh_ms)
-                },
-            };
+            let refresh = refresh_of(&config.display, panel.as_ref());
             let (handle, task) = display::spawn(panel, refresh, display_errors_tx);
             tasks.push(task);
             let (board, first) = Board::new(settings.time_zone, wall.now());
@@ -468,7 +461,7 @@ pub async fn run_with_clock(
         },
     );
 
-    let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(256);
+    let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let mut links = Links::new(&base, &config.links);
     let ha_status = format!("{}/status", config.homeassistant.discovery_prefix);
     let mut filters = router.filters();
@@ -649,6 +642,27 @@ pub async fn run_with_clock(
 }
 
 /// Completes at `deadline`; never without one.
+/// Messages the transport may hand over before the agent loop has taken
+/// them. When it is full the transport stops reading, and the broker holds
+/// the rest: a burst of large payloads (up to 2 MiB each) keeps at most
+/// this many in the agent's memory.
+const INBOUND_QUEUE: usize = 16;
+
+/// How the display task refreshes `panel`: off the runtime's thread when
+/// it can take long, and with `refresh_ms` imitating a real panel's refresh
+/// on the backends that stand in for one (config/edge-agent.toml).
+fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
+    let stand_in = matches!(display.backend, DisplayBackend::Sim | DisplayBackend::Png);
+    Refresh {
+        blocking: panel.is_slow(),
+        simulated: if stand_in {
+            Duration::from_millis(display.refresh_ms)
+        } else {
+            Duration::ZERO
+        },
+    }
+}
+
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -720,5 +734,40 @@ fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
                 publisher.reply(to, json!({ "ok": false, "error": error }).to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::png_file::PngDisplay;
+    use crate::hardware::sim::SimDisplay;
+    use crate::hardware::BitFrame;
+
+    /// A real panel, as far as the agent can tell: the trait's defaults.
+    struct Panel;
+    impl Display for Panel {
+        fn size(&self) -> (u32, u32) {
+            (8, 8)
+        }
+        fn show(&mut self, _: &BitFrame) -> Result<(), HardwareError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refresh_ms_imitates_a_panel_on_the_stand_ins_and_file_writes_leave_the_runtime() {
+        let with = |backend| DisplayConfig {
+            backend,
+            refresh_ms: 1500,
+            ..DisplayConfig::default()
+        };
+        let slow = Duration::from_millis(1500);
+        let sim = refresh_of(&with(DisplayBackend::Sim), &SimDisplay::new(8, 8));
+        assert_eq!((sim.blocking, sim.simulated), (false, slow));
+        let png = refresh_of(&with(DisplayBackend::Png), &PngDisplay::new("x.png", 8, 8));
+        assert_eq!((png.blocking, png.simulated), (true, slow));
+        let epd = refresh_of(&with(DisplayBackend::Epd), &Panel);
+        assert_eq!((epd.blocking, epd.simulated), (true, Duration::ZERO));
     }
 }

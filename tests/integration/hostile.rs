@@ -230,10 +230,12 @@ async fn hostile(broker: scenarios::Broker, device: &str, too_big: usize, rounds
         corpus.len()
     );
     // Flat: once the first rounds have warmed the allocator, no growth
-    // beyond noise (buffers of two oversized payloads in flight) over the
-    // remaining rounds (4,250 refused commands through the embedded
-    // broker): a leak of 500 bytes per command, or of any oversized
-    // payload, would show.
+    // beyond noise over the remaining rounds. The noise is buffers in flight
+    // (up to four oversized payloads: the inbound queue, rumqttc's read
+    // buffer, the allocator keeping freed memory) and the allocator's own
+    // steps. A leak of 1 KiB per refused command (4,250 KiB over the 50
+    // measured rounds through the embedded broker), or of the oversized
+    // payloads (about 10 MiB a round through Mosquitto), would show.
     // Medians of five rounds, so that one round's buffers in flight do not
     // decide it.
     let median5 = |r: &[u64]| {
@@ -245,7 +247,7 @@ async fn hostile(broker: scenarios::Broker, device: &str, too_big: usize, rounds
         median5(&rss[WARM_UP - 5..WARM_UP]),
         median5(&rss[rounds - 5..]),
     );
-    let noise = 2048 + 2 * too_big as u64 / 1024;
+    let noise = 2048 + 4 * too_big as u64 / 1024;
     assert!(
         last <= warm + noise,
         "memory grew from {warm} KiB to {last} KiB (medians of 5 rounds): {rss:?}"
