@@ -615,12 +615,13 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// The agent in the test process on simulated hardware — with its embedded
-/// broker when the config enables one — so a test sees every write.
+/// broker when the config enables one — so a test sees every write. It runs
+/// as `edge-agent run` runs it: on its own thread, on the binary's runtime.
 pub struct InProcess {
     /// What the simulated hardware was given.
     pub sim: edge_agent::hardware::sim::SimHandles,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
 }
 
 impl InProcess {
@@ -638,18 +639,31 @@ impl InProcess {
         if let Some(b) = settings.broker.as_ref() {
             edge_agent::broker::start(b).expect("embedded broker");
         }
+        Self::from_settings(settings, wall)
+    }
+
+    /// Starts it with `settings` (an embedded broker in them is not
+    /// started here) on the wall clock `wall`.
+    pub fn from_settings(
+        settings: edge_agent::config::Settings,
+        wall: Arc<dyn edge_agent::clock::WallClock>,
+    ) -> InProcess {
         let hardware = edge_agent::hardware::Hardware::from_settings(&settings).expect("hardware");
         let sim = hardware.sim.clone().expect("simulated hardware");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(edge_agent::agent::run_with_clock(
-            settings,
-            hardware,
-            wall,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        InProcess { sim, stop, task }
+        let thread = std::thread::spawn(move || {
+            let rt = edge_agent::cli::runtime().map_err(|e| e.to_string())?;
+            rt.block_on(edge_agent::agent::run_with_clock(
+                settings,
+                hardware,
+                wall,
+                async move {
+                    let _ = stopped.await;
+                },
+            ))
+            .map_err(|e| e.to_string())
+        });
+        InProcess { sim, stop, thread }
     }
 
     /// The frames the matrix was given.
@@ -660,10 +674,15 @@ impl InProcess {
     /// Stops it; it must stop cleanly within 5 s.
     pub async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the agent stops within 5 s")
-            .expect("join")
-            .expect("clean stop");
+        let thread = self.thread;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await
+        .expect("the agent stops within 5 s")
+        .expect("join")
+        .expect("the agent did not panic")
+        .expect("clean stop");
     }
 }

@@ -158,9 +158,14 @@ async fn a_panic_in_a_task_makes_the_outputs_safe_and_stops_the_agent() {
     let hardware = Hardware::from_settings(&settings).expect("hardware");
     let sim = hardware.sim.clone().expect("sim");
     let panicked = edge_agent::service::next_panic();
-    let run = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = panicked.await;
-    }));
+    // On its own thread and the binary's runtime, as `edge-agent run`.
+    let run = std::thread::spawn(move || {
+        edge_agent::cli::runtime()
+            .expect("runtime")
+            .block_on(edge_agent::agent::run(settings, hardware, async move {
+                let _ = panicked.await;
+            }))
+    });
     let c = Client::connect(broker.port(), "safe-panic-c").await;
     let mut w = Client::connect(broker.port(), "safe-panic-w").await;
     w.subscribe(&format!("edge/{device}/status")).await;
@@ -172,10 +177,14 @@ async fn a_panic_in_a_task_makes_the_outputs_safe_and_stops_the_agent() {
     let left = sim.led("left").expect("left").clone();
     assert!(eventually(Duration::from_secs(2), || left.last() == Some(1.0)).await);
     c.publish(&format!("edge/{device}/sim/panic"), "").await;
-    let stopped = tokio::time::timeout(Duration::from_secs(2), run)
-        .await
-        .expect("the agent stops after the panic")
-        .expect("join");
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || run.join()),
+    )
+    .await
+    .expect("the agent stops after the panic")
+    .expect("join")
+    .expect("the agent loop itself did not panic");
     assert!(stopped.is_ok(), "{stopped:?}");
     assert_eq!(left.last(), Some(0.1));
     assert_eq!(

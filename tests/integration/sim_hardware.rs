@@ -6,9 +6,6 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use edge_agent::config::Config;
-use edge_agent::hardware::Hardware;
-use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
@@ -17,14 +14,8 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
         "{}[buzzer]\nenabled = true\npin = 13\ntone_hz = 2000\n[matrix]\nchip = \"/dev/gpiochip1\"\n",
         embedded_config("inproc", v4, v5)
     );
-    let settings = Config::from_toml(&cfg).expect("config");
-    edge_agent::broker::start(settings.broker.as_ref().expect("broker on")).expect("broker");
-    let hardware = Hardware::from_settings(&settings).expect("sim hardware");
-    let sim = hardware.sim.clone().expect("sim handles");
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let agent = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stop_rx.await;
-    }));
+    let agent = InProcess::start(&cfg);
+    let sim = agent.sim.clone();
 
     let base = "edge/inproc";
     let mut c = Client::connect(v5, "inproc-c").await;
@@ -95,12 +86,7 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 
     let writes_before = sim.led("right").unwrap().total();
-    stop_tx.send(()).expect("agent still running");
-    tokio::time::timeout(Duration::from_secs(1), agent)
-        .await
-        .expect("agent stops within a second")
-        .expect("agent task")
-        .expect("clean stop");
+    agent.stop().await;
     assert_eq!(
         sim.led("right").unwrap().last(),
         Some(0.0),

@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use edge_agent::config::Config;
 use edge_agent::hardware::sim::SimHandles;
-use edge_agent::hardware::Hardware;
-use tokio::sync::oneshot;
 
 /// The agent in-process with the embedded broker and simulated hardware.
 pub(crate) struct InProcess {
     pub(crate) v5: u16,
     pub(crate) sim: SimHandles,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), edge_agent::agent::AgentError>>,
+    agent: common::InProcess,
 }
 
 fn start(device: &str, extra: &str) -> InProcess {
@@ -32,26 +29,20 @@ fn start(device: &str, extra: &str) -> InProcess {
 }
 
 pub(crate) fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
-    let hardware = Hardware::from_settings(&settings).expect("hardware");
-    let sim = hardware.sim.clone().expect("sim");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(edge_agent::agent::run(settings, hardware, async move {
-        let _ = stopped.await;
-    }));
+    let agent = common::InProcess::from_settings(
+        settings,
+        std::sync::Arc::new(edge_agent::clock::SystemClock),
+    );
     InProcess {
         v5,
-        sim,
-        stop: Some(stop),
-        task,
+        sim: agent.sim.clone(),
+        agent,
     }
 }
 
 impl InProcess {
-    pub(crate) async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        (&mut self.task).await.expect("join").expect("clean stop");
+    pub(crate) async fn stop(self) {
+        self.agent.stop().await;
     }
 
     /// Waits until the LEDs' last written duties are (left, right).
