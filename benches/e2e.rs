@@ -50,8 +50,9 @@ fn mask_of_text(text: &str) -> Option<u32> {
     Frame::parse(text).ok().map(|f| mask_of(&f.0))
 }
 
-/// What a client received: arrival time, topic, payload.
-type Seen = Arc<Mutex<Vec<(Instant, String, Vec<u8>)>>>;
+/// What a client received: arrival time, payload (each client subscribes
+/// to one topic).
+type Seen = Arc<Mutex<Vec<(Instant, bytes::Bytes)>>>;
 
 /// A runtime on a thread of its own, for test clients: the publisher and
 /// the agent do not take turns on one thread, as they would not as
@@ -103,12 +104,10 @@ async fn client(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Some(s) = &seen {
-                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                        s.lock().unwrap_or_else(|e| e.into_inner()).push((
-                            Instant::now(),
-                            topic,
-                            p.payload.to_vec(),
-                        ));
+                        let at = Instant::now();
+                        s.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((at, p.payload));
                     }
                 }
                 Ok(_) => {}
@@ -276,7 +275,7 @@ async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter_map(|(at, _, payload)| {
+        .filter_map(|(at, payload)| {
             let i = mask_of_text(std::str::from_utf8(payload).ok()?)?;
             floor_sent.get(&i).map(|t| at.saturating_duration_since(*t))
         })
@@ -298,9 +297,10 @@ async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
 /// so that a slow spell of the machine is spread over all of them), `n`
 /// commands in all per broker.
 async fn latency(brokers: &[(&str, u16)], n: u32, rate: u32, rounds: u32) {
-    let per_round = n.div_ceil(rounds.max(1));
+    let rounds = rounds.max(1);
+    let per_round = n.div_ceil(rounds);
     let mut results: Vec<Vec<Round>> = brokers.iter().map(|_| Vec::new()).collect();
-    for round in 1..=rounds.max(1) {
+    for round in 1..=rounds {
         for ((name, port), done) in brokers.iter().zip(results.iter_mut()) {
             let device: String = format!("e2e-{name}-{round}")
                 .chars()
@@ -309,7 +309,7 @@ async fn latency(brokers: &[(&str, u16)], n: u32, rate: u32, rounds: u32) {
             done.push(latency_round(&device, *port, per_round, rate).await);
         }
     }
-    let sent = per_round * rounds.max(1);
+    let sent = per_round * rounds;
     for ((name, _), done) in brokers.iter().zip(&results) {
         let pooled = |f: fn(&Round) -> &Vec<Duration>| -> Vec<Duration> {
             done.iter().flat_map(|r| f(r).iter().copied()).collect()
@@ -351,6 +351,10 @@ fn proc_field(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (Linux).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU time of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -428,7 +432,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         let _ = command(i).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cpu_ms = cpu_ticks(pid).unwrap_or(0).saturating_sub(before) as f64 * 10.0;
+    let cpu_ms = cpu_ticks(pid).unwrap_or(0).saturating_sub(before) as f64 * 1000.0 / USER_HZ;
 
     // Throughput: a flood of QoS 1 commands; RSS sampled meanwhile.
     seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -462,7 +466,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .last()
-            .is_some_and(|(_, _, p)| String::from_utf8_lossy(p).contains(&last_frame));
+            .is_some_and(|(_, p)| String::from_utf8_lossy(p).contains(&last_frame));
         if done {
             applied_in = Some(t0.elapsed());
             break;
@@ -475,7 +479,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter_map(|(_, _, p)| {
+        .filter_map(|(_, p)| {
             let v: serde_json::Value = serde_json::from_slice(p).ok()?;
             mask_of_text(v["frame"].as_str()?)
         })

@@ -81,6 +81,12 @@ struct Parts {
 /// to requests are not limited: each goes to its own requester.
 pub const ERROR_REPORTS_PER_SECOND: u32 = 50;
 
+/// Messages the transport may hand over before the agent loop has taken
+/// them. When it is full the transport stops reading, and the broker holds
+/// the rest: a burst of large payloads (up to 2 MiB each) keeps at most
+/// this many in the agent's memory.
+const INBOUND_QUEUE: usize = 16;
+
 /// The outputs' safe values (`[safety]`).
 #[derive(Debug, Clone, Copy)]
 struct Safe {
@@ -641,13 +647,6 @@ pub async fn run_with_clock(
     off.map_err(AgentError::Hardware)
 }
 
-/// Completes at `deadline`; never without one.
-/// Messages the transport may hand over before the agent loop has taken
-/// them. When it is full the transport stops reading, and the broker holds
-/// the rest: a burst of large payloads (up to 2 MiB each) keeps at most
-/// this many in the agent's memory.
-const INBOUND_QUEUE: usize = 16;
-
 /// How the display task refreshes `panel`: off the runtime's thread when
 /// it can take long, and with `refresh_ms` imitating a real panel's refresh
 /// on the backends that stand in for one (config/edge-agent.toml).
@@ -663,6 +662,7 @@ fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
     }
 }
 
+/// Completes at `deadline`; never without one.
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -697,7 +697,7 @@ fn publish_error(
 
 fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inbound) {
     if !router.is_command_topic(&msg.topic) {
-        return; // our own state, status and error topics
+        return; // a link's topic, Home Assistant's status
     }
     let result = router
         .parse(&msg.topic, &msg.payload)

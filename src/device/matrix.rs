@@ -40,7 +40,7 @@ pub struct MatrixState {
 }
 
 /// The newest command not yet taken by the engine.
-type Pending = watch::Sender<Option<MatrixCommand>>;
+type Pending = watch::Sender<MatrixCommand>;
 
 /// Sends commands to the engine.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl MatrixHandle {
                 "the matrix engine is not running".into(),
             ));
         }
-        self.tx.send_replace(Some(cmd));
+        self.tx.send_replace(cmd);
         Ok(())
     }
 }
@@ -79,7 +79,8 @@ pub fn spawn(
         )));
     }
     outputs.write(&frame_of(0).0)?;
-    let (tx, rx) = watch::channel(None);
+    // The initial value is never taken: only what is sent wakes the engine.
+    let (tx, rx) = watch::channel(MatrixCommand::Off);
     let task = tokio::spawn(
         Engine {
             outputs,
@@ -128,7 +129,7 @@ impl Engine {
         });
     }
 
-    async fn run(mut self, mut rx: watch::Receiver<Option<MatrixCommand>>, last: Mask) {
+    async fn run(mut self, mut rx: watch::Receiver<MatrixCommand>, last: Mask) {
         let mut running: Option<Running> = None;
         loop {
             let deadline = running
@@ -137,15 +138,14 @@ impl Engine {
             tokio::select! {
                 changed = rx.changed() => match changed.map(|()| rx.borrow_and_update().clone()) {
                     Err(_) => break,
-                    Ok(None) => {}
-                    Ok(Some(MatrixCommand::Run { program, effect })) => {
+                    Ok(MatrixCommand::Run { program, effect }) => {
                         let start = Instant::now();
                         self.show(frame_at(&program, 0));
                         let next = next_change(&program, 0);
                         self.report(next.is_some(), effect.clone());
                         running = Some(Running { program, effect, start, next });
                     }
-                    Ok(Some(MatrixCommand::Off)) => {
+                    Ok(MatrixCommand::Off) => {
                         running = None;
                         self.show(0);
                         self.report(false, None);

@@ -614,23 +614,48 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// Until `probe` holds, for at most `within`; whether it held.
+pub async fn eventually(within: Duration, probe: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    probe()
+}
+
+/// What a subscriber arriving now gets on `topic`: its retained message.
+pub async fn retained(port: u16, id: &str, topic: &str) -> Msg {
+    let mut late = Client::connect(port, id).await;
+    late.subscribe(topic).await;
+    late.expect(Duration::from_secs(3), |m| m.topic == topic)
+        .await
+        .unwrap_or_else(|| panic!("nothing retained on {topic}"))
+}
+
 /// The agent in the test process on simulated hardware — with its embedded
 /// broker when the config enables one — so a test sees every write. It runs
 /// as `edge-agent run` runs it: on its own thread, on the binary's runtime.
 pub struct InProcess {
     /// What the simulated hardware was given.
     pub sim: edge_agent::hardware::sim::SimHandles,
+    /// The port of the broker it talks to.
+    pub port: u16,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<Result<(), String>>,
 }
 
 impl InProcess {
-    /// Starts it on the system's wall clock.
+    /// Starts it (and the embedded broker its config enables) on the
+    /// system's wall clock.
     pub fn start(config: &str) -> InProcess {
         Self::start_with_clock(config, Arc::new(edge_agent::clock::SystemClock))
     }
 
-    /// Starts it on the wall clock `wall`.
+    /// Starts it (and the embedded broker its config enables) on the wall
+    /// clock `wall`.
     pub fn start_with_clock(
         config: &str,
         wall: Arc<dyn edge_agent::clock::WallClock>,
@@ -639,17 +664,22 @@ impl InProcess {
         if let Some(b) = settings.broker.as_ref() {
             edge_agent::broker::start(b).expect("embedded broker");
         }
-        Self::from_settings(settings, wall)
+        Self::spawn(settings, wall)
     }
 
-    /// Starts it with `settings` (an embedded broker in them is not
-    /// started here) on the wall clock `wall`.
-    pub fn from_settings(
+    /// Starts it with `settings` on the system's wall clock; an embedded
+    /// broker in them is not started here.
+    pub fn from_settings(settings: edge_agent::config::Settings) -> InProcess {
+        Self::spawn(settings, Arc::new(edge_agent::clock::SystemClock))
+    }
+
+    fn spawn(
         settings: edge_agent::config::Settings,
         wall: Arc<dyn edge_agent::clock::WallClock>,
     ) -> InProcess {
         let hardware = edge_agent::hardware::Hardware::from_settings(&settings).expect("hardware");
         let sim = hardware.sim.clone().expect("simulated hardware");
+        let port = settings.endpoint.port;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = edge_agent::cli::runtime().map_err(|e| e.to_string())?;
@@ -663,12 +693,33 @@ impl InProcess {
             ))
             .map_err(|e| e.to_string())
         });
-        InProcess { sim, stop, thread }
+        InProcess {
+            sim,
+            port,
+            stop,
+            thread,
+        }
     }
 
     /// The frames the matrix was given.
     pub fn matrix(&self) -> edge_agent::hardware::sim::Recording<Vec<bool>> {
         self.sim.matrix.clone().expect("a simulated matrix")
+    }
+
+    /// Waits until the LEDs' last written duties are (left, right).
+    pub async fn wait_duties(&self, left: f64, right: f64, within: Duration) -> bool {
+        let duties = || {
+            (
+                self.sim.led("left").and_then(|r| r.last()),
+                self.sim.led("right").and_then(|r| r.last()),
+            )
+        };
+        let held = eventually(within, || duties() == (Some(left), Some(right))).await;
+        if !held {
+            let (l, r) = duties();
+            eprintln!("duties are {l:?} / {r:?}");
+        }
+        held
     }
 
     /// Stops it; it must stop cleanly within 5 s.

@@ -27,12 +27,7 @@ async fn one_process_online_retained_then_offline_on_sigterm() {
         .expect("online");
     // Subscribed after the agent came up: a retained message. (Or live, if
     // we were faster; a second subscriber settles it.)
-    let mut late = Client::connect(v5, "solo-late").await;
-    late.subscribe(status).await;
-    let r = late
-        .expect(Duration::from_secs(3), |m| m.topic == status)
-        .await
-        .expect("retained");
+    let r = retained(v5, "solo-late", status).await;
     assert!(r.retain && r.text() == "online", "{r:?} (first was {m:?})");
 
     let (took, exit) = agent.terminate();
@@ -129,12 +124,7 @@ async fn state_is_retained_and_the_sim_button_publishes_events() {
     assert!(chrono::DateTime::parse_from_rfc3339(m.json()["at"].as_str().unwrap_or("")).is_ok());
 
     // A new subscriber sees the retained state.
-    let mut late = Client::connect(v5, "emb-state-late").await;
-    late.subscribe(&format!("{base}/led/left")).await;
-    let m = late
-        .expect(Duration::from_secs(3), |_| true)
-        .await
-        .expect("retained led state");
+    let m = retained(v5, "emb-state-late", &format!("{base}/led/left")).await;
     assert!(m.retain);
     assert_eq!(m.json()["brightness"], 128);
 }

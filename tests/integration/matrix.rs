@@ -8,14 +8,14 @@ use std::time::Duration;
 use common::*;
 use edge_agent::pattern::{frame_of, mask_of};
 
-/// The agent in-process with its embedded broker; its MQTT 5 port.
-fn start(device: &str) -> (InProcess, u16) {
+/// The agent in-process with its embedded broker.
+fn start(device: &str) -> InProcess {
     let (v4, v5) = (free_port(), free_port());
     let cfg = format!(
         "{}[display]\nenabled = false\n",
         embedded_config(device, v4, v5)
     );
-    (InProcess::start(&cfg), v5)
+    InProcess::start(&cfg)
 }
 
 /// The next `<base>/matrix` state.
@@ -34,9 +34,9 @@ fn text(frame: &[bool]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_patterns_the_light_form_and_programs() {
-    let (agent, v5) = start("mx");
+    let agent = start("mx");
     let base = "edge/mx";
-    let mut c = Client::connect(v5, "mx-c").await;
+    let mut c = Client::connect(agent.port, "mx-c").await;
     c.subscribe(&format!("{base}/matrix")).await;
     assert_eq!(state(&mut c, base).await["state"], "OFF");
 
@@ -114,10 +114,10 @@ async fn named_patterns_the_light_form_and_programs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
-    let (agent, v5) = start("mxbad");
+    let agent = start("mxbad");
     let base = "edge/mxbad";
     let reply = "test/mxbad/reply";
-    let mut c = Client::connect(v5, "mxbad-c").await;
+    let mut c = Client::connect(agent.port, "mxbad-c").await;
     c.subscribe(reply).await;
     c.subscribe(&format!("{base}/matrix")).await;
     c.request(

@@ -289,12 +289,7 @@ async fn bad_messages_get_errors_and_the_board_keeps_its_state() {
         "the PNG is unchanged"
     );
     // The retained state is still the message.
-    let mut late = Client::connect(v5, "badmsg-late").await;
-    late.subscribe(&format!("{base}/display")).await;
-    let m = late
-        .expect(Duration::from_secs(3), |_| true)
-        .await
-        .expect("retained display");
+    let m = retained(v5, "badmsg-late", &format!("{base}/display")).await;
     assert_eq!(m.json()["text"], "keep me");
 }
 

@@ -4,7 +4,6 @@
 
 use crate::common;
 use crate::scenarios;
-use crate::tilt::start_with;
 
 use std::time::{Duration, Instant};
 
@@ -25,24 +24,12 @@ fn safety(timeout_ms: u64) -> String {
     )
 }
 
-/// Waits until `probe` holds, polling; false after `within`.
-async fn eventually(within: Duration, probe: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if probe() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    probe()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_go_safe_when_the_broker_is_away_too_long_and_at_shutdown() {
     let mut broker = scenarios::Broker::embedded();
     let device = "safe-off";
     let cfg = format!("{}{}", external_config(device, broker.port()), safety(600));
-    let agent = start_with(Config::from_toml(&cfg).expect("config"), broker.port());
+    let agent = InProcess::from_settings(Config::from_toml(&cfg).expect("config"));
     let c = Client::connect(broker.port(), "safe-off-c").await;
     let mut w = Client::connect(broker.port(), "safe-off-w").await;
     w.subscribe(&format!("edge/{device}/status")).await;
@@ -123,7 +110,7 @@ async fn a_short_outage_changes_nothing_and_zero_means_never() {
     let mut broker = scenarios::Broker::embedded();
     let device = "safe-never";
     let cfg = format!("{}{}", external_config(device, broker.port()), safety(0));
-    let agent = start_with(Config::from_toml(&cfg).expect("config"), broker.port());
+    let agent = InProcess::from_settings(Config::from_toml(&cfg).expect("config"));
     let c = Client::connect(broker.port(), "safe-never-c").await;
     let mut w = Client::connect(broker.port(), "safe-never-w").await;
     w.subscribe(&format!("edge/{device}/status")).await;

@@ -89,12 +89,7 @@ pub async fn online_then_offline(broker: &Broker, device: &str) {
         .await
         .expect("agent goes online");
     // A fresh subscriber gets it as a retained message.
-    let mut late = Client::connect(broker.port(), &format!("{device}-late")).await;
-    late.subscribe(&status).await;
-    let m = late
-        .expect(Duration::from_secs(3), |m| m.topic == status)
-        .await
-        .expect("retained status");
+    let m = retained(broker.port(), &format!("{device}-late"), &status).await;
     assert_eq!((m.text().as_str(), m.retain), ("online", true));
 
     let (took, exit) = agent.terminate();

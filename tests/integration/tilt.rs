@@ -8,59 +8,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use edge_agent::config::Config;
-use edge_agent::hardware::sim::SimHandles;
 
 /// The agent in-process with the embedded broker and simulated hardware.
-pub(crate) struct InProcess {
-    pub(crate) v5: u16,
-    pub(crate) sim: SimHandles,
-    agent: common::InProcess,
-}
-
 fn start(device: &str, extra: &str) -> InProcess {
     let (v4, v5) = (free_port(), free_port());
-    let cfg = format!(
+    InProcess::start(&format!(
         "{}[display]\nenabled = false\n{extra}",
         embedded_config(device, v4, v5)
-    );
-    let settings = Config::from_toml(&cfg).expect("config");
-    edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
-    start_with(settings, v5)
-}
-
-pub(crate) fn start_with(settings: edge_agent::config::Settings, v5: u16) -> InProcess {
-    let agent = common::InProcess::from_settings(
-        settings,
-        std::sync::Arc::new(edge_agent::clock::SystemClock),
-    );
-    InProcess {
-        v5,
-        sim: agent.sim.clone(),
-        agent,
-    }
-}
-
-impl InProcess {
-    pub(crate) async fn stop(self) {
-        self.agent.stop().await;
-    }
-
-    /// Waits until the LEDs' last written duties are (left, right).
-    pub(crate) async fn wait_duties(&self, left: f64, right: f64, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            let l = self.sim.led("left").and_then(|r| r.last());
-            let r = self.sim.led("right").and_then(|r| r.last());
-            if (l, r) == (Some(left), Some(right)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                eprintln!("duties are {l:?} / {r:?}");
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+    ))
 }
 
 fn le(x: f32, y: f32, z: f32) -> Vec<u8> {
@@ -71,7 +26,7 @@ fn le(x: f32, y: f32, z: f32) -> Vec<u8> {
 async fn every_payload_form_and_the_sign_rule() {
     let agent = start("tilt-forms", "");
     let base = "edge/tilt-forms";
-    let mut c = Client::connect(agent.v5, "tilt-forms-c").await;
+    let mut c = Client::connect(agent.port, "tilt-forms-c").await;
     c.subscribe(&format!("{base}/led/+")).await;
     c.subscribe("test/tilt/reply").await;
     let cases: Vec<(Vec<u8>, f64, f64)> = vec![
@@ -102,12 +57,7 @@ async fn every_payload_form_and_the_sign_rule() {
     }
     // The state topics end with the final value: both off.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let mut late = Client::connect(agent.v5, "tilt-forms-late").await;
-    late.subscribe(&format!("{base}/led/right")).await;
-    let m = late
-        .expect(Duration::from_secs(3), |_| true)
-        .await
-        .expect("retained state");
+    let m = retained(agent.port, "tilt-forms-late", &format!("{base}/led/right")).await;
     assert_eq!(m.json()["state"], "OFF");
     agent.stop().await;
 }
@@ -116,7 +66,7 @@ async fn every_payload_form_and_the_sign_rule() {
 async fn rejected_tilts_get_error_replies_and_change_nothing() {
     let agent = start("tilt-bad", "");
     let base = "edge/tilt-bad";
-    let mut c = Client::connect(agent.v5, "tilt-bad-c").await;
+    let mut c = Client::connect(agent.port, "tilt-bad-c").await;
     c.subscribe("test/tiltbad/reply").await;
     c.subscribe(&format!("{base}/error")).await;
     c.request(
@@ -198,10 +148,10 @@ async fn a_flood_of_100_000_tilts_ends_at_the_last_value_without_queueing() {
     let agent = start("tilt-flood", "");
     let base = "edge/tilt-flood";
     let topic = format!("{base}/tilt/set");
-    let mut watcher = Client::connect(agent.v5, "tilt-flood-w").await;
+    let mut watcher = Client::connect(agent.port, "tilt-flood-w").await;
     watcher.subscribe(&format!("{base}/led/right")).await;
     watcher.subscribe("test/flood/reply").await;
-    let publisher = Client::connect(agent.v5, "tilt-flood-p").await;
+    let publisher = Client::connect(agent.port, "tilt-flood-p").await;
     let t0 = Instant::now();
     for i in 0..N - 1 {
         // Values sweep -99..99, so almost every message changes a duty.
@@ -267,7 +217,7 @@ async fn losing_the_broker_while_tilting_turns_the_leds_off() {
         "{}[display]\nenabled = false\n",
         external_config("tilt-loss", broker.port())
     );
-    let agent = start_with(Config::from_toml(&cfg).expect("config"), broker.port());
+    let agent = InProcess::from_settings(Config::from_toml(&cfg).expect("config"));
     let c = Client::connect(broker.port(), "tilt-loss-c").await;
     let mut w = Client::connect(broker.port(), "tilt-loss-w").await;
     w.subscribe("edge/tilt-loss/status").await;
