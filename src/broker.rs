@@ -2,8 +2,12 @@
 //! works with no server at all.
 //!
 //! rumqttd serves MQTT 3.1.1 and MQTT 5 on separate listeners that share one
-//! router; it has no stop call, so it runs on its own threads until the
-//! process exits.
+//! router; it has no stop call. `edge-agent run` starts it in a process of
+//! its own ([`start_isolated`]), watched by a small supervisor process that
+//! starts it again whenever it ends: a client that makes rumqttd panic (it
+//! has several such bugs, docs/known-issues.md) costs a reconnection, never
+//! the agent. [`start`] runs it on threads of the calling process instead
+//! (tests, benchmarks), until that process exits.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,8 +37,8 @@ pub enum BrokerError {
     /// The broker did not come up.
     #[error("the embedded broker did not start listening on {0} within 5 s")]
     NotListening(SocketAddr),
-    /// The broker thread could not be started.
-    #[error("cannot start the broker thread: {0}")]
+    /// The broker thread or process could not be started.
+    #[error("cannot start the broker: {0}")]
     Thread(std::io::Error),
 }
 
@@ -82,17 +86,7 @@ pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, Brok
 /// Starts rumqttd and waits until both listeners accept connections.
 pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
     let config = rumqttd_config(settings)?;
-    for (key, addr) in [
-        ("broker.listen", settings.listen),
-        ("broker.listen_v5", settings.listen_v5),
-    ] {
-        // rumqttd only logs a failed bind on its own thread: find out here.
-        TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
-            key,
-            addr,
-            reason: e.to_string(),
-        })?;
-    }
+    check_free(settings)?;
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
@@ -157,5 +151,220 @@ mod tests {
             rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
         };
         assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));
+    }
+}
+
+/// Open files the broker may need: one per connection, and some to spare
+/// for listeners, the runtime and the agent.
+pub fn files_needed(max_connections: usize) -> u64 {
+    max_connections as u64 + 64
+}
+
+/// Raises this process's soft limit of open files to `needed` (as far as
+/// the hard limit allows; never lowers it) and returns the limit now set.
+pub fn raise_open_files(needed: u64) -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let want = (needed as libc::rlim_t).min(lim.rlim_max);
+    if want > lim.rlim_cur {
+        lim.rlim_cur = want;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
+/// Exit code of a broker process that stopped itself (a panic, or its
+/// open files ran out); the supervisor starts it again.
+const EXIT_BROKER_FAULT: i32 = 75;
+
+/// Panics of rumqttd's 3.1.1 encoder tolerated before the broker is
+/// restarted: each leaves a dead connection in rumqttd's router.
+const ENCODER_PANICS_TOLERATED: usize = 16;
+
+/// Starts rumqttd in a process of its own, under a supervisor process that
+/// restarts it whenever it ends, and waits until both listeners accept
+/// connections. Both processes end when the calling process does. Call it
+/// while the process has one thread (before any runtime starts): it forks.
+pub fn start_isolated(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
+    let config = rumqttd_config(settings)?;
+    check_free(settings)?;
+    let needed = files_needed(config.router.max_connections);
+    let agent = std::process::id();
+    // SAFETY: the caller has one thread; the child only calls into the
+    // supervisor below, which never returns.
+    match unsafe { libc::fork() } {
+        -1 => return Err(BrokerError::Thread(std::io::Error::last_os_error())),
+        0 => supervise(config, agent, needed),
+        _ => {}
+    }
+    for addr in [settings.listen, settings.listen_v5] {
+        wait_listening(addr)?;
+    }
+    Ok(BrokerHandle {
+        listen: settings.listen,
+        listen_v5: settings.listen_v5,
+    })
+}
+
+/// Refuses listen addresses that are taken, in the agent's own words
+/// (rumqttd only logs a failed bind on its own thread).
+fn check_free(settings: &EmbeddedBroker) -> Result<(), BrokerError> {
+    for (key, addr) in [
+        ("broker.listen", settings.listen),
+        ("broker.listen_v5", settings.listen_v5),
+    ] {
+        TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
+            key,
+            addr,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Ends this process when `parent` is no longer its parent, and makes the
+/// kernel end it when the parent ends later.
+fn follow_parent(parent: u32) {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid
+    // has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() as u32 != parent {
+            libc::_exit(0);
+        }
+    }
+}
+
+/// The supervisor: starts the broker process, and again whenever it ends,
+/// with a growing pause between quick failures.
+fn supervise(config: rumqttd::Config, agent: u32, needed: u64) -> ! {
+    follow_parent(agent);
+    // Stop signals are for the agent: the broker stays until the agent has
+    // said `offline` through it, and ends with it.
+    // SAFETY: setting a signal's disposition to "ignore" is always sound.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let me = std::process::id();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        // SAFETY: this process has one thread.
+        let child = unsafe { libc::fork() };
+        match child {
+            -1 => {}
+            0 => serve(config, me, needed),
+            pid => {
+                let mut status = 0;
+                // SAFETY: waits for our own child; status is a plain int.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                eprintln!(
+                    "edge-agent: the embedded broker stopped ({}); starting it again",
+                    describe_status(status)
+                );
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_millis(50);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit code {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status}")
+    }
+}
+
+/// The broker process: rumqttd, ended by its first panic that leaves it
+/// in doubt, or when its open files run out (rumqttd's accept loop would
+/// spin on the error).
+fn serve(config: rumqttd::Config, supervisor: u32, needed: u64) -> ! {
+    follow_parent(supervisor);
+    let limit = match raise_open_files(needed) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("edge-agent: broker: cannot read the open-files limit: {e}");
+            1024
+        }
+    };
+    if limit < needed {
+        eprintln!(
+            "edge-agent: broker: the open-files limit is {limit}, below the {needed} that \
+             broker.max_connections needs; raise LimitNOFILE"
+        );
+    }
+    let encoder_panics = std::sync::atomic::AtomicUsize::new(0);
+    std::panic::set_hook(Box::new(move |info| {
+        // rumqttd 0.20's 3.1.1 encoder refuses a message with MQTT 5
+        // properties: only that subscriber's connection ends.
+        let encoder = info
+            .location()
+            .is_some_and(|l| l.file().ends_with("protocol/v4/mod.rs"));
+        let seen =
+            encoder_panics.fetch_add(usize::from(encoder), std::sync::atomic::Ordering::Relaxed);
+        if encoder && seen < ENCODER_PANICS_TOLERATED {
+            if seen == 0 {
+                eprintln!(
+                    "edge-agent: the embedded broker dropped an MQTT 3.1.1 subscriber that was \
+                     sent an MQTT 5 message with properties (docs/known-issues.md)"
+                );
+            }
+            return;
+        }
+        eprintln!("edge-agent: the embedded broker failed: {info}");
+        // SAFETY: ends the process at once, from any thread.
+        unsafe { libc::_exit(EXIT_BROKER_FAULT) };
+    }));
+    let watched = std::thread::Builder::new()
+        .name("files".into())
+        .spawn(move || watch_files(limit));
+    if let Err(e) = watched {
+        eprintln!("edge-agent: broker: cannot watch its open files: {e}");
+    }
+    let mut broker = rumqttd::Broker::new(config);
+    if let Err(e) = broker.start() {
+        eprintln!("edge-agent: the embedded broker stopped: {e}");
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(EXIT_BROKER_FAULT) }
+}
+
+/// Ends the broker process when its open files have stayed at `limit` for
+/// three seconds: rumqttd's accept loop retries a failed accept at once,
+/// so it would spin until a connection closes.
+fn watch_files(limit: u64) {
+    let mut full_for = 0;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64);
+        match open {
+            Ok(n) if n + 2 >= limit => full_for += 1,
+            _ => full_for = 0,
+        }
+        if full_for >= 3 {
+            eprintln!(
+                "edge-agent: the embedded broker ran out of open files ({limit}); starting it again"
+            );
+            // SAFETY: as above.
+            unsafe { libc::_exit(EXIT_BROKER_FAULT) };
+        }
     }
 }

@@ -200,20 +200,16 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // its own threads; the Pi Zero has one core.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The blocking pool (display refreshes) runs the agent's code too.
+        .on_thread_start(crate::service::claim_thread)
         .build()
 }
 
 fn run(settings: Settings) -> ExitCode {
     init_logging();
-    let runtime = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edge-agent: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
+    // First, while the process has one thread: the broker's own process.
     let broker = match &settings.broker {
-        Some(b) => match crate::broker::start(b) {
+        Some(b) => match crate::broker::start_isolated(b) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("edge-agent: {e}");
@@ -221,6 +217,13 @@ fn run(settings: Settings) -> ExitCode {
             }
         },
         None => None,
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
     };
     let hardware = match Hardware::from_settings(&settings) {
         Ok(h) => h,
@@ -236,7 +239,10 @@ fn run(settings: Settings) -> ExitCode {
     let result = runtime.block_on(async {
         let signal = match shutdown_signal() {
             Ok(s) => s,
-            Err(e) => return Err(format!("cannot watch for SIGINT/SIGTERM: {e}")),
+            Err(e) => {
+                eprintln!("edge-agent: cannot watch for stop signals: {e}");
+                return Err(None);
+            }
         };
         let panic = crate::service::next_panic();
         let noted = std::sync::Arc::clone(&panicked);
@@ -253,7 +259,14 @@ fn run(settings: Settings) -> ExitCode {
             // Let the embedded broker hand `offline` to its subscribers before it goes.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        r.map_err(|e| e.to_string())
+        match r {
+            Ok(()) => Ok(()),
+            Err(crate::agent::AgentError::Panicked(message)) => Err(Some(message)),
+            Err(e) => {
+                eprintln!("edge-agent: {e}");
+                Err(None)
+            }
+        }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
     if let Some(message) = panicked.get() {
@@ -262,10 +275,11 @@ fn run(settings: Settings) -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("edge-agent: {e}");
-            ExitCode::from(EXIT_FAILURE)
+        Err(Some(message)) => {
+            eprintln!("edge-agent: stopped after a panic, outputs made safe: {message}");
+            ExitCode::from(EXIT_PANIC)
         }
+        Err(None) => ExitCode::from(EXIT_FAILURE),
     }
 }
 
@@ -278,15 +292,21 @@ fn init_logging() {
         .try_init();
 }
 
-/// Completes on the first SIGINT or SIGTERM.
+/// Completes on the first SIGINT, SIGTERM, SIGHUP or SIGQUIT: each is the
+/// same safe stop (a hang-up of the terminal stops the agent too; there is
+/// no reload: systemd restarts the service to read a new config).
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {}
+            _ = quit.recv() => {}
         }
     })
 }

@@ -1,9 +1,10 @@
-//! Talking to systemd: `READY=1` once the agent is online, `WATCHDOG=1` at
+//! Talking to systemd: `READY=1` once the agent's parts run (with or
+//! without a broker), `STATUS=` for the link, `WATCHDOG=1` at
 //! half the `WatchdogSec` interval (from the agent's main loop, so a hung
 //! loop stops feeding it), `STOPPING=1` at shutdown. Without systemd
 //! (`NOTIFY_SOCKET` unset) all of it does nothing. And the process's answer
-//! to a panic in any of its tasks: stop cleanly, outputs safe, non-zero exit,
-//! rather than run on half-dead.
+//! to a panic in any of the agent's tasks: stop cleanly, outputs safe,
+//! non-zero exit, rather than run on half-dead.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -24,7 +25,8 @@ impl Systemd {
     pub fn from_env() -> Self {
         Systemd {
             ready_sent: false,
-            watchdog: sd_notify::watchdog_enabled(),
+            // `WATCHDOG_USEC=0` is no watchdog, not one fed without pause.
+            watchdog: sd_notify::watchdog_enabled().filter(|d| !d.is_zero()),
         }
     }
 
@@ -34,13 +36,26 @@ impl Systemd {
         }
     }
 
-    /// Tells systemd the service is up (the first time the agent is online).
+    /// Tells systemd the service is up: its parts run, with or without a broker.
     pub fn ready(&mut self) {
         if !self.ready_sent {
             self.ready_sent = true;
             debug!("READY=1");
-            self.send(&[NotifyState::Ready, NotifyState::Status("online")]);
+            self.send(&[
+                NotifyState::Ready,
+                NotifyState::Status("connecting to the broker"),
+            ]);
         }
+    }
+
+    /// Shows in `systemctl status` that the agent is online.
+    pub fn online(&self) {
+        self.send(&[NotifyState::Status("online")]);
+    }
+
+    /// Shows in `systemctl status` that the broker is away.
+    pub fn offline(&self) {
+        self.send(&[NotifyState::Status("broker away, reconnecting")]);
     }
 
     /// How often to feed the watchdog, if systemd asked for it.
@@ -59,10 +74,23 @@ impl Systemd {
     }
 }
 
-/// Completes with the message of the next panic, in any thread or task of
-/// the process, after this call, so the agent can put its outputs in their
-/// safe state and stop. The panic is still reported on stderr as usual. The
-/// first call installs the panic hook; later calls share it.
+thread_local! {
+    /// Whether this thread runs the agent's own code (see [`claim_thread`]).
+    static AGENT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one of the agent's: a panic on it stops the
+/// agent ([`next_panic`]). Threads of libraries running in the same process
+/// (an in-process broker) are not the agent's and are never claimed.
+pub fn claim_thread() {
+    AGENT_THREAD.with(|c| c.set(true));
+}
+
+/// Completes with the message of the next panic on one of the agent's
+/// threads ([`claim_thread`]) after this call, so the agent can put its
+/// outputs in their safe state and stop. Every panic is still reported on
+/// stderr as usual. The first call installs the panic hook; later calls
+/// share it.
 pub fn next_panic() -> impl Future<Output = String> {
     type Panics = tokio::sync::watch::Sender<(u64, String)>;
     static PANICS: OnceLock<Panics> = OnceLock::new();
@@ -72,6 +100,9 @@ pub fn next_panic() -> impl Future<Output = String> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
+            if !AGENT_THREAD.with(|c| c.get()) {
+                return;
+            }
             let message = info.to_string();
             hook_tx.send_modify(|(count, last)| {
                 *count += 1;

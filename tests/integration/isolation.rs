@@ -1,0 +1,241 @@
+//! The embedded broker cannot stop the agent: clients that make rumqttd 0.20
+//! panic (docs/known-issues.md) cost at most a reconnection. After each
+//! trigger the agent process is still running, online, its LED still as it
+//! was set, and it answers the next command.
+
+use crate::common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use common::*;
+
+/// An agent with the embedded broker, its LED set ON with a request (so it
+/// answers), and a client on its MQTT 5 listener.
+async fn agent_with_led_on(device: &str, extra: &str) -> (Agent, Client, u16, u16) {
+    let v4 = free_port();
+    let v5 = free_port();
+    let agent = Agent::start(&format!(
+        "{}[display]\nenabled = false\n{extra}",
+        embedded_config(device, v4, v5)
+    ));
+    let mut c = Client::connect(v5, &format!("{device}-c")).await;
+    c.subscribe(&format!("reply/{device}")).await;
+    answers(&mut c, device, "ON", Duration::from_secs(5)).await;
+    (agent, c, v4, v5)
+}
+
+/// Sends `payload` to the left LED with a response topic until the agent
+/// answers `{"ok":true}` (the client reconnects by itself if the broker
+/// was restarted), or fails the test after `within`.
+async fn answers(c: &mut Client, device: &str, payload: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut n = 0u32;
+    while tokio::time::Instant::now() < deadline {
+        n += 1;
+        let corr = format!("{payload}-{n}");
+        // A broker restarted since loses the subscription: make it again.
+        let _ = c.client.try_subscribe(
+            format!("reply/{device}"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        );
+        let _ = c.client.try_publish_with_properties(
+            format!("edge/{device}/led/left/set"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            payload.to_string(),
+            rumqttc::v5::mqttbytes::v5::PublishProperties {
+                response_topic: Some(format!("reply/{device}")),
+                correlation_data: Some(corr.clone().into()),
+                ..Default::default()
+            },
+        );
+        let got = c
+            .expect(Duration::from_millis(500), |m| {
+                m.correlation.as_deref() == Some(corr.as_bytes())
+            })
+            .await;
+        if let Some(m) = got {
+            assert_eq!(m.text(), r#"{"ok":true}"#);
+            return;
+        }
+    }
+    panic!("edge/{device} did not answer {payload} within {within:?}");
+}
+
+/// Checks that the agent survived: running, online, LED still ON, answering.
+async fn still_serving(agent: &mut Agent, c: &mut Client, device: &str, v5: u16) {
+    answers(c, device, "ON", Duration::from_secs(10)).await;
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "the agent exited: {}",
+        agent.stderr_text()
+    );
+    let status = retained(v5, &format!("{device}-s"), &format!("edge/{device}/status")).await;
+    assert_eq!(status.text(), "online");
+    let led = retained(
+        v5,
+        &format!("{device}-l"),
+        &format!("edge/{device}/led/left"),
+    )
+    .await;
+    assert_eq!(led.json()["state"], "ON", "{}", led.text());
+    assert!(
+        !agent.stderr_text().contains("stopped after a panic"),
+        "{}",
+        agent.stderr_text()
+    );
+}
+
+/// Opens a TCP connection, sends an MQTT 3.1.1 CONNECT for `client_id`,
+/// and resets the connection (RST, not FIN) at once; nothing while the
+/// broker is not listening (restarting).
+fn connect_and_reset(port: u16, client_id: &str) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let id = client_id.as_bytes();
+    let mut body = b"\x00\x04MQTT\x04\x02\x00\x3c".to_vec();
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id);
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    s.write_all(&packet).expect("send CONNECT");
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: sets SO_LINGER on a socket we own, from a struct of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_1_1_subscriber_and_an_mqtt_5_request_do_not_stop_the_agent() {
+    let device = "iso-v4sub";
+    let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "").await;
+    // mosquitto_sub's default: MQTT 3.1.1 on the agent's topics.
+    let mut opts = rumqttc::MqttOptions::new("iso-v4-sub", "127.0.0.1", v4);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (sub, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let poller = tokio::spawn(async move {
+        for _ in 0..200 {
+            if events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    sub.subscribe(format!("edge/{device}/#"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request itself carries properties, and so does the reply.
+    answers(&mut c, device, "ON", Duration::from_secs(5)).await;
+    still_serving(&mut agent, &mut c, device, v5).await;
+    assert!(
+        agent
+            .stderr_text()
+            .contains("dropped an MQTT 3.1.1 subscriber"),
+        "the trigger did not fire: {}",
+        agent.stderr_text()
+    );
+    poller.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resets_its_connection_and_comes_back_does_not_stop_the_agent() {
+    let device = "iso-reset";
+    let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "").await;
+    for _ in 0..2 {
+        connect_and_reset(v4, "iso-resetter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    still_serving(&mut agent, &mut c, device, v5).await;
+    assert!(
+        agent.stderr_text().contains("embedded broker stopped"),
+        "the trigger did not fire: {}",
+        agent.stderr_text()
+    );
+    // The 3.1.1 listener takes clients again.
+    let mut opts = rumqttc::MqttOptions::new("iso-after", "127.0.0.1", v4);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (_client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let connack = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert!(connack.is_ok(), "the 3.1.1 listener takes no clients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_broker_and_a_refused_client_retrying_do_not_stop_the_agent() {
+    let device = "iso-full";
+    let (mut agent, mut c, v4, v5) =
+        agent_with_led_on(device, "[broker]\nmax_connections = 3\n").await;
+    // The agent and `c` hold two of the three; a third client fills it.
+    let mut opts = rumqttc::MqttOptions::new("iso-fill", "127.0.0.1", v4);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (_fill, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let filled = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) = events.poll().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(filled.is_ok(), "the third client got in");
+    let holder = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    // Refused for want of room, the client tries again with its id.
+    for _ in 0..3 {
+        connect_and_reset(v4, "iso-refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.abort();
+    still_serving(&mut agent, &mut c, device, v5).await;
+    assert!(
+        agent.stderr_text().contains("embedded broker stopped"),
+        "the trigger did not fire: {}",
+        agent.stderr_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_usec_0_is_no_watchdog() {
+    let v4 = free_port();
+    let v5 = free_port();
+    let device = "iso-wd0";
+    let mut agent = Agent::start_with_env(
+        &format!(
+            "{}[display]\nenabled = false\n",
+            embedded_config(device, v4, v5)
+        ),
+        &[("WATCHDOG_USEC", "0")],
+    );
+    let mut c = Client::connect(v5, "iso-wd0-c").await;
+    c.subscribe(&format!("reply/{device}")).await;
+    answers(&mut c, device, "ON", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "{}",
+        agent.stderr_text()
+    );
+}
