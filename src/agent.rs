@@ -45,6 +45,9 @@ pub enum AgentError {
     /// The built-in pattern library is broken (a build problem).
     #[error("patterns: {0}")]
     Patterns(String),
+    /// The agent's own loop panicked; the outputs were made safe after it.
+    #[error("the agent loop panicked, outputs made safe: {0}")]
+    Panicked(String),
 }
 
 /// The message board and the worker that draws on its panel.
@@ -238,9 +241,12 @@ impl Parts {
                 b.set(set, Instant::now()).map_err(hw)?;
                 self.publish_buzzer(publisher);
             }
-            Command::SimPanic => {
+            Command::SimPanic { in_loop: false } => {
                 // A task dies, as a bug in one would: the process must notice.
                 tokio::spawn(async { panic!("injected through the sim/panic topic") });
+            }
+            Command::SimPanic { in_loop: true } => {
+                panic!("injected into the agent loop through the sim/panic topic")
             }
             Command::SimButtonPress => {
                 let inj = self
@@ -312,8 +318,9 @@ impl Parts {
         self.publish_all(publisher);
     }
 
-    /// Puts every output at its safe value and stops the parts (shutdown).
-    async fn all_safe(&mut self) -> Result<(), HardwareError> {
+    /// Puts every output at its safe value and stops the parts (shutdown),
+    /// reporting the state each output is left in.
+    async fn all_safe(&mut self, publisher: &Publisher) -> Result<(), HardwareError> {
         let mut first = None;
         if let Some(b) = self.buzzer.as_mut() {
             if let Err(e) = b.off() {
@@ -321,6 +328,20 @@ impl Parts {
                 first.get_or_insert(e);
             }
         }
+        if let Some(leds) = self.leds.as_mut() {
+            leds.safe(self.safe.led_duty);
+        }
+        self.publish_leds(publisher);
+        let frame = self.safe.matrix;
+        if self.matrix.is_some() {
+            let safe = MatrixState {
+                on: frame != 0,
+                effect: None,
+                frame,
+            };
+            self.publish_matrix(publisher, &safe);
+        }
+        self.publish_buzzer(publisher);
         if let Some(leds) = self.leds.take() {
             // The writer's last act is to write the off state; it stops after that.
             leds.finish(self.safe.led_duty, Duration::from_millis(200))
@@ -361,6 +382,8 @@ pub async fn run_with_clock(
     wall: Arc<dyn WallClock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    // A panic on this thread (the agent loop, its tasks) is the agent's own.
+    crate::service::claim_thread();
     let base = settings.base_topic.clone();
     let config = &settings.config;
     let Hardware {
@@ -510,11 +533,16 @@ pub async fn run_with_clock(
     let mut went_safe = false;
     let mut systemd = crate::service::Systemd::from_env();
     let mut watchdog = systemd.watchdog_interval().map(tokio::time::interval);
+    // The parts run: the board works without a broker (clock, button,
+    // safe state), so systemd need not wait for one.
+    systemd.ready();
     tokio::pin!(shutdown);
-    loop {
+    let looped = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async { loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(msg) = inbound.recv() => {
+            // Back-pressure: what the last command caused goes out first.
+            _ = publisher.flush(), if publisher.can_flush() => {}
+            Some(msg) = inbound.recv(), if !publisher.backlogged() => {
                 if config.homeassistant.enabled && msg.topic == ha_status && msg.payload.as_ref() == b"online" {
                     info!("Home Assistant is online: announcing again");
                     publisher.republish_retained();
@@ -525,7 +553,7 @@ pub async fn run_with_clock(
                 for f in fired {
                     match f {
                         Fired::Run(t) => {
-                            let via = Inbound { topic: t.topic, payload: t.payload.into(), retained: false, reply_to: None };
+                            let via = Inbound { packet: None, topic: t.topic, payload: t.payload.into(), retained: false, reply_to: None };
                             handle(&router, &mut parts, &publisher, via);
                         }
                         Fired::Dropped { link, limit } => {
@@ -605,7 +633,11 @@ pub async fn run_with_clock(
                 match *link.borrow_and_update() {
                     Link::Up => {
                         info!(base = %base, "online");
-                        systemd.ready();
+                        systemd.online();
+                        let dropped = publisher.take_dropped_events();
+                        if dropped > 0 {
+                            info!(dropped, "events dropped while the broker was away");
+                        }
                         if let Some(since) = offline_since.take() {
                             if went_safe {
                                 publish_error(
@@ -624,6 +656,7 @@ pub async fn run_with_clock(
                     }
                     Link::Down => {
                         offline_since.get_or_insert_with(Instant::now);
+                        systemd.offline();
                         warn!("broker connection lost; reconnecting");
                         if parts.leds.as_ref().is_some_and(LedGroup::tilting) {
                             parts.leds_off(&publisher);
@@ -632,6 +665,10 @@ pub async fn run_with_clock(
                 }
             }
         }
+    }}))
+    .await;
+    if let Err(panic) = &looped {
+        tracing::error!(panic = %panic_message(panic.as_ref()), "the agent loop panicked: outputs to their safe values, going offline");
     }
 
     info!("shutting down: outputs off, going offline");
@@ -640,11 +677,21 @@ pub async fn run_with_clock(
     for t in tasks {
         t.abort();
     }
-    parts.leds_off(&publisher);
-    let off = parts.all_safe().await;
-    parts.publish_all(&publisher);
+    let off = parts.all_safe(&publisher).await;
     transport.shutdown(GOODBYE).await;
+    if let Err(panic) = looped {
+        return Err(AgentError::Panicked(panic_message(panic.as_ref())));
+    }
     off.map_err(AgentError::Hardware)
+}
+
+/// The message a panic carried.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// How the display task refreshes `panel`: off the runtime's thread when
@@ -689,13 +736,22 @@ fn publish_error(
     topic: impl Into<serde_json::Value>,
     error: &str,
 ) {
-    publisher.event(
+    publisher.report(
         &format!("{base}/error"),
         json!({ "topic": topic.into(), "error": error }).to_string(),
     );
 }
 
-fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inbound) {
+/// Carries out one message and then acknowledges it to the broker.
+fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, mut msg: Inbound) {
+    let packet = msg.packet.take();
+    answer(router, parts, publisher, msg);
+    if let Some(p) = packet {
+        publisher.ack(p);
+    }
+}
+
+fn answer(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inbound) {
     if !router.is_command_topic(&msg.topic) {
         return; // a link's topic, Home Assistant's status
     }

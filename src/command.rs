@@ -37,9 +37,12 @@ pub enum Command {
     Buzzer(BuzzerSet),
     /// Press the simulated button.
     SimButtonPress,
-    /// Panic in a task of the agent (the simulated backend's fault
-    /// injection, to prove the agent goes safe and stops).
-    SimPanic,
+    /// Panic in the agent (the simulated backend's fault injection, to
+    /// prove the agent goes safe and stops).
+    SimPanic {
+        /// In the agent loop itself (payload `loop`), not in one of its tasks.
+        in_loop: bool,
+    },
 }
 
 /// What the buzzer should do.
@@ -307,7 +310,9 @@ impl Router {
             }
             ["sim", "panic"] => {
                 if self.catalog.sim_faults {
-                    Ok(Command::SimPanic)
+                    Ok(Command::SimPanic {
+                        in_loop: payload.trim_ascii() == b"loop",
+                    })
                 } else {
                     Err(CommandError::Disabled(
                         "fault injection (hardware.backend is not sim)".into(),

@@ -2,17 +2,26 @@
 //! subscribe, publish, last will. This is the only module that knows rumqttc.
 //!
 //! The transport keeps the retained state the agent has published (topic →
-//! payload) and republishes it, with `<base>/status` = `online` first, after
+//! payload) and republishes it, with `<base>/status` = `online` last, after
 //! every (re)connection, together with the subscriptions. While the broker is
 //! away, retained updates only change that cache and events are dropped, so
 //! nothing queues up without bound.
+//!
+//! What the agent publishes goes to an outbox that [`Publisher::flush`]
+//! hands to the connection, waiting while the connection's queue is full.
+//! The agent takes the next command only once the outbox is empty
+//! ([`Publisher::backlogged`]): back-pressure instead of dropped replies.
+//! Retained updates of one topic coalesce in the outbox, and events beyond
+//! [`EVENT_BACKLOG`] are dropped and counted, so it stays small. QoS 1
+//! commands are acknowledged to the broker ([`Publisher::ack`]) only after
+//! the agent has applied or rejected them: at least once, end to end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
@@ -29,6 +38,28 @@ pub const OFFLINE: &str = "offline";
 /// Largest packet the agent accepts from the broker.
 const MAX_INCOMING_PACKET: u32 = 2 * 1024 * 1024;
 
+/// Requests the connection's queue holds before [`Publisher::flush`] waits.
+/// It must hold a whole announcement (subscriptions, every retained topic,
+/// `online`), which the connection task makes without waiting.
+const REQUEST_QUEUE: usize = 256;
+
+/// Our QoS 1 publishes in flight (unacknowledged) at once; rumqttc's own
+/// default sizes a table for 65,535.
+const OUTGOING_INFLIGHT: u16 = 64;
+
+/// Unacknowledged QoS 1 commands the broker may hand us at once
+/// (MQTT 5 receive maximum); the rest wait at the broker.
+const RECEIVE_MAXIMUM: u16 = 32;
+
+/// Events (button presses, ticks, error reports) the outbox holds while the
+/// connection cannot take them; more are dropped and counted.
+pub const EVENT_BACKLOG: usize = 1024;
+
+/// Payload bytes of received messages the connection task holds while the
+/// agent is busy; beyond it, it stops reading (TCP pushes back on the
+/// broker). QoS 1 commands are held to [`RECEIVE_MAXIMUM`] by the broker.
+const HELD_BYTES: usize = 4 * 1024 * 1024;
+
 /// Where the answer to a command goes (MQTT 5 request/response).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -41,6 +72,9 @@ pub struct ReplyTo {
 /// A message that arrived on a subscribed topic.
 #[derive(Debug, Clone)]
 pub struct Inbound {
+    /// The packet as it came, to acknowledge once handled (QoS 1);
+    /// `None` for a message the agent made itself (a link's command).
+    pub packet: Option<Publish>,
     /// The topic it was published on.
     pub topic: String,
     /// Its payload, as sent.
@@ -125,6 +159,87 @@ pub enum TransportError {
 struct Shared {
     link: Link,
     retained: BTreeMap<String, Bytes>,
+    outbox: VecDeque<Out>,
+    /// Numbers the outbox's entries, so a flush removes only what it sent.
+    next_seq: u64,
+    /// Events in the outbox now.
+    events: usize,
+    /// Events dropped since this was last reported.
+    dropped: u64,
+    /// The connection task waits for the agent to take a message: the agent
+    /// takes it even with a backlog, since only the connection task can
+    /// hand the backlog to the network.
+    waiting: bool,
+}
+
+/// One request waiting in the outbox.
+#[derive(Debug, Clone)]
+struct Out {
+    seq: u64,
+    what: OutKind,
+}
+
+#[derive(Debug, Clone)]
+enum OutKind {
+    /// Retained state: superseded in place by a newer payload for its topic.
+    Retained { topic: String, payload: Bytes },
+    /// An event: dropped while offline or beyond [`EVENT_BACKLOG`].
+    Event { topic: String, payload: Bytes },
+    /// An answer to a command, or an error report: never dropped.
+    Answer {
+        topic: String,
+        payload: Bytes,
+        props: Option<PublishProperties>,
+    },
+    /// The acknowledgement of a handled QoS 1 command.
+    Ack(Publish),
+}
+
+impl Shared {
+    fn push(&mut self, what: OutKind) {
+        match &what {
+            OutKind::Retained { topic, payload } => {
+                let same = self.outbox.iter_mut().find_map(|o| match &mut o.what {
+                    OutKind::Retained {
+                        topic: t,
+                        payload: p,
+                    } if t == topic => Some(p),
+                    _ => None,
+                });
+                if let Some(p) = same {
+                    *p = payload.clone();
+                    return;
+                }
+            }
+            OutKind::Event { topic, .. } => {
+                if self.link != Link::Up || self.events >= EVENT_BACKLOG {
+                    self.dropped += 1;
+                    if self.dropped.is_power_of_two() {
+                        warn!(
+                            topic,
+                            dropped = self.dropped,
+                            "events dropped: the broker is away or not taking them"
+                        );
+                    }
+                    return;
+                }
+                self.events += 1;
+            }
+            _ => {}
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.outbox.push_back(Out { seq, what });
+    }
+
+    /// Forgets what a new connection republishes anyway: retained state
+    /// (the announcement sends the latest) and events (dropped offline).
+    fn link_lost(&mut self) {
+        self.outbox
+            .retain(|o| matches!(o.what, OutKind::Answer { .. } | OutKind::Ack(_)));
+        self.dropped += self.events as u64;
+        self.events = 0;
+    }
 }
 
 /// Publishes on behalf of the agent; cheap to clone.
@@ -182,6 +297,8 @@ fn mqtt_options(
 ) -> Result<MqttOptions, TransportError> {
     let mut mqtt = MqttOptions::new(client_id, &options.host, options.port);
     mqtt.set_keep_alive(options.keep_alive)
+        .set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT)
+        .set_receive_maximum(Some(RECEIVE_MAXIMUM))
         .set_clean_start(options.session_expiry == 0)
         .set_session_expiry_interval(Some(options.session_expiry).filter(|s| *s > 0))
         .set_max_packet_size(Some(MAX_INCOMING_PACKET))
@@ -323,6 +440,7 @@ impl Transport {
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<(Transport, watch::Receiver<Link>), TransportError> {
         let mut mqtt = mqtt_options(&options, &options.client_id)?;
+        mqtt.set_manual_acks(true);
         mqtt.set_last_will(LastWill::new(
             &options.status_topic,
             OFFLINE,
@@ -330,10 +448,15 @@ impl Transport {
             true,
             None,
         ));
-        let (client, eventloop) = AsyncClient::new(mqtt, 1024);
+        let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_QUEUE);
         let shared = Arc::new(Mutex::new(Shared {
             link: Link::Down,
             retained: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            next_seq: 0,
+            events: 0,
+            dropped: 0,
+            waiting: false,
         }));
         let publisher = Publisher {
             client,
@@ -386,6 +509,9 @@ impl Transport {
     pub async fn shutdown(mut self, within: Duration) {
         // Never connected: the loop ends without starting.
         drop(self.go.take());
+        // What the agent said before the stop goes out first (replies, the
+        // safe state), as far as the broker takes it in half the time.
+        let _ = tokio::time::timeout(within / 2, self.publisher.flush()).await;
         let connected = lock(&self.publisher.shared).link == Link::Up;
         let _ = self.stop.send(true);
         if connected {
@@ -407,50 +533,68 @@ impl Publisher {
     /// Publishes retained state: kept, and republished after every reconnection.
     pub fn retain(&self, topic: &str, payload: impl Into<Bytes>) {
         let payload = payload.into();
-        let up = {
-            let mut s = lock(&self.shared);
-            s.retained.insert(topic.to_string(), payload.clone());
-            s.link == Link::Up
-        };
-        if up {
-            self.send(topic, payload, true, None);
+        let mut s = lock(&self.shared);
+        s.retained.insert(topic.to_string(), payload.clone());
+        if s.link == Link::Up {
+            s.push(OutKind::Retained {
+                topic: topic.to_string(),
+                payload,
+            });
         }
     }
 
     /// Publishes every retained topic again (Home Assistant came back).
     pub fn republish_retained(&self) {
-        let retained: Vec<(String, Bytes)> = {
-            let s = lock(&self.shared);
-            if s.link != Link::Up {
-                return;
-            }
-            s.retained
-                .iter()
-                .map(|(t, p)| (t.clone(), p.clone()))
-                .collect()
-        };
-        for (topic, payload) in retained {
-            self.send(&topic, payload, true, None);
+        let mut s = lock(&self.shared);
+        if s.link != Link::Up {
+            return;
+        }
+        let all: Vec<(String, Bytes)> = s
+            .retained
+            .iter()
+            .map(|(t, p)| (t.clone(), p.clone()))
+            .collect();
+        for (topic, payload) in all {
+            s.push(OutKind::Retained { topic, payload });
         }
     }
 
-    /// Publishes an event; dropped while the broker is away.
+    /// Publishes an event; dropped (and counted) while the broker is away.
     pub fn event(&self, topic: &str, payload: impl Into<Bytes>) {
-        if lock(&self.shared).link == Link::Up {
-            self.send(topic, payload.into(), false, None);
-        } else {
-            debug!(topic, "offline: event dropped");
-        }
+        lock(&self.shared).push(OutKind::Event {
+            topic: topic.to_string(),
+            payload: payload.into(),
+        });
+    }
+
+    /// Publishes an error report (`<base>/error`): kept while the broker
+    /// is away, sent when it is back.
+    pub fn report(&self, topic: &str, payload: impl Into<Bytes>) {
+        lock(&self.shared).push(OutKind::Answer {
+            topic: topic.to_string(),
+            payload: payload.into(),
+            props: None,
+        });
     }
 
     /// Answers a command on its MQTT 5 response topic.
     pub fn reply(&self, to: &ReplyTo, payload: impl Into<Bytes>) {
-        if lock(&self.shared).link == Link::Up {
-            let props = PublishProperties {
-                correlation_data: to.correlation.clone(),
-                ..Default::default()
-            };
-            self.send(&to.topic, payload.into(), false, Some(props));
+        let props = PublishProperties {
+            correlation_data: to.correlation.clone(),
+            ..Default::default()
+        };
+        lock(&self.shared).push(OutKind::Answer {
+            topic: to.topic.clone(),
+            payload: payload.into(),
+            props: Some(props),
+        });
+    }
+
+    /// Acknowledges a handled command to the broker, after everything it
+    /// caused has been published.
+    pub fn ack(&self, packet: Publish) {
+        if packet.qos != QoS::AtMostOnce {
+            lock(&self.shared).push(OutKind::Ack(packet));
         }
     }
 
@@ -459,21 +603,85 @@ impl Publisher {
         lock(&self.shared).link
     }
 
-    fn send(&self, topic: &str, payload: Bytes, retain: bool, props: Option<PublishProperties>) {
+    /// Whether the outbox holds anything: the agent takes no new command
+    /// until it has been handed to the connection.
+    pub fn backlogged(&self) -> bool {
+        let s = lock(&self.shared);
+        !s.outbox.is_empty() && !s.waiting
+    }
+
+    /// Whether [`Publisher::flush`] has anything it can do now.
+    pub fn can_flush(&self) -> bool {
+        let s = lock(&self.shared);
+        s.link == Link::Up && !s.outbox.is_empty()
+    }
+
+    /// Hands the outbox to the connection, waiting while its queue is full,
+    /// until the outbox is empty or the link is down. Cancel-safe: an entry
+    /// leaves the outbox once the connection has it.
+    pub async fn flush(&self) {
+        loop {
+            let next = {
+                let s = lock(&self.shared);
+                if s.link != Link::Up {
+                    return;
+                }
+                match s.outbox.front() {
+                    Some(o) => o.clone(),
+                    None => return,
+                }
+            };
+            let c = &self.client;
+            let sent = match next.what {
+                OutKind::Retained { topic, payload } => {
+                    c.publish(topic, QoS::AtMostOnce, true, payload).await
+                }
+                OutKind::Event { topic, payload } => {
+                    c.publish(topic, QoS::AtLeastOnce, false, payload).await
+                }
+                OutKind::Answer {
+                    topic,
+                    payload,
+                    props,
+                } => match props {
+                    Some(p) => {
+                        c.publish_with_properties(topic, QoS::AtLeastOnce, false, payload, p)
+                            .await
+                    }
+                    None => c.publish(topic, QoS::AtLeastOnce, false, payload).await,
+                },
+                OutKind::Ack(packet) => c.ack(&packet).await,
+            };
+            if let Err(e) = sent {
+                // Only when the connection task has ended (shutdown).
+                debug!(error = %e, "the connection no longer takes requests");
+            }
+            let mut s = lock(&self.shared);
+            if s.outbox.front().is_some_and(|o| o.seq == next.seq) {
+                if let Some(Out {
+                    what: OutKind::Event { .. },
+                    ..
+                }) = s.outbox.pop_front()
+                {
+                    s.events -= 1;
+                }
+            }
+        }
+    }
+
+    /// Events dropped since the last call (offline, or beyond the backlog).
+    pub fn take_dropped_events(&self) -> u64 {
+        std::mem::take(&mut lock(&self.shared).dropped)
+    }
+
+    fn send_now(&self, topic: &str, payload: Bytes, retain: bool) {
         let qos = if retain {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
-        let r = match props {
-            Some(p) => self
-                .client
-                .try_publish_with_properties(topic, qos, retain, payload, p),
-            None => self.client.try_publish(topic, qos, retain, payload),
-        };
-        if let Err(e) = r {
-            // Only when 1024 requests wait for the network: the link is failing.
-            warn!(topic, error = %e, "publish dropped");
+        if let Err(e) = self.client.try_publish(topic, qos, retain, payload) {
+            warn!(topic, error = %e, "announcement not sent");
         }
     }
 
@@ -500,13 +708,12 @@ impl Publisher {
         // State and discovery first, `online` last: a client that sees
         // `online` and subscribes then finds every retained topic in place.
         for (topic, payload) in retained {
-            self.send(&topic, payload, true, None);
+            self.send_now(&topic, payload, true);
         }
-        self.send(
+        self.send_now(
             &self.status_topic,
             Bytes::from_static(ONLINE.as_bytes()),
             true,
-            None,
         );
     }
 }
@@ -522,9 +729,29 @@ async fn run_loop(
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
     let endpoint = format!("{}:{}", options.host, options.port);
     let mut failures: u32 = 0;
-    loop {
+    // Received, not yet taken by the agent (it was busy).
+    let mut held: VecDeque<Inbound> = VecDeque::new();
+    let mut held_bytes = 0usize;
+    'poll: loop {
         let stopping = *stop.borrow();
-        match eventloop.poll().await {
+        let event = if held.is_empty() {
+            eventloop.poll().await
+        } else {
+            // Hand a held message over as soon as the agent has room.
+            tokio::select! {
+                biased;
+                room = inbound.reserve() => {
+                    let Ok(room) = room else { break 'poll }; // the agent has gone
+                    if let Some(msg) = held.pop_front() {
+                        held_bytes -= msg.payload.len();
+                        room.send(msg);
+                    }
+                    continue 'poll;
+                }
+                event = eventloop.poll() => event,
+            }
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(broker = %endpoint, "connected");
                 backoff.reset();
@@ -549,15 +776,42 @@ async fn run_loop(
                 if stopping {
                     continue;
                 }
-                let msg = Inbound {
+                held_bytes += p.payload.len();
+                held.push_back(Inbound {
+                    packet: Some(p.clone()),
                     topic,
                     payload: p.payload,
                     retained: p.retain,
                     reply_to,
-                };
-                tokio::select! {
-                    sent = inbound.send(msg) => if sent.is_err() { break }, // the agent has gone
-                    _ = stop.changed() => {}
+                });
+                // Hand over what the agent has room for; keep polling (the
+                // agent's replies go out only through this loop) unless too
+                // much is held.
+                loop {
+                    let Some(msg) = held.pop_front() else { break };
+                    let size = msg.payload.len();
+                    match inbound.try_send(msg) {
+                        Ok(()) => held_bytes -= size,
+                        Err(mpsc::error::TrySendError::Closed(_)) => break 'poll, // the agent has gone
+                        Err(mpsc::error::TrySendError::Full(msg)) => {
+                            if held_bytes <= HELD_BYTES
+                                && held.len() < usize::from(RECEIVE_MAXIMUM) * 8
+                            {
+                                held.push_front(msg);
+                                break;
+                            }
+                            lock(&publisher.shared).waiting = true;
+                            let sent = tokio::select! {
+                                sent = inbound.send(msg) => sent.is_ok(),
+                                _ = stop.changed() => true,
+                            };
+                            lock(&publisher.shared).waiting = false;
+                            if !sent {
+                                break 'poll;
+                            }
+                            held_bytes -= size;
+                        }
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping => break,
@@ -565,6 +819,7 @@ async fn run_loop(
             Err(e) => {
                 let was_up = {
                     let mut s = lock(&publisher.shared);
+                    s.link_lost();
                     std::mem::replace(&mut s.link, Link::Down) == Link::Up
                 };
                 if was_up {

@@ -469,6 +469,20 @@ impl Mosquitto {
         Some(m)
     }
 
+    /// Starts Mosquitto on a free port with extra lines of mosquitto.conf.
+    pub fn start_with(extra: &str) -> Option<Mosquitto> {
+        let bin = mosquitto_binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut m = Mosquitto {
+            port: free_port(),
+            tls_port: None,
+            child: None,
+            dir,
+        };
+        m.spawn_with(&bin, extra);
+        Some(m)
+    }
+
     /// Starts Mosquitto with a plain listener and a TLS listener using `pki`.
     pub fn start_tls(pki: &TestPki) -> Option<Mosquitto> {
         let bin = mosquitto_binary()?;

@@ -6,12 +6,14 @@
 mod common;
 mod scenarios;
 
+mod at_least_once;
 mod broker_faults;
 mod config_errors;
 mod embedded_broker;
 mod flood;
 mod homeassistant;
 mod hostile;
+mod isolation;
 mod matrix;
 mod message_board;
 mod mosquitto;

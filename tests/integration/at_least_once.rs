@@ -1,0 +1,226 @@
+//! Nothing lost: a QoS 1 command is acknowledged to the broker only once the
+//! agent has applied (or rejected) it, and every command with a response
+//! topic is answered, however far the agent's outgoing side is behind.
+
+use crate::common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::*;
+
+/// The number in a message-board state `{"mode":"message","text":"m-N"}`.
+fn shown(m: &Msg) -> Option<u32> {
+    let j = m.json();
+    (j["mode"] == "message")
+        .then(|| j["text"].as_str()?.strip_prefix("m-")?.parse().ok())
+        .flatten()
+}
+
+/// SIGKILLs the agent 20 times in the middle of a paced stream of distinct
+/// QoS 1 commands through Mosquitto (persistent session), and counts: no
+/// command lost, order kept, a duplicate only after a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_qos1_command() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let device = "alo-kill";
+    let config = format!(
+        "{}[display]\nbackend = \"sim\"\nrefresh_ms = 0\n[tilt]\nenabled = false\n",
+        external_config(device, broker.port)
+    );
+    let mut watch = Client::connect(broker.port, "alo-kill-w").await;
+    watch.subscribe(&format!("edge/{device}/display")).await;
+    watch.subscribe(&format!("edge/{device}/status")).await;
+    let sender = Client::connect(broker.port, "alo-kill-s").await;
+    const COMMANDS: u32 = 1200;
+    let topic = format!("edge/{device}/display/message/set");
+    // The first agent makes the persistent session, then the stream starts.
+    let mut agent = Agent::start(&config);
+    watch
+        .expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    let stream = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(8));
+        for n in 1..=COMMANDS {
+            tick.tick().await;
+            sender.publish(&topic, format!("m-{n}")).await;
+        }
+        sender
+    });
+    const KILLS: usize = 20;
+    for k in 0..KILLS {
+        // Somewhere in the middle of what it is doing: 150–390 ms after start.
+        tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
+        agent.kill();
+        agent = Agent::start(&config);
+    }
+    let _sender = stream.await.expect("stream");
+    // The last agent takes what is left.
+    let mut seen: Vec<(usize, u32)> = Vec::new();
+    let mut generation = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = tokio::time::timeout_at(deadline, watch.expect(Duration::from_secs(30), |_| true))
+            .await
+            .ok()
+            .flatten()
+            .expect("the last command is shown within 30 s");
+        if m.text() == "online" {
+            generation += 1;
+        } else if let Some(n) = shown(&m) {
+            seen.push((generation, n));
+            if n == COMMANDS {
+                break;
+            }
+        }
+    }
+    let got: HashSet<u32> = seen.iter().map(|(_, n)| *n).collect();
+    let lost: Vec<u32> = (1..=COMMANDS).filter(|n| !got.contains(n)).collect();
+    let mut first: HashMap<u32, usize> = HashMap::new();
+    let mut duplicates = 0;
+    let mut order = Vec::new();
+    for (g, n) in &seen {
+        match first.get(n) {
+            None => {
+                first.insert(*n, *g);
+                order.push(*n);
+            }
+            Some(g0) => {
+                duplicates += 1;
+                assert!(g > g0, "m-{n} applied twice by one agent (generation {g})");
+            }
+        }
+    }
+    println!(
+        "{KILLS} kills, {COMMANDS} commands: {} lost, {duplicates} duplicates (applied, killed before the acknowledgement)",
+        lost.len()
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {order:?}"
+    );
+    assert!(generation >= KILLS, "only {generation} agents came online");
+}
+
+/// Sends `count` requests to the left LED as fast as the client takes them
+/// and collects the answers; returns how many distinct answers came.
+async fn flood_requests(port: u16, device: &str, count: u32, tag: &str) -> usize {
+    let mut c = Client::connect(port, &format!("{device}-{tag}")).await;
+    let reply = format!("reply/{device}/{tag}");
+    c.subscribe(&reply).await;
+    let topic = format!("edge/{device}/led/left/set");
+    let sending = {
+        let client = c.client.clone();
+        let reply = reply.clone();
+        tokio::spawn(async move {
+            for n in 0..count {
+                let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    response_topic: Some(reply.clone()),
+                    correlation_data: Some(n.to_string().into()),
+                    ..Default::default()
+                };
+                let payload = format!(r#"{{"state":"ON","brightness":{}}}"#, 1 + n % 255);
+                client
+                    .publish_with_properties(
+                        topic.clone(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                        false,
+                        payload,
+                        props,
+                    )
+                    .await
+                    .expect("publish");
+            }
+        })
+    };
+    let mut answered = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while answered.len() < count as usize {
+        match tokio::time::timeout_at(
+            deadline,
+            c.expect(Duration::from_secs(120), |m| m.topic == reply),
+        )
+        .await
+        {
+            Ok(Some(m)) => {
+                assert_eq!(m.text(), r#"{"ok":true}"#);
+                answered.insert(m.correlation.unwrap_or_default());
+            }
+            _ => break,
+        }
+    }
+    sending.await.expect("sender");
+    answered.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_requests_get_twenty_thousand_answers() {
+    let v4 = free_port();
+    let v5 = free_port();
+    let device = "alo-flood";
+    let agent = Agent::start(&format!(
+        "{}[display]\nenabled = false\n",
+        embedded_config(device, v4, v5)
+    ));
+    let answered = flood_requests(v5, device, 20_000, "a").await;
+    println!("20000 requests through the embedded broker: {answered} answers");
+    assert_eq!(answered, 20_000);
+    let led = retained(v5, "alo-flood-r", &format!("edge/{device}/led/left")).await;
+    assert_eq!(led.json()["brightness"], 1 + 19_999 % 255, "{}", led.text());
+    let stderr = agent.stderr_text();
+    assert!(
+        stderr.lines().count() < 50 && !stderr.contains("dropped"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_1500_after_a_reconnection_is_all_answered() {
+    let Some(broker) = Mosquitto::start_with("max_queued_messages 5000\n") else {
+        return;
+    };
+    let device = "alo-backlog";
+    let mut agent = Agent::start_with_env(
+        &format!(
+            "{}keep_alive_s = 5\n[display]\nenabled = false\n",
+            external_config(device, broker.port)
+        ),
+        &[("RUST_LOG", "info,rumqttc=debug")],
+    );
+    let mut watch = Client::connect(broker.port, "alo-backlog-w").await;
+    watch.subscribe(&format!("edge/{device}/status")).await;
+    watch
+        .expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    // Frozen past its keep-alive, the agent is dropped by the broker, which
+    // queues what comes meanwhile; thawed, the agent reconnects.
+    signal(agent.pid(), "STOP");
+    let requests = tokio::spawn(flood_requests(broker.port, device, 1500, "b"));
+    // Mosquitto drops a client 1.5 keep-alives after its last packet.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    signal(agent.pid(), "CONT");
+    let answered = requests.await.expect("requests");
+    println!("1500 requests queued while the agent was away: {answered} answers");
+    if answered != 1500 {
+        std::fs::write("/tmp/backlog.log", agent.stderr_text()).unwrap();
+    }
+    assert_eq!(answered, 1500);
+    let led = retained(
+        broker.port,
+        "alo-backlog-r",
+        &format!("edge/{device}/led/left"),
+    )
+    .await;
+    assert_eq!(led.json()["brightness"], 1 + 1499 % 255, "{}", led.text());
+    assert!(agent.child.try_wait().expect("try_wait").is_none());
+    assert!(
+        agent.stderr_text().contains("connection lost"),
+        "no reconnection: {}",
+        agent.stderr_text()
+    );
+}
