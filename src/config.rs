@@ -20,6 +20,9 @@ pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 /// Prefix of the environment variables that override the files.
 pub const ENV_PREFIX: &str = "EDGE_AGENT_";
 
+/// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
+pub const MIN_KEEP_ALIVE_S: u64 = 5;
+
 /// A configuration that was refused, with the key, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("config: {key} = {value}{source_note}: {allowed}")]
@@ -357,7 +360,7 @@ pub struct MqttConfig {
     /// File holding the password (first line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    /// Keep-alive interval in seconds.
+    /// Keep-alive interval in seconds, 5 to 65535.
     pub keep_alive_s: u64,
     /// PEM file with the CA certificate(s) for `mqtts://`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -738,11 +741,13 @@ impl Config {
                 "1 to 128 characters",
             ));
         }
-        if !(1..=65535).contains(&self.mqtt.keep_alive_s) {
+        // rumqttc's MQTT 5 client panics on a keep-alive under 5 s, 0 included
+        // (v5 `MqttOptions::set_keep_alive`), so "no keep-alive" is not offered.
+        if !(MIN_KEEP_ALIVE_S..=65535).contains(&self.mqtt.keep_alive_s) {
             return Err(ConfigError::new(
                 "mqtt.keep_alive_s",
                 self.mqtt.keep_alive_s,
-                "a whole number of seconds from 1 to 65535",
+                format!("a whole number of seconds from {MIN_KEEP_ALIVE_S} to 65535"),
             ));
         }
         if !(10..=60_000).contains(&self.mqtt.reconnect_min_ms) {
@@ -1428,6 +1433,16 @@ mod tests {
         let e = Config::from_toml("[display]\nbackend = \"oled\"\n").unwrap_err();
         assert_eq!(e.key, "display.backend");
         assert!(e.allowed.contains("png"), "{e}");
+    }
+
+    #[test]
+    fn keep_alive_below_what_the_client_accepts_is_refused() {
+        for v in [0, 1, 4] {
+            let e = Config::from_toml(&format!("[mqtt]\nkeep_alive_s = {v}\n")).unwrap_err();
+            assert_eq!(e.key, "mqtt.keep_alive_s", "{v}: {e}");
+            assert!(e.allowed.contains("5 to 65535"), "{e}");
+        }
+        Config::from_toml("[mqtt]\nkeep_alive_s = 5\n").expect("5 s is the client's minimum");
     }
 
     #[test]

@@ -2,28 +2,83 @@
 
 use crate::common;
 
+use std::io::Read;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::command;
 
-/// Runs `edge-agent ARGS` with the config and env; returns (exit code, stderr lines).
+/// How long a refused config may take to be refused; a config that is not
+/// refused keeps `run` going, and is then stopped after this long.
+const REFUSAL_WITHIN: Duration = Duration::from_secs(20);
+
+/// Runs `edge-agent ARGS` with the config and env; returns (exit code, stderr lines, stdout).
 fn run(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
-    let (mut cmd, _dir) = command(config, args, env);
-    let out = cmd.stdin(Stdio::null()).output().expect("run edge-agent");
-    let stderr = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    run_with_files(config, args, env, &[])
+}
+
+/// Like [`run`], with extra files (name, contents) in the agent's working folder,
+/// which relative paths in the config name. The exit code is `None` when the
+/// agent was still running after [`REFUSAL_WITHIN`] and had to be killed.
+fn run_with_files(
+    config: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    files: &[(&str, &[u8])],
+) -> (Option<i32>, Vec<String>, String) {
+    let (mut cmd, dir) = command(config, args, env);
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).expect("write a file for the config");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run edge-agent");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = r.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + REFUSAL_WITHIN;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for edge-agent") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = stderr.join().unwrap_or_default();
     (
-        out.status.code(),
-        stderr,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        code,
+        stderr.lines().map(str::to_string).collect(),
+        stdout.join().unwrap_or_default(),
     )
 }
 
 fn assert_one_clear_line(config: &str, env: &[(&str, &str)], must_contain: &[&str]) {
+    assert_one_clear_line_with_files(config, env, &[], must_contain);
+}
+
+/// `run` and `config check` both refuse the config: exit code 2 and one line
+/// on stderr that contains each of `must_contain`.
+fn assert_one_clear_line_with_files(
+    config: &str,
+    env: &[(&str, &str)],
+    files: &[(&str, &[u8])],
+    must_contain: &[&str],
+) {
     for args in [&["run"][..], &["config", "check"][..]] {
-        let (code, stderr, _) = run(config, args, env);
+        let (code, stderr, _) = run_with_files(config, args, env, files);
         assert_eq!(code, Some(2), "{args:?}: exit code; stderr: {stderr:?}");
         assert_eq!(stderr.len(), 1, "{args:?}: exactly one line: {stderr:?}");
         for needle in must_contain {
@@ -69,8 +124,20 @@ fn out_of_range_env_value() {
     assert_one_clear_line(
         "",
         &[("EDGE_AGENT_MQTT__KEEP_ALIVE_S", "0")],
-        &["mqtt.keep_alive_s", "1 to 65535"],
+        &["mqtt.keep_alive_s", "5 to 65535"],
     );
+}
+
+#[test]
+fn keep_alive_under_five_seconds() {
+    // rumqttc's MQTT 5 client panics on a keep-alive under 5 s.
+    for v in ["1", "4"] {
+        assert_one_clear_line(
+            &format!("[mqtt]\nkeep_alive_s = {v}\n"),
+            &[],
+            &["mqtt.keep_alive_s", "5 to 65535"],
+        );
+    }
 }
 
 #[test]
