@@ -362,7 +362,7 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     /// Keep-alive interval in seconds, 5 to 65535.
     pub keep_alive_s: u64,
-    /// PEM file with the CA certificate(s) for `mqtts://`.
+    /// PEM file with the CA certificate(s) for `mqtts://`; required with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// First delay before reconnecting, in milliseconds.
@@ -870,18 +870,20 @@ impl Config {
             (None, None) => None,
         };
         let ca = match &self.mqtt.ca_file {
-            Some(path) if endpoint.tls => Some(std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    "mqtt.ca_file",
-                    path.display(),
-                    format!("a readable PEM file ({e})"),
-                )
-            })?),
+            Some(path) if endpoint.tls => Some(read_ca_file(path)?),
             Some(path) => {
                 return Err(ConfigError::new(
                     "mqtt.ca_file",
                     path.display(),
                     "only with an mqtts:// URL",
+                ))
+            }
+            // The MQTT client trusts only the CAs it is given, not the system's roots.
+            None if endpoint.tls => {
+                return Err(ConfigError::new(
+                    "mqtt.ca_file",
+                    "(unset)",
+                    "a PEM file with the CA that signed the broker's certificate; an mqtts:// URL needs it (the system's roots are not used)",
                 ))
             }
             None => None,
@@ -1274,6 +1276,32 @@ fn secret(
     }
 }
 
+/// Reads `mqtt.ca_file` and checks that it holds at least one CA certificate
+/// the TLS library can use, as the MQTT client does when it connects.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let refuse = |why: String| {
+        ConfigError::new(
+            "mqtt.ca_file",
+            path.display(),
+            format!("a PEM file with the CA certificate(s) for mqtts:// ({why})"),
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(format!("it is not valid PEM: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (usable, _) = roots.add_parsable_certificates(certs);
+    if usable == 0 {
+        return Err(refuse(
+            "it holds no usable -----BEGIN CERTIFICATE----- section".into(),
+        ));
+    }
+    Ok(pem)
+}
+
 /// Turns figment's error into one line naming the key, the value and what is allowed.
 fn from_figment(err: figment::Error) -> ConfigError {
     use figment::error::Kind;
@@ -1407,15 +1435,60 @@ mod tests {
             let e = Config::from_toml(&format!("[mqtt]\nurl = \"{url}\"\n")).unwrap_err();
             assert_eq!(e.key, "mqtt.url", "{url}: {e}");
         }
-        let s = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap();
         assert_eq!(
-            s.endpoint,
-            Endpoint {
+            parse_url("mqtts://broker.lan"),
+            Ok(Endpoint {
                 host: "broker.lan".into(),
                 port: 8883,
                 tls: true
-            }
+            })
         );
+    }
+
+    #[test]
+    fn mqtts_needs_a_ca_file_with_a_certificate() {
+        let e = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap_err();
+        assert_eq!(e.key, "mqtt.ca_file");
+        assert!(e.allowed.contains("mqtts://"), "{e}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = |name: &str| {
+            let path = dir.path().join(name);
+            format!(
+                "[mqtt]\nurl = \"mqtts://broker.lan\"\nca_file = {:?}\n",
+                path.display().to_string()
+            )
+        };
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["ca.lan".into()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        for (name, text, ok) in [
+            ("empty.pem", String::new(), false),
+            ("key.pem", key.serialize_pem(), false),
+            (
+                "garbage.pem",
+                "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n".into(),
+                false,
+            ),
+            (
+                "bad-base64.pem",
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".into(),
+                false,
+            ),
+            ("ca.pem", cert.pem(), true),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+            match Config::from_toml(&config(name)) {
+                Ok(s) => assert!(ok && s.ca.is_some(), "{name} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{name}: {e}");
+                    assert_eq!(e.key, "mqtt.ca_file", "{name}: {e}");
+                }
+            }
+        }
+        let e = Config::from_toml(&config("missing.pem")).unwrap_err();
+        assert_eq!(e.key, "mqtt.ca_file");
     }
 
     #[test]

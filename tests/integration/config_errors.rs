@@ -232,3 +232,30 @@ fn a_link_loop_is_refused_at_start() {
     let cfg = "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/matrix\"\ndo = \"matrix/set\"\npayload = \"smiley\"\n";
     assert_one_clear_line(cfg, &[], &["link[0]", "loop"]);
 }
+
+#[test]
+fn mqtts_without_a_ca_file() {
+    assert_one_clear_line(
+        "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtts://127.0.0.1:1\"\n",
+        &[],
+        &["mqtt.ca_file", "(unset)", "mqtts://"],
+    );
+}
+
+#[test]
+fn a_ca_file_without_a_certificate() {
+    let cfg =
+        "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtts://127.0.0.1:1\"\nca_file = \"ca.pem\"\n";
+    for text in [
+        &b""[..],
+        b"not PEM at all\n",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    ] {
+        assert_one_clear_line_with_files(
+            cfg,
+            &[],
+            &[("ca.pem", text)],
+            &["mqtt.ca_file", "ca.pem", "CERTIFICATE"],
+        );
+    }
+}
