@@ -930,6 +930,13 @@ impl Config {
                     "1 to 10000 characters",
                 ));
             }
+            if d.backend == DisplayBackend::Waveshare && !cfg!(feature = "waveshare") {
+                return Err(ConfigError::new(
+                    "display.backend",
+                    quote("waveshare"),
+                    "png, epd or sim: this edge-agent was built without the waveshare feature (rebuild with --features waveshare)",
+                ));
+            }
             if d.backend == DisplayBackend::Waveshare {
                 lines.push((chip.clone(), d.rst_pin, "display.rst_pin".into()));
                 lines.push((chip.clone(), d.dc_pin, "display.dc_pin".into()));
@@ -1516,6 +1523,17 @@ mod tests {
             assert!(e.allowed.contains("5 to 65535"), "{e}");
         }
         Config::from_toml("[mqtt]\nkeep_alive_s = 5\n").expect("5 s is the client's minimum");
+    }
+
+    #[cfg(not(feature = "waveshare"))]
+    #[test]
+    fn waveshare_without_the_feature_is_refused() {
+        let e = Config::from_toml("[display]\nbackend = \"waveshare\"\n").unwrap_err();
+        assert_eq!(e.key, "display.backend");
+        assert!(e.allowed.contains("--features waveshare"), "{e}");
+        // A board that is not fitted needs no driver.
+        Config::from_toml("[display]\nenabled = false\nbackend = \"waveshare\"\n")
+            .expect("a disabled board is fine");
     }
 
     #[test]
