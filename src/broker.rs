@@ -53,8 +53,8 @@ pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, Brok
         .rumqttd_toml
         .as_deref()
         .unwrap_or(DEFAULT_RUMQTTD_TOML);
-    let mut config: rumqttd::Config =
-        toml::from_str(text).map_err(|e| BrokerError::Config(e.to_string()))?;
+    let mut config: rumqttd::Config = toml::from_str(text)
+        .map_err(|e| BrokerError::Config(crate::config::one_line(&e.to_string())))?;
     let auth = settings
         .credentials
         .as_ref()

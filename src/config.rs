@@ -823,12 +823,28 @@ impl Config {
                 })?),
                 None => None,
             };
-            Some(EmbeddedBroker {
+            let embedded = EmbeddedBroker {
                 listen,
                 listen_v5,
                 credentials,
                 rumqttd_toml: config_file,
-            })
+            };
+            // The broker is configured exactly as `run` will configure it.
+            if let Err(e) = crate::broker::rumqttd_config(&embedded) {
+                let reason = match e {
+                    crate::broker::BrokerError::Config(m) => m,
+                    other => other.to_string(),
+                };
+                return Err(ConfigError::new(
+                    "broker.config_file",
+                    match &self.broker.config_file {
+                        Some(path) => path.display().to_string(),
+                        None => "(built-in)".into(),
+                    },
+                    format!("a rumqttd 0.20 config file with one [v4.1] and one [v5.1] server ({reason})"),
+                ));
+            }
+            Some(embedded)
         } else {
             None
         };
@@ -1383,7 +1399,7 @@ fn plain_type(expected: &str) -> String {
 }
 
 /// A multi-line parser message (TOML's, with a source excerpt) as one line.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)

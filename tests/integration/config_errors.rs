@@ -259,3 +259,25 @@ fn a_ca_file_without_a_certificate() {
         );
     }
 }
+
+#[test]
+fn a_broken_rumqttd_config_file() {
+    let cfg = "[broker]\nconfig_file = \"rumqttd.toml\"\n";
+    for text in [
+        &b"[router\nmax_connections = 1\n"[..],
+        b"id = 0\n",
+        b"id = 0\n[router]\nmax_connections = 10\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n",
+    ] {
+        assert_one_clear_line_with_files(
+            cfg,
+            &[],
+            &[("rumqttd.toml", text)],
+            &["broker.config_file", "rumqttd.toml"],
+        );
+    }
+    assert_one_clear_line(
+        "[broker]\nconfig_file = \"missing.toml\"\n",
+        &[],
+        &["broker.config_file", "missing.toml"],
+    );
+}
