@@ -805,12 +805,31 @@ impl Config {
                 }
             };
             for (key, addr) in [("broker.listen", listen), ("broker.listen_v5", listen_v5)] {
-                if !addr.ip().is_loopback() && credentials.is_none() {
-                    return Err(ConfigError::new(
-                        key,
-                        quote(&addr.to_string()),
-                        "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
-                    ));
+                if addr.ip().is_loopback() {
+                    continue;
+                }
+                match &credentials {
+                    None => {
+                        return Err(ConfigError::new(
+                            key,
+                            quote(&addr.to_string()),
+                            "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
+                        ))
+                    }
+                    // rumqttd takes a client without a password for one with
+                    // the empty password: that would let anyone in.
+                    Some((_, p)) if p.expose().is_empty() => {
+                        let (pkey, value) = match &self.broker.password_file {
+                            Some(f) => ("broker.password_file", f.display().to_string()),
+                            None => ("broker.password", "(empty)".to_string()),
+                        };
+                        return Err(ConfigError::new(
+                            pkey,
+                            value,
+                            format!("a non-empty password, since {key} = {addr} is beyond loopback"),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
             let config_file = match &self.broker.config_file {
@@ -1624,6 +1643,24 @@ mod tests {
             "[broker]\nlisten = \"0.0.0.0:1883\"\nusername = \"u\"\npassword = \"p\"\n",
         )
         .unwrap();
+        // An empty password would let in a client that gives none.
+        let e = Config::from_toml(
+            "[broker]\nlisten_v5 = \"0.0.0.0:1884\"\nusername = \"u\"\npassword = \"\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "broker.password");
+        assert!(e.allowed.contains("broker.listen_v5"), "{e}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "\nsecond line\n").expect("write");
+        let e = Config::from_toml(&format!(
+            "[broker]\nlisten = \"0.0.0.0:1883\"\nusername = \"u\"\npassword_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "broker.password_file");
+        // On loopback only, credentials are optional and an empty password harms no one.
+        Config::from_toml("[broker]\nusername = \"u\"\npassword = \"\"\n").unwrap();
     }
 
     #[test]

@@ -281,3 +281,23 @@ fn a_broken_rumqttd_config_file() {
         &["broker.config_file", "missing.toml"],
     );
 }
+
+#[test]
+fn an_empty_broker_password_beyond_loopback() {
+    let (v4, v5) = (common::free_port(), common::free_port());
+    assert_one_clear_line(
+        &format!(
+            "[broker]\nlisten = \"0.0.0.0:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\nusername = \"edge\"\npassword = \"\"\n"
+        ),
+        &[],
+        &["broker.password", "non-empty", "broker.listen"],
+    );
+    // The same from the environment.
+    assert_one_clear_line(
+        &format!(
+            "[broker]\nlisten = \"0.0.0.0:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\nusername = \"edge\"\n"
+        ),
+        &[("EDGE_AGENT_BROKER__PASSWORD", "")],
+        &["broker.password", "non-empty"],
+    );
+}
