@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -19,6 +19,20 @@ pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 
 /// Prefix of the environment variables that override the files.
 pub const ENV_PREFIX: &str = "EDGE_AGENT_";
+
+/// Keys whose environment variables are taken as the exact text given, never
+/// as a number or a boolean: `EDGE_AGENT_MQTT__PASSWORD=0123` is the password
+/// `0123`. Passwords, user names and ids; every one is a string key.
+pub const RAW_ENV_KEYS: [&str; 8] = [
+    "mqtt.password",
+    "mqtt.username",
+    "broker.password",
+    "broker.username",
+    "mqtt.client_id",
+    "mqtt.base_topic",
+    "device.id",
+    "device.name",
+];
 
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
 pub const MIN_KEEP_ALIVE_S: u64 = 5;
@@ -679,7 +693,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         if sources.env {
-            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+            let env = || Env::prefixed(ENV_PREFIX).split("__");
+            figment = figment.merge(env().ignore(&RAW_ENV_KEYS));
+            // figment's Env turns `0123` into 123 and `true` into a boolean;
+            // these keys take the variable's text as it is.
+            for (key, value) in env().only(&RAW_ENV_KEYS).iter() {
+                figment = figment.merge(Serialized::default(key.as_str(), value));
+            }
         }
         let config: Config = figment.extract().map_err(from_figment)?;
         config.validate()
@@ -1661,6 +1681,28 @@ mod tests {
         assert_eq!(e.key, "broker.password_file");
         // On loopback only, credentials are optional and an empty password harms no one.
         Config::from_toml("[broker]\nusername = \"u\"\npassword = \"\"\n").unwrap();
+    }
+
+    #[test]
+    fn raw_env_keys_are_string_keys() {
+        for key in RAW_ENV_KEYS {
+            let c: Config = Figment::new()
+                .merge(Serialized::default(key, "0123"))
+                .extract()
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let got = match key {
+                "mqtt.password" => c.mqtt.password.map(|p| p.expose().to_string()),
+                "mqtt.username" => c.mqtt.username,
+                "broker.password" => c.broker.password.map(|p| p.expose().to_string()),
+                "broker.username" => c.broker.username,
+                "mqtt.client_id" => c.mqtt.client_id,
+                "mqtt.base_topic" => c.mqtt.base_topic,
+                "device.id" => c.device.id,
+                "device.name" => c.device.name,
+                other => panic!("{other}: add it here"),
+            };
+            assert_eq!(got.as_deref(), Some("0123"), "{key}");
+        }
     }
 
     #[test]

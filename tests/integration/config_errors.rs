@@ -301,3 +301,61 @@ fn an_empty_broker_password_beyond_loopback() {
         &["broker.password", "non-empty"],
     );
 }
+
+#[test]
+fn passwords_and_user_names_from_the_environment_are_taken_as_given() {
+    let cfg = "[broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n";
+    for v in ["123456", "0123", "true", "1.5e3"] {
+        let env = [
+            ("EDGE_AGENT_MQTT__USERNAME", v),
+            ("EDGE_AGENT_MQTT__PASSWORD", v),
+            ("EDGE_AGENT_BROKER__USERNAME", v),
+            ("EDGE_AGENT_BROKER__PASSWORD", v),
+        ];
+        let (code, stderr, _) = run(cfg, &["config", "check"], &env);
+        assert_eq!(code, Some(0), "{v}: {stderr:?}");
+        let (code, stderr, stdout) = run(cfg, &["config", "show"], &env);
+        assert_eq!(code, Some(0), "{v}: {stderr:?}");
+        assert!(
+            stdout.contains(&format!("username = \"{v}\"")),
+            "{v}: {stdout}"
+        );
+        assert!(
+            !stdout.contains(&format!("password = \"{v}\"")),
+            "{v}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_password_from_the_environment_that_looks_like_a_number_is_used_as_given() {
+    // The broker's password comes from the environment, the agent's from the
+    // file: the agent gets in only if both are the text "0123".
+    let (v4, v5) = (common::free_port(), common::free_port());
+    let cfg = format!(
+        "[device]\nid = \"rawpw\"\n[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\nusername = \"edge\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{v5}\"\nusername = \"edge\"\npassword = \"0123\"\n"
+    );
+    let mut agent = common::Agent::start_with_env(&cfg, &[("EDGE_AGENT_BROKER__PASSWORD", "0123")]);
+    // The log (on stderr) says `online base=edge/rawpw` once the broker let it in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let online = loop {
+        let log = agent.stderr_text();
+        if log
+            .lines()
+            .any(|l| l.contains(" online ") && l.contains("edge/rawpw"))
+        {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = agent.stderr_text();
+    agent.kill();
+    assert!(
+        online,
+        "stdout: {:?}; stderr: {stderr}",
+        agent.stdout_lines()
+    );
+}
