@@ -653,6 +653,147 @@ impl Default for MatrixConfig {
     }
 }
 
+/// The lines of the Raspberry Pi's SPI0 that the Waveshare panel uses (BCM),
+/// besides its reset, data/command and busy lines.
+pub const WAVESHARE_SPI_LINES: [(u32, &str); 3] =
+    [(8, "SPI0 CE0"), (10, "SPI0 MOSI"), (11, "SPI0 SCLK")];
+
+/// The highest BCM number rppal may drive: the 40-pin header has BCM 0 to 27
+/// on every Pi (higher numbers are internal lines, or absent on a Pi 5).
+pub const MAX_BCM_LINE: u32 = 27;
+
+/// The highest line offset accepted on a GPIO character device (or simulated).
+pub const MAX_CHIP_LINE: u32 = 1023;
+
+/// A GPIO line a part uses, for the range and conflict checks.
+#[derive(Debug, Clone)]
+struct UsedLine {
+    /// The GPIO the line is on: a character device path, or [`BCM_GPIO`].
+    chip: String,
+    /// Line offset, or BCM number.
+    line: u32,
+    /// The config key (or the part) that uses it.
+    key: String,
+    /// `Some(why)` when rppal drives the line by its BCM number: then it must
+    /// be a header line, 0 to [`MAX_BCM_LINE`].
+    bcm: Option<&'static str>,
+}
+
+/// The name of the SoC's GPIO when rppal drives every part.
+const BCM_GPIO: &str = "the BCM GPIO";
+
+/// Why a line is a BCM number with `hardware.backend = "rppal"`.
+const RPPAL_WHY: &str = "hardware.backend = \"rppal\" uses BCM numbers";
+
+/// Which GPIO each part's lines are on, and by what they are driven, for the
+/// backend of `[hardware]`: rppal drives every line by its BCM number on the
+/// SoC's one GPIO (it does not use `matrix.chip`); gpiocdev requests the
+/// matrix and the button on their character devices, while the LEDs and the
+/// buzzer still go through rppal (taken to be on `hardware.chip`, the
+/// header's chip); the simulated backend takes the chips as they are given.
+struct GpioPlan<'a> {
+    backend: Backend,
+    chip: &'a str,
+    matrix_chip_given: bool,
+}
+
+impl<'a> GpioPlan<'a> {
+    fn new(hardware: &'a HardwareConfig, matrix_chip: Option<&str>) -> Self {
+        GpioPlan {
+            backend: hardware.backend,
+            chip: &hardware.chip,
+            matrix_chip_given: matrix_chip.is_some(),
+        }
+    }
+
+    /// The GPIO that rppal's lines are counted on.
+    fn rppal_chip(&self) -> String {
+        if self.backend == Backend::Rppal {
+            BCM_GPIO.into()
+        } else {
+            self.chip.into()
+        }
+    }
+
+    /// A line rppal always drives by its BCM number; `why` says so in words.
+    fn bcm(&self, line: u32, key: String, why: &'static str) -> UsedLine {
+        UsedLine {
+            chip: self.rppal_chip(),
+            line,
+            key,
+            bcm: Some(why),
+        }
+    }
+
+    /// A PWM or plain output (an LED, the buzzer), which rppal drives with
+    /// the rppal and the gpiocdev backend; `gpiocdev_why` says so for the latter.
+    fn rppal_output(&self, line: u32, key: String, gpiocdev_why: &'static str) -> UsedLine {
+        match self.backend {
+            Backend::Sim => self.chip_line(None, line, key),
+            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
+            Backend::Gpiocdev => self.bcm(line, key, gpiocdev_why),
+        }
+    }
+
+    /// A line on `chip` (default `hardware.chip`): a character device line
+    /// with gpiocdev and the simulated backend, a BCM number with rppal.
+    fn chip_line(&self, chip: Option<&str>, line: u32, key: String) -> UsedLine {
+        match self.backend {
+            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
+            Backend::Sim | Backend::Gpiocdev => UsedLine {
+                chip: chip.unwrap_or(self.chip).into(),
+                line,
+                key,
+                bcm: None,
+            },
+        }
+    }
+
+    /// Refuses a line number the GPIO cannot have, and two parts on one line.
+    fn check(&self, lines: &[UsedLine]) -> Result<(), ConfigError> {
+        for (i, l) in lines.iter().enumerate() {
+            match l.bcm {
+                Some(why) if l.line > MAX_BCM_LINE => {
+                    return Err(ConfigError::new(
+                        &l.key,
+                        l.line,
+                        format!(
+                            "a BCM GPIO number of the 40-pin header, 0 to {MAX_BCM_LINE} ({why})"
+                        ),
+                    ))
+                }
+                None if l.line > MAX_CHIP_LINE => {
+                    return Err(ConfigError::new(
+                        &l.key,
+                        l.line,
+                        format!("a GPIO line number from 0 to {MAX_CHIP_LINE}"),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(other) = lines[..i]
+                .iter()
+                .find(|o| o.chip == l.chip && o.line == l.line)
+            {
+                let on = if l.chip == BCM_GPIO && self.matrix_chip_given {
+                    format!("{BCM_GPIO} (hardware.backend = \"rppal\" drives every part there; it does not use matrix.chip)")
+                } else {
+                    l.chip.clone()
+                };
+                return Err(ConfigError::new(
+                    &l.key,
+                    l.line,
+                    format!(
+                        "a GPIO line no other part uses, but {} is also line {} on {on}",
+                        other.key, l.line
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a configuration comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -945,8 +1086,8 @@ impl Config {
         };
 
         // Parts and their GPIO lines.
-        let chip = &self.hardware.chip;
-        let mut lines: Vec<(String, u32, String)> = Vec::new();
+        let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
+        let mut lines: Vec<UsedLine> = Vec::new();
         let time_zone =
             crate::clock::resolve_zone(self.display.time_zone.as_deref()).map_err(|allowed| {
                 ConfigError::new(
@@ -993,9 +1134,14 @@ impl Config {
                 ));
             }
             if d.backend == DisplayBackend::Waveshare {
-                lines.push((chip.clone(), d.rst_pin, "display.rst_pin".into()));
-                lines.push((chip.clone(), d.dc_pin, "display.dc_pin".into()));
-                lines.push((chip.clone(), d.busy_pin, "display.busy_pin".into()));
+                // The panel is driven through rppal whatever hardware.backend is.
+                let why = "the Waveshare panel is driven by rppal";
+                for (line, name) in WAVESHARE_SPI_LINES {
+                    lines.push(gpio.bcm(line, format!("the Waveshare panel's {name}"), why));
+                }
+                lines.push(gpio.bcm(d.rst_pin, "display.rst_pin".into(), why));
+                lines.push(gpio.bcm(d.dc_pin, "display.dc_pin".into(), why));
+                lines.push(gpio.bcm(d.busy_pin, "display.busy_pin".into(), why));
             }
         }
         if self.buzzer.enabled {
@@ -1016,7 +1162,11 @@ impl Config {
                     "1 to 600000 ms",
                 ));
             }
-            lines.push((chip.clone(), b.pin, "buzzer.pin".into()));
+            lines.push(gpio.rppal_output(
+                b.pin,
+                "buzzer.pin".into(),
+                "with hardware.backend = \"gpiocdev\" the buzzer is driven by rppal",
+            ));
         }
         if self.safety.offline_timeout_ms > 86_400_000 {
             return Err(ConfigError::new(
@@ -1068,7 +1218,7 @@ impl Config {
                     format!("more than button.debounce_ms ({})", b.debounce_ms),
                 ));
             }
-            lines.push((chip.clone(), self.button.pin, "button.pin".into()));
+            lines.push(gpio.chip_line(None, self.button.pin, "button.pin".into()));
         }
         if self.tilt.enabled {
             if !(self.tilt.frequency_hz.is_finite()
@@ -1099,8 +1249,16 @@ impl Config {
                     return Err(ConfigError::new(key, v, format!("{lo} to {hi} ms")));
                 }
             }
-            lines.push((chip.clone(), self.tilt.left_pin, "tilt.left_pin".into()));
-            lines.push((chip.clone(), self.tilt.right_pin, "tilt.right_pin".into()));
+            for (pin, key) in [
+                (self.tilt.left_pin, "tilt.left_pin"),
+                (self.tilt.right_pin, "tilt.right_pin"),
+            ] {
+                lines.push(gpio.rppal_output(
+                    pin,
+                    key.into(),
+                    "with hardware.backend = \"gpiocdev\" the LEDs are driven by rppal",
+                ));
+            }
         }
         if self.matrix.enabled {
             if self.matrix.lines.len() != 25 {
@@ -1110,30 +1268,15 @@ impl Config {
                     "exactly 25 GPIO lines, row by row",
                 ));
             }
-            let mchip = self.matrix.chip.clone().unwrap_or_else(|| chip.clone());
             for (i, line) in self.matrix.lines.iter().enumerate() {
-                lines.push((mchip.clone(), *line, format!("matrix.lines[{i}]")));
-            }
-        }
-        for (i, (c, line, key)) in lines.iter().enumerate() {
-            if *line > 1023 {
-                return Err(ConfigError::new(
-                    key,
-                    line,
-                    "a GPIO line number from 0 to 1023",
-                ));
-            }
-            if let Some((_, _, other)) = lines[..i].iter().find(|(c2, l2, _)| c2 == c && l2 == line)
-            {
-                return Err(ConfigError::new(
-                    key,
-                    line,
-                    format!(
-                        "a GPIO line no other part uses, but {other} is also line {line} on {c}"
-                    ),
+                lines.push(gpio.chip_line(
+                    self.matrix.chip.as_deref(),
+                    *line,
+                    format!("matrix.lines[{i}]"),
                 ));
             }
         }
+        gpio.check(&lines)?;
 
         let name = self
             .device
@@ -1618,6 +1761,70 @@ mod tests {
             "[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn rppal_puts_every_part_on_the_one_bcm_gpio() {
+        // The buzzer on 13 and matrix line 13 on another chip: no conflict
+        // for gpiocdev or the simulation, one line for rppal.
+        let cfg = |backend: &str| {
+            format!("[hardware]\nbackend = \"{backend}\"\n[matrix]\nchip = \"/dev/gpiochip1\"\n[buzzer]\nenabled = true\npin = 13\n")
+        };
+        Config::from_toml(&cfg("sim")).expect("another chip");
+        Config::from_toml(&cfg("gpiocdev")).expect("another chip");
+        let e = Config::from_toml(&cfg("rppal")).unwrap_err();
+        assert_eq!(e.key, "matrix.lines[12]", "{e}");
+        assert!(e.allowed.contains("buzzer.pin"), "{e}");
+        assert!(e.allowed.contains("matrix.chip"), "{e}");
+    }
+
+    #[test]
+    fn line_numbers_the_gpio_cannot_have_are_refused() {
+        // rppal takes a u8 BCM number: 283 would have become BCM 27.
+        let rppal = "[hardware]\nbackend = \"rppal\"\n[matrix]\nenabled = false\n";
+        let e = Config::from_toml(&format!("{rppal}[tilt]\nleft_pin = 283\n")).unwrap_err();
+        assert_eq!(e.key, "tilt.left_pin");
+        assert!(e.allowed.contains("0 to 27"), "{e}");
+        let e = Config::from_toml(&format!("{rppal}[button]\npin = 28\n")).unwrap_err();
+        assert_eq!(e.key, "button.pin");
+        Config::from_toml(&format!("{rppal}[button]\npin = 26\n")).expect("a header line");
+        // gpiocdev: the button is a character device line, the LEDs are rppal's.
+        let gpiocdev = "[hardware]\nbackend = \"gpiocdev\"\n[matrix]\nenabled = false\n";
+        Config::from_toml(&format!("{gpiocdev}[button]\npin = 283\n")).expect("a chip line");
+        let e = Config::from_toml(&format!("{gpiocdev}[tilt]\nright_pin = 283\n")).unwrap_err();
+        assert_eq!(e.key, "tilt.right_pin");
+        assert!(e.allowed.contains("rppal"), "{e}");
+        // The simulation and gpiocdev take any line up to 1023.
+        let e = Config::from_toml("[matrix]\nenabled = false\n[button]\npin = 1024\n").unwrap_err();
+        assert_eq!(e.key, "button.pin");
+        assert!(e.allowed.contains("0 to 1023"), "{e}");
+    }
+
+    #[cfg(feature = "waveshare")]
+    #[test]
+    fn the_waveshare_panel_claims_its_spi_lines() {
+        let e = Config::from_toml("[display]\nbackend = \"waveshare\"\n").unwrap_err();
+        assert!(e.key.starts_with("matrix.lines["), "{e}");
+        assert!(e.allowed.contains("Waveshare"), "{e}");
+        let ok = "[display]\nbackend = \"waveshare\"\n[matrix]\nenabled = false\n";
+        Config::from_toml(ok).expect("no matrix, no conflict");
+        for (pin, name) in [(8, "CE0"), (10, "MOSI"), (11, "SCLK")] {
+            let e = Config::from_toml(&format!("{ok}[button]\npin = {pin}\n")).unwrap_err();
+            assert_eq!(e.key, "button.pin", "{e}");
+            assert!(e.allowed.contains(name), "{e}");
+        }
+        let e = Config::from_toml(
+            "[display]\nbackend = \"waveshare\"\ndc_pin = 10\n[matrix]\nenabled = false\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "display.dc_pin");
+        assert!(e.allowed.contains("MOSI"), "{e}");
+        let e = Config::from_toml(
+            "[display]\nbackend = \"waveshare\"\nrst_pin = 40\n[matrix]\nenabled = false\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "display.rst_pin");
+        assert!(e.allowed.contains("0 to 27"), "{e}");
     }
 
     #[test]

@@ -359,3 +359,27 @@ fn a_password_from_the_environment_that_looks_like_a_number_is_used_as_given() {
         agent.stdout_lines()
     );
 }
+
+#[test]
+fn rppal_ignores_matrix_chip_so_the_same_number_is_one_line() {
+    assert_one_clear_line(
+        "[hardware]\nbackend = \"rppal\"\n[matrix]\nchip = \"/dev/gpiochip1\"\n[buzzer]\nenabled = true\npin = 13\n",
+        &[],
+        &["matrix.lines[12]", "buzzer.pin", "13", "matrix.chip"],
+    );
+}
+
+#[test]
+fn a_line_number_rppal_cannot_have() {
+    // 283 would be cut to BCM 27 (the button's line) by rppal's u8 numbers.
+    assert_one_clear_line(
+        "[hardware]\nbackend = \"rppal\"\n[matrix]\nenabled = false\n[tilt]\nleft_pin = 283\n",
+        &[],
+        &["tilt.left_pin", "283", "0 to 27"],
+    );
+    assert_one_clear_line(
+        "[hardware]\nbackend = \"gpiocdev\"\n[matrix]\nenabled = false\n[buzzer]\nenabled = true\npin = 28\n",
+        &[],
+        &["buzzer.pin", "28", "0 to 27", "rppal"],
+    );
+}
