@@ -121,6 +121,13 @@ pub struct Config {
     pub links: Vec<LinkConfig>,
 }
 
+/// The buzzer's default line. The defaults of the matrix, the LEDs and the
+/// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
+/// gets the next number: free of every other default, it can be enabled on
+/// the simulated hardware as it is; on a board it needs a header line that
+/// another part gives up (rppal refuses 28: see [`MAX_BCM_LINE`]).
+pub const DEFAULT_BUZZER_PIN: u32 = 28;
+
 /// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -139,7 +146,7 @@ impl Default for BuzzerConfig {
     fn default() -> Self {
         BuzzerConfig {
             enabled: false,
-            pin: 13,
+            pin: DEFAULT_BUZZER_PIN,
             tone_hz: 0.0,
             max_beep_ms: 10_000,
         }
@@ -1825,6 +1832,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "display.rst_pin");
         assert!(e.allowed.contains("0 to 27"), "{e}");
+    }
+
+    #[test]
+    fn the_buzzer_can_be_enabled_on_the_defaults() {
+        let s = Config::from_toml("[buzzer]\nenabled = true\n").expect("a free default pin");
+        let b = &s.config.buzzer;
+        assert!(!DEFAULT_MATRIX_LINES.contains(&b.pin));
+        let d = DisplayConfig::default();
+        let t = TiltConfig::default();
+        let used = [
+            t.left_pin,
+            t.right_pin,
+            ButtonConfig::default().pin,
+            d.rst_pin,
+            d.dc_pin,
+            d.busy_pin,
+        ];
+        assert!(!used.contains(&b.pin), "{}", b.pin);
+        assert!(!WAVESHARE_SPI_LINES.iter().any(|(l, _)| *l == b.pin));
     }
 
     #[test]

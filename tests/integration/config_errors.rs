@@ -65,6 +65,25 @@ fn run_with_files(
     )
 }
 
+/// Waits up to 10 s for the agent's log (on stderr) to say `online base=BASE`,
+/// which it does once the broker let it in.
+fn wait_online(agent: &common::Agent, base: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = agent.stderr_text();
+        if log
+            .lines()
+            .any(|l| l.contains(" online ") && l.contains(base))
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn assert_one_clear_line(config: &str, env: &[(&str, &str)], must_contain: &[&str]) {
     assert_one_clear_line_with_files(config, env, &[], must_contain);
 }
@@ -336,21 +355,7 @@ fn a_password_from_the_environment_that_looks_like_a_number_is_used_as_given() {
         "[device]\nid = \"rawpw\"\n[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\nusername = \"edge\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{v5}\"\nusername = \"edge\"\npassword = \"0123\"\n"
     );
     let mut agent = common::Agent::start_with_env(&cfg, &[("EDGE_AGENT_BROKER__PASSWORD", "0123")]);
-    // The log (on stderr) says `online base=edge/rawpw` once the broker let it in.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let online = loop {
-        let log = agent.stderr_text();
-        if log
-            .lines()
-            .any(|l| l.contains(" online ") && l.contains("edge/rawpw"))
-        {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let online = wait_online(&agent, "edge/rawpw");
     let stderr = agent.stderr_text();
     agent.kill();
     assert!(
@@ -382,4 +387,28 @@ fn a_line_number_rppal_cannot_have() {
         &[],
         &["buzzer.pin", "28", "0 to 27", "rppal"],
     );
+}
+
+#[test]
+fn the_buzzer_can_be_enabled_on_the_default_config() {
+    let documented = include_str!("../../config/edge-agent.toml");
+    let text = documented.replacen("enabled = false\npin = ", "enabled = true\npin = ", 1);
+    assert_ne!(
+        text, documented,
+        "the [buzzer] section starts with enabled, pin"
+    );
+    let (code, stderr, stdout) = run(&text, &["config", "check"], &[]);
+    assert_eq!(code, Some(0), "{stderr:?}");
+    assert!(stdout.starts_with("config ok"), "{stdout}");
+    // And the agent runs with it.
+    let (v4, v5) = (common::free_port(), common::free_port());
+    let cfg = format!(
+        "{}[buzzer]\nenabled = true\n",
+        common::embedded_config("buzz", v4, v5)
+    );
+    let mut agent = common::Agent::start(&cfg);
+    let online = wait_online(&agent, "edge/buzz");
+    let stderr = agent.stderr_text();
+    agent.kill();
+    assert!(online, "stderr: {stderr}");
 }
