@@ -436,7 +436,16 @@ pub struct BrokerConfig {
     /// File holding that password (first line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// Most clients connected at once, the agent's own connection included;
+    /// replaces `router.max_connections` of the rumqttd config file.
+    pub max_connections: usize,
 }
+
+/// The default `broker.max_connections`: a few hundred clients.
+pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = 500;
+
+/// The largest `broker.max_connections` accepted.
+pub const MAX_BROKER_CONNECTIONS: usize = 10_000;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -448,6 +457,7 @@ impl Default for BrokerConfig {
             username: None,
             password: None,
             password_file: None,
+            max_connections: DEFAULT_BROKER_MAX_CONNECTIONS,
         }
     }
 }
@@ -1010,11 +1020,19 @@ impl Config {
                 })?),
                 None => None,
             };
+            if !(1..=MAX_BROKER_CONNECTIONS).contains(&self.broker.max_connections) {
+                return Err(ConfigError::new(
+                    "broker.max_connections",
+                    self.broker.max_connections,
+                    format!("1 to {MAX_BROKER_CONNECTIONS} clients (the agent's own connection is one of them)"),
+                ));
+            }
             let embedded = EmbeddedBroker {
                 listen,
                 listen_v5,
                 credentials,
                 rumqttd_toml: config_file,
+                max_connections: self.broker.max_connections,
             };
             // The broker is configured exactly as `run` will configure it.
             if let Err(e) = crate::broker::rumqttd_config(&embedded) {
@@ -1372,6 +1390,8 @@ pub struct EmbeddedBroker {
     pub credentials: Option<(String, Secret)>,
     /// Contents of `broker.config_file`, when given.
     pub rumqttd_toml: Option<String>,
+    /// Most clients connected at once (`broker.max_connections`).
+    pub max_connections: usize,
 }
 
 /// The host to connect to for a listener: loopback when it listens on all addresses.
@@ -1711,6 +1731,12 @@ mod tests {
         assert_eq!(e.key, "mqtt.keep_alive_s");
         let e = Config::from_toml("[tilt]\nfrequency_hz = 0\n").unwrap_err();
         assert_eq!(e.key, "tilt.frequency_hz");
+        for n in [0, 10_001] {
+            let e = Config::from_toml(&format!("[broker]\nmax_connections = {n}\n")).unwrap_err();
+            assert_eq!(e.key, "broker.max_connections", "{e}");
+        }
+        let s = Config::from_toml("").expect("defaults");
+        assert_eq!(s.broker.map(|b| b.max_connections), Some(500));
         let e = Config::from_toml("[display]\nwidth = 263\n").unwrap_err();
         assert_eq!(e.key, "display.width");
         let e = Config::from_toml("[display]\ntime_zone = \"Mars/Base\"\n").unwrap_err();

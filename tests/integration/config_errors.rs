@@ -412,3 +412,66 @@ fn the_buzzer_can_be_enabled_on_the_default_config() {
     agent.kill();
     assert!(online, "stderr: {stderr}");
 }
+
+#[test]
+fn a_broker_connection_limit_out_of_range() {
+    for n in ["0", "10001"] {
+        assert_one_clear_line(
+            &format!("[broker]\nmax_connections = {n}\n"),
+            &[],
+            &["broker.max_connections", n, "1 to 10000"],
+        );
+    }
+}
+
+/// Opens an MQTT 3.1.1 connection to 127.0.0.1:PORT; true if the broker
+/// accepted it (CONNACK, return code 0) within 3 s.
+fn mqtt_connect(port: u16, client_id: &str) -> (bool, std::net::TcpStream) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let id = client_id.as_bytes();
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id);
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    s.write_all(&packet).expect("send CONNECT");
+    let mut ack = [0u8; 4];
+    let ok = s.read_exact(&mut ack).is_ok() && ack == [0x20, 2, 0, 0];
+    (ok, s)
+}
+
+#[test]
+fn broker_max_connections_is_applied() {
+    // The agent is one of the clients: with a limit of 3, two more get in.
+    let (v4, v5) = (common::free_port(), common::free_port());
+    let cfg = format!(
+        "{}max_connections = 3\n",
+        common::embedded_config("limit", v4, v5)
+    );
+    let mut agent = common::Agent::start(&cfg);
+    assert!(wait_online(&agent, "edge/limit"), "{}", agent.stderr_text());
+    let mut open = Vec::new();
+    for i in 0..2 {
+        let (ok, s) = mqtt_connect(v4, &format!("c{i}"));
+        assert!(ok, "client {i} within the limit");
+        open.push(s);
+    }
+    let (ok, _s) = mqtt_connect(v4, "over");
+    assert!(!ok, "a client beyond the limit gets no CONNACK");
+    agent.kill();
+
+    // The default lets a few hundred clients in (the built-in file had 64).
+    let (v4, v5) = (common::free_port(), common::free_port());
+    let mut agent = common::Agent::start(&common::embedded_config("many", v4, v5));
+    assert!(wait_online(&agent, "edge/many"), "{}", agent.stderr_text());
+    let mut open = Vec::new();
+    for i in 0..100 {
+        let (ok, s) = mqtt_connect(v4, &format!("m{i}"));
+        assert!(ok, "client {i} of 100");
+        open.push(s);
+    }
+    agent.kill();
+}
