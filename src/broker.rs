@@ -51,14 +51,25 @@ pub struct BrokerHandle {
     pub listen_v5: SocketAddr,
 }
 
-/// The rumqttd configuration for these settings.
+/// The rumqttd configuration for these settings: the rumqttd file with the
+/// agent's listen addresses, credentials and connection limit.
 pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, BrokerError> {
     let text = settings
         .rumqttd_toml
         .as_deref()
         .unwrap_or(DEFAULT_RUMQTTD_TOML);
-    let mut config: rumqttd::Config =
-        toml::from_str(text).map_err(|e| BrokerError::Config(e.to_string()))?;
+    let one_line =
+        |e: toml::de::Error| BrokerError::Config(crate::config::one_line(&e.to_string()));
+    let mut table: toml::Table = toml::from_str(text).map_err(one_line)?;
+    // `broker.max_connections` decides the limit, so the file need not give one.
+    if let Some(toml::Value::Table(router)) = table.get_mut("router") {
+        let limit = i64::try_from(settings.max_connections).unwrap_or(i64::MAX);
+        router.insert("max_connections".into(), toml::Value::Integer(limit));
+    }
+    let mut config: rumqttd::Config = table.try_into().map_err(one_line)?;
+    // rumqttd 0.20 has one limit, in the router, for all listeners together:
+    // a client beyond it gets no CONNACK.
+    config.router.max_connections = settings.max_connections;
     let auth = settings
         .credentials
         .as_ref()
@@ -129,6 +140,7 @@ mod tests {
             listen_v5: "127.0.0.1:2884".parse().unwrap(),
             credentials: Some(("u".into(), Secret::new("p"))),
             rumqttd_toml: None,
+            max_connections: 321,
         };
         let c = rumqttd_config(&b).unwrap();
         let v4 = c.v4.unwrap().into_values().next().unwrap();
@@ -140,6 +152,26 @@ mod tests {
             Some("p")
         );
         assert!(c.console.is_none() && c.prometheus.is_none());
+        assert_eq!(c.router.max_connections, 321);
+    }
+
+    #[test]
+    fn the_connection_limit_comes_from_the_agent_config() {
+        // A file without a limit of its own, and one with another limit.
+        let file = |limit: &str| {
+            format!("id = 0\n[router]\n{limit}max_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n[v4.1]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nnext_connection_delay_ms = 1\n[v4.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n[v5.1]\nname = \"b\"\nlisten = \"127.0.0.1:2\"\nnext_connection_delay_ms = 1\n[v5.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n")
+        };
+        for text in [file(""), file("max_connections = 3\n")] {
+            let b = EmbeddedBroker {
+                listen: "127.0.0.1:2883".parse().unwrap(),
+                listen_v5: "127.0.0.1:2884".parse().unwrap(),
+                credentials: None,
+                rumqttd_toml: Some(text),
+                max_connections: 42,
+            };
+            let c = rumqttd_config(&b).expect("a usable file");
+            assert_eq!(c.router.max_connections, 42);
+        }
     }
 
     #[test]
@@ -148,6 +180,7 @@ mod tests {
             listen: "127.0.0.1:2883".parse().unwrap(),
             listen_v5: "127.0.0.1:2884".parse().unwrap(),
             credentials: None,
+            max_connections: 1,
             rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
         };
         assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -19,6 +19,23 @@ pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 
 /// Prefix of the environment variables that override the files.
 pub const ENV_PREFIX: &str = "EDGE_AGENT_";
+
+/// Keys whose environment variables are taken as the exact text given, never
+/// as a number or a boolean: `EDGE_AGENT_MQTT__PASSWORD=0123` is the password
+/// `0123`. Passwords, user names and ids; every one is a string key.
+pub const RAW_ENV_KEYS: [&str; 8] = [
+    "mqtt.password",
+    "mqtt.username",
+    "broker.password",
+    "broker.username",
+    "mqtt.client_id",
+    "mqtt.base_topic",
+    "device.id",
+    "device.name",
+];
+
+/// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
+pub const MIN_KEEP_ALIVE_S: u64 = 5;
 
 /// A configuration that was refused, with the key, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +121,13 @@ pub struct Config {
     pub links: Vec<LinkConfig>,
 }
 
+/// The buzzer's default line. The defaults of the matrix, the LEDs and the
+/// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
+/// gets the next number: free of every other default, it can be enabled on
+/// the simulated hardware as it is; on a board it needs a header line that
+/// another part gives up (rppal refuses 28: see [`MAX_BCM_LINE`]).
+pub const DEFAULT_BUZZER_PIN: u32 = 28;
+
 /// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -122,7 +146,7 @@ impl Default for BuzzerConfig {
     fn default() -> Self {
         BuzzerConfig {
             enabled: false,
-            pin: 13,
+            pin: DEFAULT_BUZZER_PIN,
             tone_hz: 0.0,
             max_beep_ms: 10_000,
         }
@@ -357,9 +381,9 @@ pub struct MqttConfig {
     /// File holding the password (first line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    /// Keep-alive interval in seconds.
+    /// Keep-alive interval in seconds, 5 to 65535.
     pub keep_alive_s: u64,
-    /// PEM file with the CA certificate(s) for `mqtts://`.
+    /// PEM file with the CA certificate(s) for `mqtts://`; required with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// First delay before reconnecting, in milliseconds.
@@ -412,7 +436,16 @@ pub struct BrokerConfig {
     /// File holding that password (first line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// Most clients connected at once, the agent's own connection included;
+    /// replaces `router.max_connections` of the rumqttd config file.
+    pub max_connections: usize,
 }
+
+/// The default `broker.max_connections`: a few hundred clients.
+pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = 500;
+
+/// The largest `broker.max_connections` accepted.
+pub const MAX_BROKER_CONNECTIONS: usize = 10_000;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -424,6 +457,7 @@ impl Default for BrokerConfig {
             username: None,
             password: None,
             password_file: None,
+            max_connections: DEFAULT_BROKER_MAX_CONNECTIONS,
         }
     }
 }
@@ -636,6 +670,147 @@ impl Default for MatrixConfig {
     }
 }
 
+/// The lines of the Raspberry Pi's SPI0 that the Waveshare panel uses (BCM),
+/// besides its reset, data/command and busy lines.
+pub const WAVESHARE_SPI_LINES: [(u32, &str); 3] =
+    [(8, "SPI0 CE0"), (10, "SPI0 MOSI"), (11, "SPI0 SCLK")];
+
+/// The highest BCM number rppal may drive: the 40-pin header has BCM 0 to 27
+/// on every Pi (higher numbers are internal lines, or absent on a Pi 5).
+pub const MAX_BCM_LINE: u32 = 27;
+
+/// The highest line offset accepted on a GPIO character device (or simulated).
+pub const MAX_CHIP_LINE: u32 = 1023;
+
+/// A GPIO line a part uses, for the range and conflict checks.
+#[derive(Debug, Clone)]
+struct UsedLine {
+    /// The GPIO the line is on: a character device path, or [`BCM_GPIO`].
+    chip: String,
+    /// Line offset, or BCM number.
+    line: u32,
+    /// The config key (or the part) that uses it.
+    key: String,
+    /// `Some(why)` when rppal drives the line by its BCM number: then it must
+    /// be a header line, 0 to [`MAX_BCM_LINE`].
+    bcm: Option<&'static str>,
+}
+
+/// The name of the SoC's GPIO when rppal drives every part.
+const BCM_GPIO: &str = "the BCM GPIO";
+
+/// Why a line is a BCM number with `hardware.backend = "rppal"`.
+const RPPAL_WHY: &str = "hardware.backend = \"rppal\" uses BCM numbers";
+
+/// Which GPIO each part's lines are on, and by what they are driven, for the
+/// backend of `[hardware]`: rppal drives every line by its BCM number on the
+/// SoC's one GPIO (it does not use `matrix.chip`); gpiocdev requests the
+/// matrix and the button on their character devices, while the LEDs and the
+/// buzzer still go through rppal (taken to be on `hardware.chip`, the
+/// header's chip); the simulated backend takes the chips as they are given.
+struct GpioPlan<'a> {
+    backend: Backend,
+    chip: &'a str,
+    matrix_chip_given: bool,
+}
+
+impl<'a> GpioPlan<'a> {
+    fn new(hardware: &'a HardwareConfig, matrix_chip: Option<&str>) -> Self {
+        GpioPlan {
+            backend: hardware.backend,
+            chip: &hardware.chip,
+            matrix_chip_given: matrix_chip.is_some(),
+        }
+    }
+
+    /// The GPIO that rppal's lines are counted on.
+    fn rppal_chip(&self) -> String {
+        if self.backend == Backend::Rppal {
+            BCM_GPIO.into()
+        } else {
+            self.chip.into()
+        }
+    }
+
+    /// A line rppal always drives by its BCM number; `why` says so in words.
+    fn bcm(&self, line: u32, key: String, why: &'static str) -> UsedLine {
+        UsedLine {
+            chip: self.rppal_chip(),
+            line,
+            key,
+            bcm: Some(why),
+        }
+    }
+
+    /// A PWM or plain output (an LED, the buzzer), which rppal drives with
+    /// the rppal and the gpiocdev backend; `gpiocdev_why` says so for the latter.
+    fn rppal_output(&self, line: u32, key: String, gpiocdev_why: &'static str) -> UsedLine {
+        match self.backend {
+            Backend::Sim => self.chip_line(None, line, key),
+            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
+            Backend::Gpiocdev => self.bcm(line, key, gpiocdev_why),
+        }
+    }
+
+    /// A line on `chip` (default `hardware.chip`): a character device line
+    /// with gpiocdev and the simulated backend, a BCM number with rppal.
+    fn chip_line(&self, chip: Option<&str>, line: u32, key: String) -> UsedLine {
+        match self.backend {
+            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
+            Backend::Sim | Backend::Gpiocdev => UsedLine {
+                chip: chip.unwrap_or(self.chip).into(),
+                line,
+                key,
+                bcm: None,
+            },
+        }
+    }
+
+    /// Refuses a line number the GPIO cannot have, and two parts on one line.
+    fn check(&self, lines: &[UsedLine]) -> Result<(), ConfigError> {
+        for (i, l) in lines.iter().enumerate() {
+            match l.bcm {
+                Some(why) if l.line > MAX_BCM_LINE => {
+                    return Err(ConfigError::new(
+                        &l.key,
+                        l.line,
+                        format!(
+                            "a BCM GPIO number of the 40-pin header, 0 to {MAX_BCM_LINE} ({why})"
+                        ),
+                    ))
+                }
+                None if l.line > MAX_CHIP_LINE => {
+                    return Err(ConfigError::new(
+                        &l.key,
+                        l.line,
+                        format!("a GPIO line number from 0 to {MAX_CHIP_LINE}"),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(other) = lines[..i]
+                .iter()
+                .find(|o| o.chip == l.chip && o.line == l.line)
+            {
+                let on = if l.chip == BCM_GPIO && self.matrix_chip_given {
+                    format!("{BCM_GPIO} (hardware.backend = \"rppal\" drives every part there; it does not use matrix.chip)")
+                } else {
+                    l.chip.clone()
+                };
+                return Err(ConfigError::new(
+                    &l.key,
+                    l.line,
+                    format!(
+                        "a GPIO line no other part uses, but {} is also line {} on {on}",
+                        other.key, l.line
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a configuration comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -676,7 +851,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         if sources.env {
-            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+            let env = || Env::prefixed(ENV_PREFIX).split("__");
+            figment = figment.merge(env().ignore(&RAW_ENV_KEYS));
+            // figment's Env turns `0123` into 123 and `true` into a boolean;
+            // these keys take the variable's text as it is.
+            for (key, value) in env().only(&RAW_ENV_KEYS).iter() {
+                figment = figment.merge(Serialized::default(key.as_str(), value));
+            }
         }
         let config: Config = figment.extract().map_err(from_figment)?;
         config.validate()
@@ -738,11 +919,13 @@ impl Config {
                 "1 to 128 characters",
             ));
         }
-        if !(1..=65535).contains(&self.mqtt.keep_alive_s) {
+        // rumqttc's MQTT 5 client panics on a keep-alive under 5 s, 0 included
+        // (v5 `MqttOptions::set_keep_alive`), so "no keep-alive" is not offered.
+        if !(MIN_KEEP_ALIVE_S..=65535).contains(&self.mqtt.keep_alive_s) {
             return Err(ConfigError::new(
                 "mqtt.keep_alive_s",
                 self.mqtt.keep_alive_s,
-                "a whole number of seconds from 1 to 65535",
+                format!("a whole number of seconds from {MIN_KEEP_ALIVE_S} to 65535"),
             ));
         }
         if !(10..=60_000).contains(&self.mqtt.reconnect_min_ms) {
@@ -800,12 +983,31 @@ impl Config {
                 }
             };
             for (key, addr) in [("broker.listen", listen), ("broker.listen_v5", listen_v5)] {
-                if !addr.ip().is_loopback() && credentials.is_none() {
-                    return Err(ConfigError::new(
-                        key,
-                        quote(&addr.to_string()),
-                        "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
-                    ));
+                if addr.ip().is_loopback() {
+                    continue;
+                }
+                match &credentials {
+                    None => {
+                        return Err(ConfigError::new(
+                            key,
+                            quote(&addr.to_string()),
+                            "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
+                        ))
+                    }
+                    // rumqttd takes a client without a password for one with
+                    // the empty password: that would let anyone in.
+                    Some((_, p)) if p.expose().is_empty() => {
+                        let (pkey, value) = match &self.broker.password_file {
+                            Some(f) => ("broker.password_file", f.display().to_string()),
+                            None => ("broker.password", "(empty)".to_string()),
+                        };
+                        return Err(ConfigError::new(
+                            pkey,
+                            value,
+                            format!("a non-empty password, since {key} = {addr} is beyond loopback"),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
             let config_file = match &self.broker.config_file {
@@ -818,12 +1020,36 @@ impl Config {
                 })?),
                 None => None,
             };
-            Some(EmbeddedBroker {
+            if !(1..=MAX_BROKER_CONNECTIONS).contains(&self.broker.max_connections) {
+                return Err(ConfigError::new(
+                    "broker.max_connections",
+                    self.broker.max_connections,
+                    format!("1 to {MAX_BROKER_CONNECTIONS} clients (the agent's own connection is one of them)"),
+                ));
+            }
+            let embedded = EmbeddedBroker {
                 listen,
                 listen_v5,
                 credentials,
                 rumqttd_toml: config_file,
-            })
+                max_connections: self.broker.max_connections,
+            };
+            // The broker is configured exactly as `run` will configure it.
+            if let Err(e) = crate::broker::rumqttd_config(&embedded) {
+                let reason = match e {
+                    crate::broker::BrokerError::Config(m) => m,
+                    other => other.to_string(),
+                };
+                return Err(ConfigError::new(
+                    "broker.config_file",
+                    match &self.broker.config_file {
+                        Some(path) => path.display().to_string(),
+                        None => "(built-in)".into(),
+                    },
+                    format!("a rumqttd 0.20 config file with one [v4.1] and one [v5.1] server ({reason})"),
+                ));
+            }
+            Some(embedded)
         } else {
             None
         };
@@ -865,13 +1091,7 @@ impl Config {
             (None, None) => None,
         };
         let ca = match &self.mqtt.ca_file {
-            Some(path) if endpoint.tls => Some(std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    "mqtt.ca_file",
-                    path.display(),
-                    format!("a readable PEM file ({e})"),
-                )
-            })?),
+            Some(path) if endpoint.tls => Some(read_ca_file(path)?),
             Some(path) => {
                 return Err(ConfigError::new(
                     "mqtt.ca_file",
@@ -879,12 +1099,20 @@ impl Config {
                     "only with an mqtts:// URL",
                 ))
             }
+            // The MQTT client trusts only the CAs it is given, not the system's roots.
+            None if endpoint.tls => {
+                return Err(ConfigError::new(
+                    "mqtt.ca_file",
+                    "(unset)",
+                    "a PEM file with the CA that signed the broker's certificate; an mqtts:// URL needs it (the system's roots are not used)",
+                ))
+            }
             None => None,
         };
 
         // Parts and their GPIO lines.
-        let chip = &self.hardware.chip;
-        let mut lines: Vec<(String, u32, String)> = Vec::new();
+        let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
+        let mut lines: Vec<UsedLine> = Vec::new();
         let time_zone =
             crate::clock::resolve_zone(self.display.time_zone.as_deref()).map_err(|allowed| {
                 ConfigError::new(
@@ -923,10 +1151,22 @@ impl Config {
                     "1 to 10000 characters",
                 ));
             }
+            if d.backend == DisplayBackend::Waveshare && !cfg!(feature = "waveshare") {
+                return Err(ConfigError::new(
+                    "display.backend",
+                    quote("waveshare"),
+                    "png, epd or sim: this edge-agent was built without the waveshare feature (rebuild with --features waveshare)",
+                ));
+            }
             if d.backend == DisplayBackend::Waveshare {
-                lines.push((chip.clone(), d.rst_pin, "display.rst_pin".into()));
-                lines.push((chip.clone(), d.dc_pin, "display.dc_pin".into()));
-                lines.push((chip.clone(), d.busy_pin, "display.busy_pin".into()));
+                // The panel is driven through rppal whatever hardware.backend is.
+                let why = "the Waveshare panel is driven by rppal";
+                for (line, name) in WAVESHARE_SPI_LINES {
+                    lines.push(gpio.bcm(line, format!("the Waveshare panel's {name}"), why));
+                }
+                lines.push(gpio.bcm(d.rst_pin, "display.rst_pin".into(), why));
+                lines.push(gpio.bcm(d.dc_pin, "display.dc_pin".into(), why));
+                lines.push(gpio.bcm(d.busy_pin, "display.busy_pin".into(), why));
             }
         }
         if self.buzzer.enabled {
@@ -947,7 +1187,11 @@ impl Config {
                     "1 to 600000 ms",
                 ));
             }
-            lines.push((chip.clone(), b.pin, "buzzer.pin".into()));
+            lines.push(gpio.rppal_output(
+                b.pin,
+                "buzzer.pin".into(),
+                "with hardware.backend = \"gpiocdev\" the buzzer is driven by rppal",
+            ));
         }
         if self.safety.offline_timeout_ms > 86_400_000 {
             return Err(ConfigError::new(
@@ -999,7 +1243,7 @@ impl Config {
                     format!("more than button.debounce_ms ({})", b.debounce_ms),
                 ));
             }
-            lines.push((chip.clone(), self.button.pin, "button.pin".into()));
+            lines.push(gpio.chip_line(None, self.button.pin, "button.pin".into()));
         }
         if self.tilt.enabled {
             if !(self.tilt.frequency_hz.is_finite()
@@ -1030,8 +1274,16 @@ impl Config {
                     return Err(ConfigError::new(key, v, format!("{lo} to {hi} ms")));
                 }
             }
-            lines.push((chip.clone(), self.tilt.left_pin, "tilt.left_pin".into()));
-            lines.push((chip.clone(), self.tilt.right_pin, "tilt.right_pin".into()));
+            for (pin, key) in [
+                (self.tilt.left_pin, "tilt.left_pin"),
+                (self.tilt.right_pin, "tilt.right_pin"),
+            ] {
+                lines.push(gpio.rppal_output(
+                    pin,
+                    key.into(),
+                    "with hardware.backend = \"gpiocdev\" the LEDs are driven by rppal",
+                ));
+            }
         }
         if self.matrix.enabled {
             if self.matrix.lines.len() != 25 {
@@ -1041,30 +1293,15 @@ impl Config {
                     "exactly 25 GPIO lines, row by row",
                 ));
             }
-            let mchip = self.matrix.chip.clone().unwrap_or_else(|| chip.clone());
             for (i, line) in self.matrix.lines.iter().enumerate() {
-                lines.push((mchip.clone(), *line, format!("matrix.lines[{i}]")));
-            }
-        }
-        for (i, (c, line, key)) in lines.iter().enumerate() {
-            if *line > 1023 {
-                return Err(ConfigError::new(
-                    key,
-                    line,
-                    "a GPIO line number from 0 to 1023",
-                ));
-            }
-            if let Some((_, _, other)) = lines[..i].iter().find(|(c2, l2, _)| c2 == c && l2 == line)
-            {
-                return Err(ConfigError::new(
-                    key,
-                    line,
-                    format!(
-                        "a GPIO line no other part uses, but {other} is also line {line} on {c}"
-                    ),
+                lines.push(gpio.chip_line(
+                    self.matrix.chip.as_deref(),
+                    *line,
+                    format!("matrix.lines[{i}]"),
                 ));
             }
         }
+        gpio.check(&lines)?;
 
         let name = self
             .device
@@ -1153,6 +1390,8 @@ pub struct EmbeddedBroker {
     pub credentials: Option<(String, Secret)>,
     /// Contents of `broker.config_file`, when given.
     pub rumqttd_toml: Option<String>,
+    /// Most clients connected at once (`broker.max_connections`).
+    pub max_connections: usize,
 }
 
 /// The host to connect to for a listener: loopback when it listens on all addresses.
@@ -1269,6 +1508,32 @@ fn secret(
     }
 }
 
+/// Reads `mqtt.ca_file` and checks that it holds at least one CA certificate
+/// the TLS library can use, as the MQTT client does when it connects.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let refuse = |why: String| {
+        ConfigError::new(
+            "mqtt.ca_file",
+            path.display(),
+            format!("a PEM file with the CA certificate(s) for mqtts:// ({why})"),
+        )
+    };
+    let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(format!("it is not valid PEM: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (usable, _) = roots.add_parsable_certificates(certs);
+    if usable == 0 {
+        return Err(refuse(
+            "it holds no usable -----BEGIN CERTIFICATE----- section".into(),
+        ));
+    }
+    Ok(pem)
+}
+
 /// Turns figment's error into one line naming the key, the value and what is allowed.
 fn from_figment(err: figment::Error) -> ConfigError {
     use figment::error::Kind;
@@ -1343,7 +1608,7 @@ fn plain_type(expected: &str) -> String {
 }
 
 /// A multi-line parser message (TOML's, with a source excerpt) as one line.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
@@ -1402,15 +1667,60 @@ mod tests {
             let e = Config::from_toml(&format!("[mqtt]\nurl = \"{url}\"\n")).unwrap_err();
             assert_eq!(e.key, "mqtt.url", "{url}: {e}");
         }
-        let s = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap();
         assert_eq!(
-            s.endpoint,
-            Endpoint {
+            parse_url("mqtts://broker.lan"),
+            Ok(Endpoint {
                 host: "broker.lan".into(),
                 port: 8883,
                 tls: true
-            }
+            })
         );
+    }
+
+    #[test]
+    fn mqtts_needs_a_ca_file_with_a_certificate() {
+        let e = Config::from_toml("[mqtt]\nurl = \"mqtts://broker.lan\"\n").unwrap_err();
+        assert_eq!(e.key, "mqtt.ca_file");
+        assert!(e.allowed.contains("mqtts://"), "{e}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = |name: &str| {
+            let path = dir.path().join(name);
+            format!(
+                "[mqtt]\nurl = \"mqtts://broker.lan\"\nca_file = {:?}\n",
+                path.display().to_string()
+            )
+        };
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["ca.lan".into()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        for (name, text, ok) in [
+            ("empty.pem", String::new(), false),
+            ("key.pem", key.serialize_pem(), false),
+            (
+                "garbage.pem",
+                "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n".into(),
+                false,
+            ),
+            (
+                "bad-base64.pem",
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".into(),
+                false,
+            ),
+            ("ca.pem", cert.pem(), true),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+            match Config::from_toml(&config(name)) {
+                Ok(s) => assert!(ok && s.ca.is_some(), "{name} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{name}: {e}");
+                    assert_eq!(e.key, "mqtt.ca_file", "{name}: {e}");
+                }
+            }
+        }
+        let e = Config::from_toml(&config("missing.pem")).unwrap_err();
+        assert_eq!(e.key, "mqtt.ca_file");
     }
 
     #[test]
@@ -1421,6 +1731,12 @@ mod tests {
         assert_eq!(e.key, "mqtt.keep_alive_s");
         let e = Config::from_toml("[tilt]\nfrequency_hz = 0\n").unwrap_err();
         assert_eq!(e.key, "tilt.frequency_hz");
+        for n in [0, 10_001] {
+            let e = Config::from_toml(&format!("[broker]\nmax_connections = {n}\n")).unwrap_err();
+            assert_eq!(e.key, "broker.max_connections", "{e}");
+        }
+        let s = Config::from_toml("").expect("defaults");
+        assert_eq!(s.broker.map(|b| b.max_connections), Some(500));
         let e = Config::from_toml("[display]\nwidth = 263\n").unwrap_err();
         assert_eq!(e.key, "display.width");
         let e = Config::from_toml("[display]\ntime_zone = \"Mars/Base\"\n").unwrap_err();
@@ -1428,6 +1744,27 @@ mod tests {
         let e = Config::from_toml("[display]\nbackend = \"oled\"\n").unwrap_err();
         assert_eq!(e.key, "display.backend");
         assert!(e.allowed.contains("png"), "{e}");
+    }
+
+    #[test]
+    fn keep_alive_below_what_the_client_accepts_is_refused() {
+        for v in [0, 1, 4] {
+            let e = Config::from_toml(&format!("[mqtt]\nkeep_alive_s = {v}\n")).unwrap_err();
+            assert_eq!(e.key, "mqtt.keep_alive_s", "{v}: {e}");
+            assert!(e.allowed.contains("5 to 65535"), "{e}");
+        }
+        Config::from_toml("[mqtt]\nkeep_alive_s = 5\n").expect("5 s is the client's minimum");
+    }
+
+    #[cfg(not(feature = "waveshare"))]
+    #[test]
+    fn waveshare_without_the_feature_is_refused() {
+        let e = Config::from_toml("[display]\nbackend = \"waveshare\"\n").unwrap_err();
+        assert_eq!(e.key, "display.backend");
+        assert!(e.allowed.contains("--features waveshare"), "{e}");
+        // A board that is not fitted needs no driver.
+        Config::from_toml("[display]\nenabled = false\nbackend = \"waveshare\"\n")
+            .expect("a disabled board is fine");
     }
 
     #[test]
@@ -1457,6 +1794,89 @@ mod tests {
             "[button]\npin = 18\n[matrix]\nenabled = false\n[tilt]\nenabled = false\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn rppal_puts_every_part_on_the_one_bcm_gpio() {
+        // The buzzer on 13 and matrix line 13 on another chip: no conflict
+        // for gpiocdev or the simulation, one line for rppal.
+        let cfg = |backend: &str| {
+            format!("[hardware]\nbackend = \"{backend}\"\n[matrix]\nchip = \"/dev/gpiochip1\"\n[buzzer]\nenabled = true\npin = 13\n")
+        };
+        Config::from_toml(&cfg("sim")).expect("another chip");
+        Config::from_toml(&cfg("gpiocdev")).expect("another chip");
+        let e = Config::from_toml(&cfg("rppal")).unwrap_err();
+        assert_eq!(e.key, "matrix.lines[12]", "{e}");
+        assert!(e.allowed.contains("buzzer.pin"), "{e}");
+        assert!(e.allowed.contains("matrix.chip"), "{e}");
+    }
+
+    #[test]
+    fn line_numbers_the_gpio_cannot_have_are_refused() {
+        // rppal takes a u8 BCM number: 283 would have become BCM 27.
+        let rppal = "[hardware]\nbackend = \"rppal\"\n[matrix]\nenabled = false\n";
+        let e = Config::from_toml(&format!("{rppal}[tilt]\nleft_pin = 283\n")).unwrap_err();
+        assert_eq!(e.key, "tilt.left_pin");
+        assert!(e.allowed.contains("0 to 27"), "{e}");
+        let e = Config::from_toml(&format!("{rppal}[button]\npin = 28\n")).unwrap_err();
+        assert_eq!(e.key, "button.pin");
+        Config::from_toml(&format!("{rppal}[button]\npin = 26\n")).expect("a header line");
+        // gpiocdev: the button is a character device line, the LEDs are rppal's.
+        let gpiocdev = "[hardware]\nbackend = \"gpiocdev\"\n[matrix]\nenabled = false\n";
+        Config::from_toml(&format!("{gpiocdev}[button]\npin = 283\n")).expect("a chip line");
+        let e = Config::from_toml(&format!("{gpiocdev}[tilt]\nright_pin = 283\n")).unwrap_err();
+        assert_eq!(e.key, "tilt.right_pin");
+        assert!(e.allowed.contains("rppal"), "{e}");
+        // The simulation and gpiocdev take any line up to 1023.
+        let e = Config::from_toml("[matrix]\nenabled = false\n[button]\npin = 1024\n").unwrap_err();
+        assert_eq!(e.key, "button.pin");
+        assert!(e.allowed.contains("0 to 1023"), "{e}");
+    }
+
+    #[cfg(feature = "waveshare")]
+    #[test]
+    fn the_waveshare_panel_claims_its_spi_lines() {
+        let e = Config::from_toml("[display]\nbackend = \"waveshare\"\n").unwrap_err();
+        assert!(e.key.starts_with("matrix.lines["), "{e}");
+        assert!(e.allowed.contains("Waveshare"), "{e}");
+        let ok = "[display]\nbackend = \"waveshare\"\n[matrix]\nenabled = false\n";
+        Config::from_toml(ok).expect("no matrix, no conflict");
+        for (pin, name) in [(8, "CE0"), (10, "MOSI"), (11, "SCLK")] {
+            let e = Config::from_toml(&format!("{ok}[button]\npin = {pin}\n")).unwrap_err();
+            assert_eq!(e.key, "button.pin", "{e}");
+            assert!(e.allowed.contains(name), "{e}");
+        }
+        let e = Config::from_toml(
+            "[display]\nbackend = \"waveshare\"\ndc_pin = 10\n[matrix]\nenabled = false\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "display.dc_pin");
+        assert!(e.allowed.contains("MOSI"), "{e}");
+        let e = Config::from_toml(
+            "[display]\nbackend = \"waveshare\"\nrst_pin = 40\n[matrix]\nenabled = false\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "display.rst_pin");
+        assert!(e.allowed.contains("0 to 27"), "{e}");
+    }
+
+    #[test]
+    fn the_buzzer_can_be_enabled_on_the_defaults() {
+        let s = Config::from_toml("[buzzer]\nenabled = true\n").expect("a free default pin");
+        let b = &s.config.buzzer;
+        assert!(!DEFAULT_MATRIX_LINES.contains(&b.pin));
+        let d = DisplayConfig::default();
+        let t = TiltConfig::default();
+        let used = [
+            t.left_pin,
+            t.right_pin,
+            ButtonConfig::default().pin,
+            d.rst_pin,
+            d.dc_pin,
+            d.busy_pin,
+        ];
+        assert!(!used.contains(&b.pin), "{}", b.pin);
+        assert!(!WAVESHARE_SPI_LINES.iter().any(|(l, _)| *l == b.pin));
     }
 
     #[test]
@@ -1502,6 +1922,46 @@ mod tests {
             "[broker]\nlisten = \"0.0.0.0:1883\"\nusername = \"u\"\npassword = \"p\"\n",
         )
         .unwrap();
+        // An empty password would let in a client that gives none.
+        let e = Config::from_toml(
+            "[broker]\nlisten_v5 = \"0.0.0.0:1884\"\nusername = \"u\"\npassword = \"\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "broker.password");
+        assert!(e.allowed.contains("broker.listen_v5"), "{e}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "\nsecond line\n").expect("write");
+        let e = Config::from_toml(&format!(
+            "[broker]\nlisten = \"0.0.0.0:1883\"\nusername = \"u\"\npassword_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "broker.password_file");
+        // On loopback only, credentials are optional and an empty password harms no one.
+        Config::from_toml("[broker]\nusername = \"u\"\npassword = \"\"\n").unwrap();
+    }
+
+    #[test]
+    fn raw_env_keys_are_string_keys() {
+        for key in RAW_ENV_KEYS {
+            let c: Config = Figment::new()
+                .merge(Serialized::default(key, "0123"))
+                .extract()
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let got = match key {
+                "mqtt.password" => c.mqtt.password.map(|p| p.expose().to_string()),
+                "mqtt.username" => c.mqtt.username,
+                "broker.password" => c.broker.password.map(|p| p.expose().to_string()),
+                "broker.username" => c.broker.username,
+                "mqtt.client_id" => c.mqtt.client_id,
+                "mqtt.base_topic" => c.mqtt.base_topic,
+                "device.id" => c.device.id,
+                "device.name" => c.device.name,
+                other => panic!("{other}: add it here"),
+            };
+            assert_eq!(got.as_deref(), Some("0123"), "{key}");
+        }
     }
 
     #[test]
