@@ -1,7 +1,9 @@
 //! Wall-clock time for the agent, and the minute clock: a tick on every whole
 //! minute of a time zone, aligned to :00 of the wall clock (not "60 s after
-//! start"), across DST changes.
+//! start"), across DST changes and steps of the wall clock (NTP setting it
+//! at boot), which it also reports.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +28,14 @@ impl WallClock for SystemClock {
 }
 
 /// A wall clock that follows tokio's clock from a fixed start, so that tests
-/// with paused time (`tokio::time::pause`) control the date as well.
-#[derive(Debug, Clone, Copy)]
+/// with paused time (`tokio::time::pause`) control the date as well; it can
+/// be set, as NTP sets the system's.
+#[derive(Debug)]
 pub struct TokioClock {
     start: DateTime<Utc>,
     at: tokio::time::Instant,
+    /// Nanoseconds the clock has been set forward (negative: back).
+    set_by: AtomicI64,
 }
 
 impl TokioClock {
@@ -39,14 +44,23 @@ impl TokioClock {
         TokioClock {
             start,
             at: tokio::time::Instant::now(),
+            set_by: AtomicI64::new(0),
         }
+    }
+
+    /// Sets the clock forward by `by` (back if negative), as a time server
+    /// steps a board's clock.
+    pub fn step(&self, by: TimeDelta) {
+        let nanos = by.num_nanoseconds().unwrap_or(i64::MAX);
+        self.set_by.fetch_add(nanos, Ordering::SeqCst);
     }
 }
 
 impl WallClock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = tokio::time::Instant::now() - self.at;
-        self.start + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX)
+        let set_by = TimeDelta::nanoseconds(self.set_by.load(Ordering::SeqCst));
+        self.start + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX) + set_by
     }
 }
 
@@ -60,25 +74,117 @@ pub fn next_minute(now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
     floored + TimeDelta::minutes(1)
 }
 
-/// Sends the local time on every whole minute of `tz`, until the receiver goes away.
+/// How often the minute clock reads the wall clock between minutes, so that
+/// a tick after the clock is set comes within this of the new whole minute.
+pub const STEP_CHECK: Duration = Duration::from_secs(1);
+
+/// The smallest jump of the wall clock, against the time that passed, that
+/// counts as the clock being set; smaller differences (NTP slewing, a late
+/// read on a busy board) are followed without a report.
+pub const STEP_THRESHOLD: Duration = Duration::from_secs(1);
+
+/// The wall clock was set (NTP at boot on a board without a clock chip, or
+/// by hand), or the board was suspended: the wall clock moved by a different
+/// amount than the time that passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// How far the wall clock moved beyond the time that passed (negative:
+    /// it was set back).
+    pub by: TimeDelta,
+    /// The wall clock's reading when the step was noticed.
+    pub now: DateTime<Utc>,
+}
+
+impl Step {
+    /// A time read from the wall clock before the step, as the wall clock
+    /// reads it since (e.g. when the agent started).
+    pub fn correct<T: TimeZone>(&self, before: DateTime<T>) -> DateTime<T> {
+        before + self.by
+    }
+}
+
+/// What the minute clock reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockEvent {
+    /// A whole minute of the zone came (on the wall clock as set now).
+    Minute(DateTime<Tz>),
+    /// The wall clock was set; the next `Minute` follows the new time.
+    Stepped(Step),
+}
+
+/// Sends the local time on every whole minute of `tz`, until the receiver
+/// goes away (the [`ClockEvent::Minute`]s of [`events`]).
 pub fn ticks(wall: Arc<dyn WallClock>, tz: Tz) -> mpsc::Receiver<DateTime<Tz>> {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        loop {
-            let now = wall.now();
-            let next = next_minute(now, tz);
-            let wait = (next.with_timezone(&Utc) - now)
+    tokio::spawn(minute_clock(wall, tz, tx, |e| match e {
+        ClockEvent::Minute(t) => Some(t),
+        ClockEvent::Stepped(_) => None,
+    }));
+    rx
+}
+
+/// Sends every whole minute of `tz` and every step of the wall clock, until
+/// the receiver goes away.
+pub fn events(wall: Arc<dyn WallClock>, tz: Tz) -> mpsc::Receiver<ClockEvent> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(minute_clock(wall, tz, tx, Some));
+    rx
+}
+
+/// Passes on what `wanted` keeps of `event`; false once the receiver is gone.
+async fn send<T>(
+    tx: &mpsc::Sender<T>,
+    wanted: fn(ClockEvent) -> Option<T>,
+    event: ClockEvent,
+) -> bool {
+    match wanted(event) {
+        Some(v) => tx.send(v).await.is_ok(),
+        None => !tx.is_closed(),
+    }
+}
+
+/// The minute clock's task: sends what `wanted` keeps of its events.
+async fn minute_clock<T>(
+    wall: Arc<dyn WallClock>,
+    tz: Tz,
+    tx: mpsc::Sender<T>,
+    wanted: fn(ClockEvent) -> Option<T>,
+) {
+    let threshold = TimeDelta::from_std(STEP_THRESHOLD).unwrap_or(TimeDelta::MAX);
+    // The last reading of both clocks: between readings the wall clock is
+    // expected to advance as tokio's monotonic clock does. Deadlines are
+    // tokio instants worked out from the latest reading.
+    let mut read_at = tokio::time::Instant::now();
+    let mut read = wall.now();
+    let mut next = next_minute(read, tz);
+    loop {
+        let due = read_at
+            + (next.with_timezone(&Utc) - read)
                 .to_std()
                 .unwrap_or(Duration::ZERO);
-            tokio::time::sleep(wait).await;
-            // Late wake-ups (a busy board, a suspended VM) still report the
-            // minute that was due, then realign on the next one.
-            if tx.send(next).await.is_err() {
+        tokio::time::sleep_until(due.min(read_at + STEP_CHECK)).await;
+        let (at, now) = (tokio::time::Instant::now(), wall.now());
+        let passed = TimeDelta::from_std(at - read_at).unwrap_or(TimeDelta::MAX);
+        let expected = read.checked_add_signed(passed).unwrap_or(now);
+        let by = now - expected;
+        if by.abs() > threshold {
+            // Where the last reading falls on the new time: a whole minute
+            // of the new time since then is due now.
+            next = next_minute(now.checked_sub_signed(passed).unwrap_or(now), tz);
+            if !send(&tx, wanted, ClockEvent::Stepped(Step { by, now })).await {
                 break;
             }
         }
-    });
-    rx
+        (read_at, read) = (at, now);
+        if now >= next {
+            // Late wake-ups (a busy board) still report the minute that was
+            // due, then realign on the next one.
+            if !send(&tx, wanted, ClockEvent::Minute(next)).await {
+                break;
+            }
+            next = next_minute(now, tz);
+        }
+    }
 }
 
 /// The time zone named in the config, or the system's (`TZ`, then
@@ -183,6 +289,188 @@ mod tests {
         let b = rx.recv().await.unwrap();
         assert_eq!(rfc3339(&a), "2026-10-25T02:59:00+02:00");
         assert_eq!(rfc3339(&b), "2026-10-25T02:00:00+01:00");
+    }
+
+    /// A wall clock reading 18:07:20.250 UTC now, and now.
+    async fn clock_at_18_07_20() -> (Arc<TokioClock>, tokio::time::Instant) {
+        let wall = Arc::new(TokioClock::starting_at(utc("2026-11-24T18:07:20.250Z")));
+        (wall, tokio::time::Instant::now())
+    }
+
+    async fn next_tick(
+        rx: &mut mpsc::Receiver<DateTime<Tz>>,
+        t0: tokio::time::Instant,
+    ) -> (String, Duration) {
+        let tick = rx.recv().await.unwrap();
+        (rfc3339(&tick), tokio::time::Instant::now() - t0)
+    }
+
+    /// Steps `wall` by `by` when `at` has passed since `t0`.
+    async fn step_at(wall: &TokioClock, t0: tokio::time::Instant, at: Duration, by: TimeDelta) {
+        tokio::time::sleep_until(t0 + at).await;
+        wall.step(by);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tick_after_the_clock_is_set_forward_carries_the_new_time() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        let mut rx = ticks(wall.clone(), Tz::UTC);
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T18:08:00+00:00".into(),
+                Duration::from_millis(39_750)
+            )
+        );
+        // NTP at 18:08:10.5: the clock was 1 h 37 min behind.
+        let by = TimeDelta::minutes(97);
+        step_at(&wall, t0, Duration::from_millis(50_250), by).await;
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T19:46:00+00:00".into(),
+                Duration::from_millis(99_750)
+            )
+        );
+        assert_eq!(rfc3339(&wall.now()), "2026-11-24T19:46:00+00:00");
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T19:47:00+00:00".into(),
+                Duration::from_millis(159_750)
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tick_after_the_clock_is_set_back_carries_the_new_time() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        let mut rx = ticks(wall.clone(), Tz::UTC);
+        next_tick(&mut rx, t0).await;
+        step_at(
+            &wall,
+            t0,
+            Duration::from_millis(50_250),
+            -TimeDelta::minutes(10),
+        )
+        .await;
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T17:59:00+00:00".into(),
+                Duration::from_millis(99_750)
+            )
+        );
+        assert_eq!(rfc3339(&wall.now()), "2026-11-24T17:59:00+00:00");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_of_part_of_a_minute_moves_the_tick_to_the_new_whole_minute() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        let mut rx = ticks(wall.clone(), Tz::UTC);
+        next_tick(&mut rx, t0).await;
+        // 18:08:10.5 becomes 19:45:40.5: 19.5 s to the next whole minute,
+        // noticed at the next reading (50.75 s), so the tick is on time.
+        let by = TimeDelta::minutes(97) + TimeDelta::seconds(30);
+        step_at(&wall, t0, Duration::from_millis(50_250), by).await;
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T19:46:00+00:00".into(),
+                Duration::from_millis(69_750)
+            )
+        );
+        assert_eq!(rfc3339(&wall.now()), "2026-11-24T19:46:00+00:00");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_minute_passed_between_the_step_and_the_next_reading_comes_at_that_reading() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        let mut rx = ticks(wall.clone(), Tz::UTC);
+        next_tick(&mut rx, t0).await;
+        // 18:08:10.5 becomes 19:45:59.8; the clock reads 19:46:00 at 50.45 s,
+        // 0.3 s before the ticker next reads it.
+        let by = TimeDelta::milliseconds(97 * 60_000 + 49_300);
+        step_at(&wall, t0, Duration::from_millis(50_250), by).await;
+        let (tick, at) = next_tick(&mut rx, t0).await;
+        assert_eq!(tick, "2026-11-24T19:46:00+00:00");
+        assert_eq!(at, Duration::from_millis(50_750));
+        assert!(at - Duration::from_millis(50_450) < STEP_CHECK);
+        assert_eq!(
+            next_tick(&mut rx, t0).await,
+            (
+                "2026-11-24T19:47:00+00:00".into(),
+                Duration::from_millis(110_450)
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_report_a_step_before_the_minute_that_follows_it() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        // Read when the agent started, before NTP.
+        let started_at = wall.now();
+        let mut rx = events(wall.clone(), Tz::UTC);
+        let first = rx.recv().await.unwrap();
+        assert!(
+            matches!(first, ClockEvent::Minute(t) if rfc3339(&t) == "2026-11-24T18:08:00+00:00")
+        );
+        let by = TimeDelta::minutes(97);
+        step_at(&wall, t0, Duration::from_millis(50_250), by).await;
+        let ClockEvent::Stepped(step) = rx.recv().await.unwrap() else {
+            panic!("expected a step first");
+        };
+        // Noticed at the first reading after it.
+        assert_eq!(
+            tokio::time::Instant::now() - t0,
+            Duration::from_millis(50_750)
+        );
+        assert_eq!(step.by, by);
+        assert_eq!(step.now, utc("2026-11-24T19:45:11Z"));
+        assert_eq!(step.correct(started_at), utc("2026-11-24T19:44:20.250Z"));
+        let ClockEvent::Minute(t) = rx.recv().await.unwrap() else {
+            panic!("expected the minute");
+        };
+        assert_eq!(rfc3339(&t), "2026-11-24T19:46:00+00:00");
+        // Set back: a negative step.
+        step_at(
+            &wall,
+            t0,
+            Duration::from_millis(120_100),
+            -TimeDelta::minutes(10),
+        )
+        .await;
+        let ClockEvent::Stepped(step) = rx.recv().await.unwrap() else {
+            panic!("expected a step");
+        };
+        assert_eq!(step.by, -TimeDelta::minutes(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drift_below_the_threshold_is_followed_without_a_report() {
+        let (wall, t0) = clock_at_18_07_20().await;
+        let mut rx = events(wall.clone(), Tz::UTC);
+        rx.recv().await.unwrap();
+        // Half a second, in small steps as NTP slews: no report, and the
+        // tick follows the clock.
+        for i in 0..5 {
+            step_at(
+                &wall,
+                t0,
+                Duration::from_millis(45_250 + i * 1000),
+                TimeDelta::milliseconds(100),
+            )
+            .await;
+        }
+        let ClockEvent::Minute(t) = rx.recv().await.unwrap() else {
+            panic!("no step is expected");
+        };
+        assert_eq!(rfc3339(&t), "2026-11-24T18:09:00+00:00");
+        assert_eq!(
+            tokio::time::Instant::now() - t0,
+            Duration::from_millis(99_250)
+        );
+        assert_eq!(wall.now(), t.with_timezone(&Utc));
     }
 
     #[test]

@@ -2,10 +2,32 @@
 //! [`Command`], or into a [`CommandError`] that says in plain words what was
 //! wrong. Nothing here touches MQTT or hardware.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 /// Largest command payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// The most characters of any one piece of input (a topic, a field or node
+/// name, a value) that an error message or the log quotes.
+pub const MAX_ECHO: usize = 200;
+
+/// `s` as a message may quote it: whole, or cut to `max_chars` characters,
+/// the last of them "…"; at most `max_chars` characters either way.
+pub fn clip(s: &str, max_chars: usize) -> Cow<'_, str> {
+    if s.char_indices().nth(max_chars).is_none() {
+        return Cow::Borrowed(s);
+    }
+    let Some(keep) = max_chars.checked_sub(1) else {
+        return Cow::Borrowed("");
+    };
+    let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
+    let mut cut = String::with_capacity(end + '…'.len_utf8());
+    cut.push_str(&s[..end]);
+    cut.push('…');
+    Cow::Owned(cut)
+}
 
 /// Number of LEDs in the matrix.
 pub const MATRIX_LEDS: usize = 25;
@@ -149,7 +171,7 @@ impl Frame {
                 return Err(format!(
                     "row {} of the frame is {:?}; each row is five of 0 and 1",
                     r + 1,
-                    truncate(row, 16)
+                    clip(row, 16)
                 ));
             }
             for (c, ch) in row.chars().enumerate() {
@@ -326,7 +348,7 @@ impl Router {
                     }
                     return Err(CommandError::BadPayload(format!(
                         "there is no LED called {:?}; the LEDs are {}",
-                        truncate(name, 32),
+                        clip(name, 32),
                         self.catalog.leds.join(", ")
                     )));
                 }
@@ -370,7 +392,7 @@ impl Router {
                 }
                 let p = text(payload)?.trim();
                 on_off(p).map(Command::Clock).ok_or_else(|| {
-                    CommandError::BadPayload(format!("{:?} is not ON or OFF", truncate(p, 32)))
+                    CommandError::BadPayload(format!("{:?} is not ON or OFF", clip(p, 32)))
                 })
             }
             _ => Err(unknown()),
@@ -396,13 +418,13 @@ fn parse_buzzer(payload: &str, max_ms: u64) -> Result<BuzzerSet, CommandError> {
             Some(ms) if (1..=max_ms).contains(&ms) => Ok(BuzzerSet::Beep(ms)),
             _ => Err(CommandError::BadPayload(format!(
                 "\"beep_ms\" is {}; it is a whole number of milliseconds from 1 to {max_ms}",
-                truncate(&j.beep_ms.to_string(), 24)
+                clip(&j.beep_ms.to_string(), 24)
             ))),
         };
     }
     Err(CommandError::BadPayload(format!(
         "{:?} is not a buzzer command; send ON, OFF or {{\"beep_ms\": 200}}",
-        truncate(p, 32)
+        clip(p, 32)
     )))
 }
 
@@ -443,9 +465,9 @@ fn parse_tilt(payload: &[u8]) -> Result<Tilt, CommandError> {
     }
     let mut v = [0.0; 3];
     for (slot, p) in v.iter_mut().zip(&parts) {
-        *slot = p.parse::<f64>().map_err(|_| {
-            CommandError::BadPayload(format!("{:?} is not a number", truncate(p, 24)))
-        })?;
+        *slot = p
+            .parse::<f64>()
+            .map_err(|_| CommandError::BadPayload(format!("{:?} is not a number", clip(p, 24))))?;
     }
     Tilt::new(v[0], v[1], v[2])
 }
@@ -493,16 +515,6 @@ fn text(payload: &[u8]) -> Result<&str, CommandError> {
     std::str::from_utf8(payload).map_err(|_| CommandError::NotUtf8)
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// The Home Assistant JSON light schema, as far as a dimmable light uses it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -529,7 +541,7 @@ fn json_state(state: Option<&str>) -> Result<Option<bool>, CommandError> {
             on_off(s).ok_or_else(|| {
                 CommandError::BadPayload(format!(
                     "\"state\" is {:?}; it is \"ON\" or \"OFF\"",
-                    truncate(s, 16)
+                    clip(s, 16)
                 ))
             })
         })
@@ -537,7 +549,54 @@ fn json_state(state: Option<&str>) -> Result<Option<bool>, CommandError> {
 }
 
 fn json_error(e: serde_json::Error) -> CommandError {
-    CommandError::BadPayload(format!("the JSON could not be read: {e}"))
+    CommandError::BadPayload(format!(
+        "the JSON could not be read: {}",
+        clip_quoted(&e.to_string())
+    ))
+}
+
+/// A serde error message with the input it quotes (`` `name` `` for fields,
+/// `"text"` for strings) clipped to [`MAX_ECHO`] characters a piece, and the
+/// whole to twice that, in case a name holds a quote mark.
+fn clip_quoted(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = &rest[open..=open];
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        let close = if quote == "`" {
+            body.find('`')
+        } else {
+            // A Debug-quoted string: `\"` and `\\` are inside it.
+            let mut escaped = false;
+            body.char_indices().find_map(|(i, c)| match (escaped, c) {
+                (false, '"') => Some(i),
+                (false, '\\') => {
+                    escaped = true;
+                    None
+                }
+                _ => {
+                    escaped = false;
+                    None
+                }
+            })
+        };
+        let (inside, after) = match close {
+            Some(c) => (&body[..c], &body[c..]),
+            None => (body, ""),
+        };
+        out.push_str(&clip(inside, MAX_ECHO));
+        match after.get(..1) {
+            Some(q) => {
+                out.push_str(q);
+                rest = &after[1..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    clip(&out, 2 * MAX_ECHO).into_owned()
 }
 
 fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
@@ -560,7 +619,7 @@ fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
                     .ok_or_else(|| {
                         CommandError::BadPayload(format!(
                             "\"brightness\" is {}; it is a whole number from 0 to 255",
-                            truncate(&v.to_string(), 24)
+                            clip(&v.to_string(), 24)
                         ))
                     })?,
             ),
@@ -579,7 +638,7 @@ fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
         }
         _ => Err(CommandError::BadPayload(format!(
             "{:?} is not a LED command; send ON, OFF, a percentage 0..100, or JSON {{\"state\": \"ON\", \"brightness\": 0..255}}",
-            truncate(p, 32)
+            clip(p, 32)
         ))),
     }
 }
@@ -600,7 +659,7 @@ fn named(name: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, Command
         .ok_or_else(|| {
             CommandError::BadPayload(format!(
                 "there is no pattern called {:?}; the patterns are {}",
-                truncate(name, 32),
+                clip(name, 32),
                 lib.names().join(", ")
             ))
         })
@@ -685,6 +744,129 @@ mod tests {
             router().parse("edge/t/a/b/c/d/e/f/set", b"ON"),
             Err(CommandError::UnknownTopic { .. })
         ));
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_at_a_character() {
+        assert!(matches!(
+            clip("edge/t/led", 200),
+            Cow::Borrowed("edge/t/led")
+        ));
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "ab…");
+        assert_eq!(clip("abcd", 1), "…");
+        assert_eq!(clip("abcd", 0), "");
+        // A 65 KB topic: 199 characters of it and the ellipsis.
+        let topic = format!("edge/t/{}/set", "x".repeat(65_000));
+        let cut = clip(&topic, MAX_ECHO);
+        assert_eq!(cut.chars().count(), MAX_ECHO);
+        assert!(cut.starts_with("edge/t/xxx"));
+        assert!(cut.ends_with("x…"));
+        // Multibyte characters are counted as characters and never split.
+        let wide = "ä🦀€".repeat(30_000);
+        let cut = clip(&wide, MAX_ECHO);
+        assert_eq!(cut.chars().count(), MAX_ECHO);
+        assert!(cut.starts_with("ä🦀€ä🦀€"));
+        assert_eq!(cut.chars().nth(198), Some('ä'));
+        assert!(cut.ends_with("ä…"));
+        assert_eq!(clip("ä🦀€", 3), "ä🦀€");
+        assert_eq!(clip("ä🦀€x", 3), "ä🦀…");
+    }
+
+    #[test]
+    fn input_quoted_in_json_errors_is_clipped() {
+        let long = "k".repeat(60_000);
+        for (topic, payload) in [
+            // An unknown field.
+            ("edge/t/led/left/set", format!(r#"{{"{long}": 1}}"#)),
+            ("edge/t/buzzer/set", format!(r#"{{"{long}": 1}}"#)),
+            (
+                "edge/t/display/message/set",
+                format!(r#"{{"text": "hi", "{long}": 1}}"#),
+            ),
+            (
+                "edge/t/matrix/set",
+                format!(r#"{{"state": "ON", "{long}": 1}}"#),
+            ),
+            // A string where a number goes; one with quote marks and backslashes.
+            (
+                "edge/t/tilt/set",
+                format!(r#"{{"x": "{long}", "y": 0, "z": 0}}"#),
+            ),
+            (
+                "edge/t/tilt/set",
+                format!(r#"{{"x": "a\"b\\{long}", "y": 0, "z": 0}}"#),
+            ),
+            // A backtick in a field name.
+            ("edge/t/led/left/set", format!(r#"{{"a`{long}": 1}}"#)),
+        ] {
+            let e = router()
+                .parse(topic, payload.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("the JSON could not be read: "),
+                "{topic}: {e}"
+            );
+            assert!(
+                e.chars().count() < 3 * MAX_ECHO,
+                "{topic}: {} chars",
+                e.len()
+            );
+            assert!(e.contains("kkk…"), "{topic}: {e}");
+        }
+        // What serde says after the input is still there.
+        let e = router()
+            .parse(
+                "edge/t/led/left/set",
+                format!(r#"{{"{long}": 1}}"#).as_bytes(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("…`, expected one of `state`, `brightness`"),
+            "{e}"
+        );
+        let e = router()
+            .parse(
+                "edge/t/tilt/set",
+                format!(r#"{{"x": "{long}"}}"#).as_bytes(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("…\", expected f64"), "{e}");
+    }
+
+    #[test]
+    fn input_quoted_in_matrix_program_errors_is_clipped() {
+        let long = "n".repeat(60_000);
+        for program in [
+            format!(r#"{{"{long}": {{}}}}"#),
+            format!(r#"{{"on": {{"leds": "all", "{long}": 1}}}}"#),
+            format!(r#"{{"on": {{"leds": "{long}"}}}}"#),
+            format!(r#"{{"on": {{"leds": "row:{long}"}}}}"#),
+        ] {
+            let e = router()
+                .parse("edge/t/matrix/set", program.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.chars().count() < 3 * MAX_ECHO, "{} chars", e.len());
+            assert!(e.contains("nnn…"), "{e}");
+        }
+        // Many keys in one node.
+        let keys: Vec<String> = (0..5_000).map(|i| format!(r#""k{i}": 1"#)).collect();
+        let e = router()
+            .parse(
+                "edge/t/matrix/set",
+                format!("{{{}}}", keys.join(",")).as_bytes(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("program: a node has exactly one key, this has 5000: "),
+            "{e}"
+        );
+        assert!(e.chars().count() < 2 * MAX_ECHO, "{} chars", e.len());
     }
 
     fn led(payload: &str) -> Result<LedSet, CommandError> {

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::command::{Frame, MATRIX_LEDS};
+use crate::command::{clip, Frame, MATRIX_LEDS, MAX_ECHO};
 
 /// Limits a program must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +247,7 @@ impl Parser<'_> {
                 format!(
                     "a node has exactly one key, this has {}: {}",
                     obj.len(),
-                    keys.join(", ")
+                    clip(&keys.join(", "), MAX_ECHO)
                 ),
             ));
         }
@@ -255,7 +255,7 @@ impl Parser<'_> {
             .iter()
             .next()
             .ok_or_else(|| self.err(path, "empty node"))?;
-        let here = format!("{path}.{key}");
+        let here = format!("{path}.{}", clip(key, MAX_ECHO));
         match key.as_str() {
             "frame" => {
                 let text = body.as_str().ok_or_else(|| self.err(&here, format!("expected a frame like \"01110/10001/10001/10001/01110\", found {}", kind(body))))?;
@@ -314,7 +314,7 @@ impl Parser<'_> {
             }
             other => Err(self.err(
                 path,
-                format!("unknown node {other:?}; nodes are frame, on, blink, cycle, sequence, all, any, repeat, forever"),
+                format!("unknown node {:?}; nodes are frame, on, blink, cycle, sequence, all, any, repeat, forever", clip(other, MAX_ECHO)),
             )),
         }
     }
@@ -346,7 +346,11 @@ impl Parser<'_> {
                 let all: Vec<&str> = required.iter().chain(optional).copied().collect();
                 return Err(self.err(
                     path,
-                    format!("unknown field {k:?}; the fields are {}", all.join(", ")),
+                    format!(
+                        "unknown field {:?}; the fields are {}",
+                        clip(k, MAX_ECHO),
+                        all.join(", ")
+                    ),
                 ));
             }
         }
@@ -424,7 +428,7 @@ impl Parser<'_> {
                         ALL
                     } else {
                         self.names.frame(s).ok_or_else(|| {
-                            self.err(path, format!("{s:?} is not a selection; use \"all\", \"row:N\", \"col:N\" (N 0..4), a named frame, or [[row, col], ...]"))
+                            self.err(path, format!("{:?} is not a selection; use \"all\", \"row:N\", \"col:N\" (N 0..4), a named frame, or [[row, col], ...]", clip(s, MAX_ECHO)))
                         })?
                     };
                     Ok((0..MATRIX_LEDS as u8)
@@ -462,23 +466,17 @@ impl Parser<'_> {
     }
 
     fn index(&self, n: &str, path: &str) -> Result<u64, PatternError> {
-        n.parse::<u64>()
-            .ok()
-            .filter(|n| *n < 5)
-            .ok_or_else(|| self.err(path, format!("{n:?} is not a row/column number 0..4")))
+        n.parse::<u64>().ok().filter(|n| *n < 5).ok_or_else(|| {
+            self.err(
+                path,
+                format!("{:?} is not a row/column number 0..4", clip(n, MAX_ECHO)),
+            )
+        })
     }
 }
 
 fn describe(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 24 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(24).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
-    }
+    clip(&v.to_string(), 25).into_owned()
 }
 
 /// Parses a program from JSON, within `limits`, with `names` for `SEL`.
