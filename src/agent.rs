@@ -405,7 +405,6 @@ pub async fn run_with_clock(
     let (matrix_errors_tx, mut matrix_errors) = mpsc::channel::<HardwareError>(8);
     let library = Arc::new(Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?);
     let mut tasks = Vec::new();
-    let mut ticks = None;
     let board = match display {
         Some(panel) => {
             let refresh = refresh_of(&config.display, panel.as_ref());
@@ -413,7 +412,6 @@ pub async fn run_with_clock(
             tasks.push(task);
             let (board, first) = Board::new(settings.time_zone, wall.now());
             handle.show(first);
-            ticks = Some(clock::ticks(Arc::clone(&wall), settings.time_zone));
             Some(MessageBoard {
                 board,
                 display: handle,
@@ -504,14 +502,18 @@ pub async fn run_with_clock(
     )?;
     let publisher = transport.publisher();
     parts.publish_all(&publisher);
-    publisher.retain(
-        &format!("{base}/info"),
+    // Minutes for the board, and steps of the wall clock (NTP at boot on a
+    // Pi without a clock chip), which correct the start time.
+    let mut clock_events = clock::events(Arc::clone(&wall), settings.time_zone);
+    let mut started_at = wall.now().with_timezone(&settings.time_zone);
+    let info = |started_at: &DateTime<Tz>| {
         json!({
-            "started_at": rfc3339(&wall.now().with_timezone(&settings.time_zone)),
+            "started_at": rfc3339(started_at),
             "version": env!("CARGO_PKG_VERSION"),
         })
-        .to_string(),
-    );
+        .to_string()
+    };
+    publisher.retain(&format!("{base}/info"), info(&started_at));
     for a in crate::discovery::announcements(&settings, &library.names()) {
         publisher.retain(&a.topic, a.payload);
     }
@@ -595,9 +597,14 @@ pub async fn run_with_clock(
                 went_safe = true;
             }
             Some(ev) = button_rx.recv() => parts.button(ev, &publisher),
-            Some(at) = async { match ticks.as_mut() { Some(t) => t.recv().await, None => None } } => {
-                parts.tick(at, &publisher);
-            }
+            Some(event) = clock_events.recv() => match event {
+                clock::ClockEvent::Minute(at) => parts.tick(at, &publisher),
+                clock::ClockEvent::Stepped(step) => {
+                    started_at = step.correct(started_at);
+                    info!(by_s = step.by.num_seconds(), "the wall clock was set");
+                    publisher.retain(&format!("{base}/info"), info(&started_at));
+                }
+            },
             timer = led_timer(parts.leds.as_ref()) => {
                 if timer == LedTimer::TiltTimeout {
                     info!("no tilt for {} ms: LEDs off", config.tilt.timeout_ms);
@@ -783,8 +790,9 @@ fn answer(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
                         ),
                     );
                 }
-                warn!(topic = %msg.topic, %error, "command rejected");
-                publish_error(publisher, &parts.base, msg.topic.as_str(), &error);
+                let topic = crate::command::clip(&msg.topic, crate::command::MAX_ECHO);
+                warn!(%topic, %error, "command rejected");
+                publish_error(publisher, &parts.base, topic.as_ref(), &error);
             }
             if let Some(to) = &msg.reply_to {
                 publisher.reply(to, json!({ "ok": false, "error": error }).to_string());

@@ -128,65 +128,6 @@ fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     Err(BrokerError::NotListening(addr))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Secret;
-
-    #[test]
-    fn listen_addresses_and_auth_come_from_the_agent_config() {
-        let b = EmbeddedBroker {
-            listen: "127.0.0.1:2883".parse().unwrap(),
-            listen_v5: "127.0.0.1:2884".parse().unwrap(),
-            credentials: Some(("u".into(), Secret::new("p"))),
-            rumqttd_toml: None,
-            max_connections: 321,
-        };
-        let c = rumqttd_config(&b).unwrap();
-        let v4 = c.v4.unwrap().into_values().next().unwrap();
-        let v5 = c.v5.unwrap().into_values().next().unwrap();
-        assert_eq!(v4.listen, b.listen);
-        assert_eq!(v5.listen, b.listen_v5);
-        assert_eq!(
-            v4.connections.auth.unwrap().get("u").map(String::as_str),
-            Some("p")
-        );
-        assert!(c.console.is_none() && c.prometheus.is_none());
-        assert_eq!(c.router.max_connections, 321);
-    }
-
-    #[test]
-    fn the_connection_limit_comes_from_the_agent_config() {
-        // A file without a limit of its own, and one with another limit.
-        let file = |limit: &str| {
-            format!("id = 0\n[router]\n{limit}max_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n[v4.1]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nnext_connection_delay_ms = 1\n[v4.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n[v5.1]\nname = \"b\"\nlisten = \"127.0.0.1:2\"\nnext_connection_delay_ms = 1\n[v5.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n")
-        };
-        for text in [file(""), file("max_connections = 3\n")] {
-            let b = EmbeddedBroker {
-                listen: "127.0.0.1:2883".parse().unwrap(),
-                listen_v5: "127.0.0.1:2884".parse().unwrap(),
-                credentials: None,
-                rumqttd_toml: Some(text),
-                max_connections: 42,
-            };
-            let c = rumqttd_config(&b).expect("a usable file");
-            assert_eq!(c.router.max_connections, 42);
-        }
-    }
-
-    #[test]
-    fn a_file_without_listeners_is_refused() {
-        let b = EmbeddedBroker {
-            listen: "127.0.0.1:2883".parse().unwrap(),
-            listen_v5: "127.0.0.1:2884".parse().unwrap(),
-            credentials: None,
-            max_connections: 1,
-            rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
-        };
-        assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));
-    }
-}
-
 /// Open files the broker may need: one per connection, and some to spare
 /// for listeners, the runtime and the agent.
 pub fn files_needed(max_connections: usize) -> u64 {
@@ -204,7 +145,9 @@ pub fn raise_open_files(needed: u64) -> std::io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let want = (needed as libc::rlim_t).min(lim.rlim_max);
+    let want = libc::rlim_t::try_from(needed)
+        .unwrap_or(libc::rlim_t::MAX)
+        .min(lim.rlim_max);
     if want > lim.rlim_cur {
         lim.rlim_cur = want;
         // SAFETY: as above.
@@ -212,7 +155,9 @@ pub fn raise_open_files(needed: u64) -> std::io::Result<u64> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok(lim.rlim_cur as u64)
+    // rlim_t is 32 bits on some targets.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(lim.rlim_cur))
 }
 
 /// Exit code of a broker process that stopped itself (a panic, or its
@@ -399,5 +344,64 @@ fn watch_files(limit: u64) {
             // SAFETY: as above.
             unsafe { libc::_exit(EXIT_BROKER_FAULT) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn listen_addresses_and_auth_come_from_the_agent_config() {
+        let b = EmbeddedBroker {
+            listen: "127.0.0.1:2883".parse().unwrap(),
+            listen_v5: "127.0.0.1:2884".parse().unwrap(),
+            credentials: Some(("u".into(), Secret::new("p"))),
+            rumqttd_toml: None,
+            max_connections: 321,
+        };
+        let c = rumqttd_config(&b).unwrap();
+        let v4 = c.v4.unwrap().into_values().next().unwrap();
+        let v5 = c.v5.unwrap().into_values().next().unwrap();
+        assert_eq!(v4.listen, b.listen);
+        assert_eq!(v5.listen, b.listen_v5);
+        assert_eq!(
+            v4.connections.auth.unwrap().get("u").map(String::as_str),
+            Some("p")
+        );
+        assert!(c.console.is_none() && c.prometheus.is_none());
+        assert_eq!(c.router.max_connections, 321);
+    }
+
+    #[test]
+    fn the_connection_limit_comes_from_the_agent_config() {
+        // A file without a limit of its own, and one with another limit.
+        let file = |limit: &str| {
+            format!("id = 0\n[router]\n{limit}max_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n[v4.1]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nnext_connection_delay_ms = 1\n[v4.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n[v5.1]\nname = \"b\"\nlisten = \"127.0.0.1:2\"\nnext_connection_delay_ms = 1\n[v5.1.connections]\nconnection_timeout_ms = 1\nmax_payload_size = 1\nmax_inflight_count = 1\n")
+        };
+        for text in [file(""), file("max_connections = 3\n")] {
+            let b = EmbeddedBroker {
+                listen: "127.0.0.1:2883".parse().unwrap(),
+                listen_v5: "127.0.0.1:2884".parse().unwrap(),
+                credentials: None,
+                rumqttd_toml: Some(text),
+                max_connections: 42,
+            };
+            let c = rumqttd_config(&b).expect("a usable file");
+            assert_eq!(c.router.max_connections, 42);
+        }
+    }
+
+    #[test]
+    fn a_file_without_listeners_is_refused() {
+        let b = EmbeddedBroker {
+            listen: "127.0.0.1:2883".parse().unwrap(),
+            listen_v5: "127.0.0.1:2884".parse().unwrap(),
+            credentials: None,
+            max_connections: 1,
+            rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
+        };
+        assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));
     }
 }

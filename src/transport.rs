@@ -105,7 +105,7 @@ pub struct TransportOptions {
     pub port: u16,
     /// CA certificates for TLS; `None` = plain TCP.
     pub tls_ca: Option<Vec<u8>>,
-    /// Whether to use TLS with the system's roots when no CA is given.
+    /// Whether to use TLS (`mqtts://`); the CA is then `tls_ca`.
     pub tls: bool,
     /// User name and password.
     pub credentials: Option<(String, String)>,
@@ -631,24 +631,21 @@ impl Publisher {
                     None => return,
                 }
             };
+            // Everything at QoS 0: rumqttc 0.25 stops sending for good after
+            // a reconnection that found QoS 1 publishes of ours in flight
+            // (docs/known-issues.md). The outbox already waits for room.
             let c = &self.client;
+            let q = QoS::AtMostOnce;
             let sent = match next.what {
-                OutKind::Retained { topic, payload } => {
-                    c.publish(topic, QoS::AtMostOnce, true, payload).await
-                }
-                OutKind::Event { topic, payload } => {
-                    c.publish(topic, QoS::AtLeastOnce, false, payload).await
-                }
+                OutKind::Retained { topic, payload } => c.publish(topic, q, true, payload).await,
+                OutKind::Event { topic, payload } => c.publish(topic, q, false, payload).await,
                 OutKind::Answer {
                     topic,
                     payload,
                     props,
                 } => match props {
-                    Some(p) => {
-                        c.publish_with_properties(topic, QoS::AtLeastOnce, false, payload, p)
-                            .await
-                    }
-                    None => c.publish(topic, QoS::AtLeastOnce, false, payload).await,
+                    Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
+                    None => c.publish(topic, q, false, payload).await,
                 },
                 OutKind::Ack(packet) => c.ack(&packet).await,
             };

@@ -469,6 +469,20 @@ impl Mosquitto {
         Some(m)
     }
 
+    /// Starts Mosquitto on `port`.
+    pub fn start_on(port: u16) -> Option<Mosquitto> {
+        let bin = mosquitto_binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut m = Mosquitto {
+            port,
+            tls_port: None,
+            child: None,
+            dir,
+        };
+        m.spawn(&bin);
+        Some(m)
+    }
+
     /// Starts Mosquitto on a free port with extra lines of mosquitto.conf.
     pub fn start_with(extra: &str) -> Option<Mosquitto> {
         let bin = mosquitto_binary()?;

@@ -18,7 +18,7 @@ async fn agent_with_led_on(device: &str, extra: &str) -> (Agent, Client, u16, u1
     let v4 = free_port();
     let v5 = free_port();
     let agent = Agent::start(&format!(
-        "{}[display]\nenabled = false\n{extra}",
+        "{}{extra}[display]\nenabled = false\n",
         embedded_config(device, v4, v5)
     ));
     let mut c = Client::connect(v5, &format!("{device}-c")).await;
@@ -187,8 +187,7 @@ async fn a_client_that_resets_its_connection_and_comes_back_does_not_stop_the_ag
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_broker_and_a_refused_client_retrying_do_not_stop_the_agent() {
     let device = "iso-full";
-    let (mut agent, mut c, v4, v5) =
-        agent_with_led_on(device, "[broker]\nmax_connections = 3\n").await;
+    let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "max_connections = 3\n").await;
     // The agent and `c` hold two of the three; a third client fills it.
     let mut opts = rumqttc::MqttOptions::new("iso-fill", "127.0.0.1", v4);
     opts.set_keep_alive(Duration::from_secs(30));

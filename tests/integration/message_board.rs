@@ -524,3 +524,51 @@ fn edge_agent_send_to_an_unreachable_broker_fails_with_one_line() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_of_the_wall_clock_corrects_started_at_and_the_next_tick() {
+    // NTP at boot on a Pi without a clock chip: the agent started at a
+    // wrong time, then the clock is set 1 h 37 min forward.
+    let (v4, v5) = (free_port(), free_port());
+    let cfg = board_config("step", v4, v5, "backend = \"sim\"\nrefresh_ms = 0");
+    let start = DateTime::parse_from_rfc3339("2026-11-26T12:00:30Z")
+        .expect("time")
+        .to_utc();
+    let wall = std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start));
+    let _agent = InProcess::start_with_clock(&cfg, wall.clone());
+    let base = "edge/step";
+    let info = retained(v5, "step-i1", &format!("{base}/info")).await;
+    let first = info.json()["started_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(first.starts_with("2026-11-26T12:00:3"), "{first}");
+    let mut c = Client::connect(v5, "step-c").await;
+    c.subscribe(&format!("{base}/info")).await;
+    c.subscribe(&format!("{base}/clock/tick")).await;
+    wall.step(chrono::TimeDelta::minutes(97));
+    let corrected = c
+        .expect(Duration::from_secs(5), |m| {
+            m.topic.ends_with("/info") && !m.retain
+        })
+        .await
+        .expect("info published again after the step");
+    let started = corrected.json()["started_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(started.starts_with("2026-11-26T13:37:3"), "{started}");
+    // The next tick is the new time's next whole minute (13:38), within 30 s.
+    let tick = c
+        .expect(Duration::from_secs(35), |m| {
+            m.topic.ends_with("/clock/tick")
+        })
+        .await
+        .expect("a tick");
+    assert_eq!(
+        tick.json()["time"],
+        "2026-11-26T13:38:00+00:00",
+        "{}",
+        tick.text()
+    );
+}

@@ -205,3 +205,149 @@ async fn a_panic_in_a_task_makes_the_outputs_safe_and_stops_the_agent() {
         "{stderr}"
     );
 }
+
+/// A board whose broker is down at boot: ready for systemd once its parts
+/// run, online as soon as the broker appears, and its button reported then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_the_agent_is_ready_and_connects_when_it_comes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = free_port();
+    let device = "safe-noboot";
+    let mut agent = Agent::start_with_env(
+        &format!(
+            "{}reconnect_min_ms = 100\nreconnect_max_ms = 300\n[display]\nbackend = \"sim\"\n",
+            external_config(device, port)
+        ),
+        &[("NOTIFY_SOCKET", socket_path.to_str().expect("path"))],
+    );
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification within 5 s");
+    let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(said.contains("READY=1"), "{said}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        agent.child.try_wait().expect("try_wait").is_none(),
+        "{}",
+        agent.stderr_text()
+    );
+    let Some(_broker) = Mosquitto::start_on(port) else {
+        return;
+    };
+    let mut c = Client::connect(port, "safe-noboot-c").await;
+    c.subscribe(&format!("edge/{device}/status")).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online once the broker is there");
+    c.subscribe(&format!("edge/{device}/button/event")).await;
+    c.publish(&format!("edge/{device}/sim/button/press"), "")
+        .await;
+    let ev = c
+        .expect(Duration::from_secs(3), |m| {
+            m.topic.ends_with("/button/event")
+        })
+        .await
+        .expect("the press is reported");
+    assert_eq!(ev.json()["event_type"], "press", "{}", ev.text());
+    let n = notify.recv(&mut buf).unwrap_or(0);
+    let status = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(status.contains("STATUS=online"), "{status}");
+}
+
+/// SIGTERM, SIGHUP and SIGQUIT are the same safe stop, and after it every
+/// retained state says what the outputs show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stop_signal_leaves_retained_states_true() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    for sig in ["TERM", "HUP", "QUIT"] {
+        let device = format!("safe-sig-{}", sig.to_lowercase());
+        let mut agent = Agent::start(&format!(
+            "{}[display]\nenabled = false\n",
+            external_config(&device, broker.port)
+        ));
+        let base = format!("edge/{device}");
+        let mut c = Client::connect(broker.port, &format!("{device}-c")).await;
+        c.subscribe(&format!("{base}/matrix")).await;
+        c.subscribe(&format!("{base}/led/left")).await;
+        c.publish(
+            &format!("{base}/matrix/set"),
+            "11111/00000/11111/00000/11111",
+        )
+        .await;
+        c.publish(&format!("{base}/led/left/set"), "ON").await;
+        c.expect(Duration::from_secs(5), |m| {
+            m.json()["state"] == "ON" && m.topic.ends_with("/matrix")
+        })
+        .await
+        .expect("matrix ON");
+        signal(agent.pid(), sig);
+        let status = agent
+            .wait_exit(Duration::from_secs(3))
+            .expect("the agent stops");
+        assert_eq!(status.code(), Some(0), "SIG{sig}: {}", agent.stderr_text());
+        for (topic, want) in [("matrix", "OFF"), ("led/left", "OFF")] {
+            let m = retained(
+                broker.port,
+                &format!("{device}-r"),
+                &format!("{base}/{topic}"),
+            )
+            .await;
+            assert_eq!(
+                m.json()["state"],
+                want,
+                "SIG{sig}: {base}/{topic} = {}",
+                m.text()
+            );
+        }
+        let s = retained(
+            broker.port,
+            &format!("{device}-s"),
+            &format!("{base}/status"),
+        )
+        .await;
+        assert_eq!(s.text(), "offline", "SIG{sig}");
+    }
+}
+
+/// A panic in the agent loop itself (not a task of it) also ends in the
+/// safe stop: `offline`, exit code 70.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_agent_loop_is_a_safe_stop() {
+    let Some(broker) = Mosquitto::start() else {
+        return;
+    };
+    let device = "safe-loop";
+    let mut agent = Agent::start(&format!(
+        "{}{}",
+        external_config(device, broker.port),
+        safety(30_000)
+    ));
+    let base = format!("edge/{device}");
+    let mut c = Client::connect(broker.port, "safe-loop-c").await;
+    c.subscribe(&format!("{base}/status")).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    c.publish(&format!("{base}/led/left/set"), "ON").await;
+    c.publish(&format!("{base}/sim/panic"), "loop").await;
+    let status = agent
+        .wait_exit(Duration::from_secs(3))
+        .expect("the agent exits after a panic");
+    assert_eq!(status.code(), Some(70), "{}", agent.stderr_text());
+    assert!(
+        agent.stderr_text().contains("agent loop"),
+        "{}",
+        agent.stderr_text()
+    );
+    c.expect(Duration::from_secs(2), |m| m.text() == "offline")
+        .await
+        .expect("offline");
+    let led = retained(broker.port, "safe-loop-r", &format!("{base}/led/left")).await;
+    assert_eq!(led.json()["brightness"], 26, "{}", led.text());
+}
