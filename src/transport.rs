@@ -631,8 +631,8 @@ impl Publisher {
                     None => return,
                 }
             };
-            // Everything at QoS 0: rumqttc 0.25 stops sending for good after
-            // a reconnection that found QoS 1 publishes of ours in flight
+            // Everything at QoS 0: with QoS 1 replies in flight at a
+            // reconnection, rumqttc 0.25 was seen to stop sending for good
             // (docs/known-issues.md). The outbox already waits for room.
             let c = &self.client;
             let q = QoS::AtMostOnce;
