@@ -457,38 +457,24 @@ pub fn mosquitto_clients() -> bool {
 impl Mosquitto {
     /// Starts Mosquitto on a free port, or `None` (skip) when it is not installed.
     pub fn start() -> Option<Mosquitto> {
-        let bin = mosquitto_binary()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut m = Mosquitto {
-            port: free_port(),
-            tls_port: None,
-            child: None,
-            dir,
-        };
-        m.spawn(&bin);
-        Some(m)
+        Self::start_at(free_port(), "")
     }
 
     /// Starts Mosquitto on `port`.
     pub fn start_on(port: u16) -> Option<Mosquitto> {
-        let bin = mosquitto_binary()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut m = Mosquitto {
-            port,
-            tls_port: None,
-            child: None,
-            dir,
-        };
-        m.spawn(&bin);
-        Some(m)
+        Self::start_at(port, "")
     }
 
     /// Starts Mosquitto on a free port with extra lines of mosquitto.conf.
     pub fn start_with(extra: &str) -> Option<Mosquitto> {
+        Self::start_at(free_port(), extra)
+    }
+
+    fn start_at(port: u16, extra: &str) -> Option<Mosquitto> {
         let bin = mosquitto_binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut m = Mosquitto {
-            port: free_port(),
+            port,
             tls_port: None,
             child: None,
             dir,
