@@ -540,11 +540,12 @@ pub async fn run_with_clock(
     systemd.ready();
     tokio::pin!(shutdown);
     let looped = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async { loop {
+        let (flushable, backlogged) = publisher.pressure();
         tokio::select! {
             _ = &mut shutdown => break,
             // Back-pressure: what the last command caused goes out first.
-            _ = publisher.flush(), if publisher.can_flush() => {}
-            Some(msg) = inbound.recv(), if !publisher.backlogged() => {
+            _ = publisher.flush(), if flushable => {}
+            Some(msg) = inbound.recv(), if !backlogged => {
                 if config.homeassistant.enabled && msg.topic == ha_status && msg.payload.as_ref() == b"online" {
                     info!("Home Assistant is online: announcing again");
                     publisher.republish_retained();
@@ -555,7 +556,7 @@ pub async fn run_with_clock(
                 for f in fired {
                     match f {
                         Fired::Run(t) => {
-                            let via = Inbound { packet: None, topic: t.topic, payload: t.payload.into(), retained: false, reply_to: None };
+                            let via = Inbound { ack: None, topic: t.topic, payload: t.payload.into(), retained: false, reply_to: None };
                             handle(&router, &mut parts, &publisher, via);
                         }
                         Fired::Dropped { link, limit } => {
@@ -751,10 +752,10 @@ fn publish_error(
 
 /// Carries out one message and then acknowledges it to the broker.
 fn handle(router: &Router, parts: &mut Parts, publisher: &Publisher, mut msg: Inbound) {
-    let packet = msg.packet.take();
+    let ack = msg.ack.take();
     answer(router, parts, publisher, msg);
-    if let Some(p) = packet {
-        publisher.ack(p);
+    if let Some(a) = ack {
+        publisher.ack(a);
     }
 }
 

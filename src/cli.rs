@@ -196,8 +196,8 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // twice: +25–29 µs at the median (+30–48 % over the bare transport),
     // and a few matrix commands were superseded before the engine ran
     // (`cargo bench --bench e2e`, docs/PERFORMANCE.md).
-    // Display refreshes run on the blocking pool, the embedded broker on
-    // its own threads; the Pi Zero has one core.
+    // Display refreshes run on the blocking pool, the embedded broker in
+    // its own process; the Pi Zero has one core.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // The blocking pool (display refreshes) runs the agent's code too.

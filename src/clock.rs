@@ -112,44 +112,16 @@ pub enum ClockEvent {
     Stepped(Step),
 }
 
-/// Sends the local time on every whole minute of `tz`, until the receiver
-/// goes away (the [`ClockEvent::Minute`]s of [`events`]).
-pub fn ticks(wall: Arc<dyn WallClock>, tz: Tz) -> mpsc::Receiver<DateTime<Tz>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(minute_clock(wall, tz, tx, |e| match e {
-        ClockEvent::Minute(t) => Some(t),
-        ClockEvent::Stepped(_) => None,
-    }));
-    rx
-}
-
 /// Sends every whole minute of `tz` and every step of the wall clock, until
 /// the receiver goes away.
 pub fn events(wall: Arc<dyn WallClock>, tz: Tz) -> mpsc::Receiver<ClockEvent> {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(minute_clock(wall, tz, tx, Some));
+    tokio::spawn(minute_clock(wall, tz, tx));
     rx
 }
 
-/// Passes on what `wanted` keeps of `event`; false once the receiver is gone.
-async fn send<T>(
-    tx: &mpsc::Sender<T>,
-    wanted: fn(ClockEvent) -> Option<T>,
-    event: ClockEvent,
-) -> bool {
-    match wanted(event) {
-        Some(v) => tx.send(v).await.is_ok(),
-        None => !tx.is_closed(),
-    }
-}
-
-/// The minute clock's task: sends what `wanted` keeps of its events.
-async fn minute_clock<T>(
-    wall: Arc<dyn WallClock>,
-    tz: Tz,
-    tx: mpsc::Sender<T>,
-    wanted: fn(ClockEvent) -> Option<T>,
-) {
+/// The minute clock's task.
+async fn minute_clock(wall: Arc<dyn WallClock>, tz: Tz, tx: mpsc::Sender<ClockEvent>) {
     let threshold = TimeDelta::from_std(STEP_THRESHOLD).unwrap_or(TimeDelta::MAX);
     // The last reading of both clocks: between readings the wall clock is
     // expected to advance as tokio's monotonic clock does. Deadlines are
@@ -171,7 +143,11 @@ async fn minute_clock<T>(
             // Where the last reading falls on the new time: a whole minute
             // of the new time since then is due now.
             next = next_minute(now.checked_sub_signed(passed).unwrap_or(now), tz);
-            if !send(&tx, wanted, ClockEvent::Stepped(Step { by, now })).await {
+            if tx
+                .send(ClockEvent::Stepped(Step { by, now }))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -179,7 +155,7 @@ async fn minute_clock<T>(
         if now >= next {
             // Late wake-ups (a busy board) still report the minute that was
             // due, then realign on the next one.
-            if !send(&tx, wanted, ClockEvent::Minute(next)).await {
+            if tx.send(ClockEvent::Minute(next)).await.is_err() {
                 break;
             }
             next = next_minute(now, tz);
@@ -291,16 +267,30 @@ mod tests {
         assert_eq!(rfc3339(&b), "2026-10-25T02:00:00+01:00");
     }
 
+    /// The minutes of [`events`], its steps passed over.
+    struct Minutes(mpsc::Receiver<ClockEvent>);
+
+    impl Minutes {
+        async fn recv(&mut self) -> Option<DateTime<Tz>> {
+            loop {
+                if let ClockEvent::Minute(t) = self.0.recv().await? {
+                    return Some(t);
+                }
+            }
+        }
+    }
+
+    fn ticks(wall: Arc<dyn WallClock>, tz: Tz) -> Minutes {
+        Minutes(events(wall, tz))
+    }
+
     /// A wall clock reading 18:07:20.250 UTC now, and now.
     async fn clock_at_18_07_20() -> (Arc<TokioClock>, tokio::time::Instant) {
         let wall = Arc::new(TokioClock::starting_at(utc("2026-11-24T18:07:20.250Z")));
         (wall, tokio::time::Instant::now())
     }
 
-    async fn next_tick(
-        rx: &mut mpsc::Receiver<DateTime<Tz>>,
-        t0: tokio::time::Instant,
-    ) -> (String, Duration) {
+    async fn next_tick(rx: &mut Minutes, t0: tokio::time::Instant) -> (String, Duration) {
         let tick = rx.recv().await.unwrap();
         (rfc3339(&tick), tokio::time::Instant::now() - t0)
     }

@@ -60,6 +60,10 @@ pub const EVENT_BACKLOG: usize = 1024;
 /// broker). QoS 1 commands are held to [`RECEIVE_MAXIMUM`] by the broker.
 const HELD_BYTES: usize = 4 * 1024 * 1024;
 
+/// Received messages the connection task holds while the agent is busy
+/// (QoS 0 ones are not limited by [`RECEIVE_MAXIMUM`]).
+const HELD_MESSAGES: usize = 8 * RECEIVE_MAXIMUM as usize;
+
 /// Where the answer to a command goes (MQTT 5 request/response).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -72,9 +76,9 @@ pub struct ReplyTo {
 /// A message that arrived on a subscribed topic.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// The packet as it came, to acknowledge once handled (QoS 1);
-    /// `None` for a message the agent made itself (a link's command).
-    pub packet: Option<Publish>,
+    /// What acknowledges it to the broker once handled (QoS 1); `None` for
+    /// a message the agent made itself (a link's command).
+    pub ack: Option<Ack>,
     /// The topic it was published on.
     pub topic: String,
     /// Its payload, as sent.
@@ -83,6 +87,30 @@ pub struct Inbound {
     pub retained: bool,
     /// Where to send the acknowledgement, if the sender asked for one.
     pub reply_to: Option<ReplyTo>,
+}
+
+/// The acknowledgement a received QoS 1 or 2 message is owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pkid: u16,
+    qos: QoS,
+}
+
+impl Ack {
+    /// What `p` is owed; `None` at QoS 0.
+    fn of(p: &Publish) -> Option<Ack> {
+        (p.qos != QoS::AtMostOnce).then_some(Ack {
+            pkid: p.pkid,
+            qos: p.qos,
+        })
+    }
+
+    /// The packet rumqttc's `ack` takes: only its id and QoS are read.
+    fn packet(self) -> Publish {
+        let mut p = Publish::new("", self.qos, Bytes::new(), None);
+        p.pkid = self.pkid;
+        p
+    }
 }
 
 /// The connection's state as the rest of the agent sees it.
@@ -192,22 +220,35 @@ enum OutKind {
         props: Option<PublishProperties>,
     },
     /// The acknowledgement of a handled QoS 1 command.
-    Ack(Publish),
+    Ack(Ack),
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            link: Link::Down,
+            retained: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            next_seq: 0,
+            events: 0,
+            dropped: 0,
+            waiting: false,
+        }
+    }
+
     fn push(&mut self, what: OutKind) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         match &what {
-            OutKind::Retained { topic, payload } => {
-                let same = self.outbox.iter_mut().find_map(|o| match &mut o.what {
-                    OutKind::Retained {
-                        topic: t,
-                        payload: p,
-                    } if t == topic => Some(p),
-                    _ => None,
-                });
-                if let Some(p) = same {
-                    *p = payload.clone();
+            OutKind::Retained { topic, .. } => {
+                let same = self
+                    .outbox
+                    .iter_mut()
+                    .find(|o| matches!(&o.what, OutKind::Retained { topic: t, .. } if t == topic));
+                if let Some(o) = same {
+                    // A new number too: a flush sending the old payload
+                    // right now must not take the entry out as sent.
+                    *o = Out { seq, what };
                     return;
                 }
             }
@@ -227,9 +268,21 @@ impl Shared {
             }
             _ => {}
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
         self.outbox.push_back(Out { seq, what });
+    }
+
+    /// Takes the entry numbered `seq` out of the outbox's front, once the
+    /// connection has it; nothing if it was superseded meanwhile.
+    fn sent(&mut self, seq: u64) {
+        if self.outbox.front().is_some_and(|o| o.seq == seq) {
+            if let Some(Out {
+                what: OutKind::Event { .. },
+                ..
+            }) = self.outbox.pop_front()
+            {
+                self.events -= 1;
+            }
+        }
     }
 
     /// Forgets what a new connection republishes anyway: retained state
@@ -449,15 +502,7 @@ impl Transport {
             None,
         ));
         let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_QUEUE);
-        let shared = Arc::new(Mutex::new(Shared {
-            link: Link::Down,
-            retained: BTreeMap::new(),
-            outbox: VecDeque::new(),
-            next_seq: 0,
-            events: 0,
-            dropped: 0,
-            waiting: false,
-        }));
+        let shared = Arc::new(Mutex::new(Shared::new()));
         let publisher = Publisher {
             client,
             shared: Arc::clone(&shared),
@@ -592,28 +637,18 @@ impl Publisher {
 
     /// Acknowledges a handled command to the broker, after everything it
     /// caused has been published.
-    pub fn ack(&self, packet: Publish) {
-        if packet.qos != QoS::AtMostOnce {
-            lock(&self.shared).push(OutKind::Ack(packet));
-        }
+    pub fn ack(&self, ack: Ack) {
+        lock(&self.shared).push(OutKind::Ack(ack));
     }
 
-    /// The current link state.
-    pub fn link(&self) -> Link {
-        lock(&self.shared).link
-    }
-
-    /// Whether the outbox holds anything: the agent takes no new command
-    /// until it has been handed to the connection.
-    pub fn backlogged(&self) -> bool {
+    /// The outbox as the agent loop sees it: whether [`Publisher::flush`]
+    /// has anything it can do now, and whether the agent must take no new
+    /// command until it has (the outbox holds something, and the connection
+    /// task is not itself waiting for the agent to take a message).
+    pub fn pressure(&self) -> (bool, bool) {
         let s = lock(&self.shared);
-        !s.outbox.is_empty() && !s.waiting
-    }
-
-    /// Whether [`Publisher::flush`] has anything it can do now.
-    pub fn can_flush(&self) -> bool {
-        let s = lock(&self.shared);
-        s.link == Link::Up && !s.outbox.is_empty()
+        let pending = !s.outbox.is_empty();
+        (pending && s.link == Link::Up, pending && !s.waiting)
     }
 
     /// Hands the outbox to the connection, waiting while its queue is full,
@@ -647,22 +682,13 @@ impl Publisher {
                     Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
                     None => c.publish(topic, q, false, payload).await,
                 },
-                OutKind::Ack(packet) => c.ack(&packet).await,
+                OutKind::Ack(ack) => c.ack(&ack.packet()).await,
             };
             if let Err(e) = sent {
                 // Only when the connection task has ended (shutdown).
                 debug!(error = %e, "the connection no longer takes requests");
             }
-            let mut s = lock(&self.shared);
-            if s.outbox.front().is_some_and(|o| o.seq == next.seq) {
-                if let Some(Out {
-                    what: OutKind::Event { .. },
-                    ..
-                }) = s.outbox.pop_front()
-                {
-                    s.events -= 1;
-                }
-            }
+            lock(&self.shared).sent(next.seq);
         }
     }
 
@@ -671,13 +697,13 @@ impl Publisher {
         std::mem::take(&mut lock(&self.shared).dropped)
     }
 
-    fn send_now(&self, topic: &str, payload: Bytes, retain: bool) {
-        let qos = if retain {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        if let Err(e) = self.client.try_publish(topic, qos, retain, payload) {
+    /// Publishes retained state at once, from the connection task (which
+    /// cannot wait for room in its own queue).
+    fn retain_now(&self, topic: &str, payload: Bytes) {
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtMostOnce, true, payload)
+        {
             warn!(topic, error = %e, "announcement not sent");
         }
     }
@@ -705,13 +731,9 @@ impl Publisher {
         // State and discovery first, `online` last: a client that sees
         // `online` and subscribes then finds every retained topic in place.
         for (topic, payload) in retained {
-            self.send_now(&topic, payload, true);
+            self.retain_now(&topic, payload);
         }
-        self.send_now(
-            &self.status_topic,
-            Bytes::from_static(ONLINE.as_bytes()),
-            true,
-        );
+        self.retain_now(&self.status_topic, Bytes::from_static(ONLINE.as_bytes()));
     }
 }
 
@@ -775,39 +797,30 @@ async fn run_loop(
                 }
                 held_bytes += p.payload.len();
                 held.push_back(Inbound {
-                    packet: Some(p.clone()),
+                    ack: Ack::of(&p),
                     topic,
                     payload: p.payload,
                     retained: p.retain,
                     reply_to,
                 });
-                // Hand over what the agent has room for; keep polling (the
-                // agent's replies go out only through this loop) unless too
-                // much is held.
-                loop {
-                    let Some(msg) = held.pop_front() else { break };
-                    let size = msg.payload.len();
-                    match inbound.try_send(msg) {
-                        Ok(()) => held_bytes -= size,
-                        Err(mpsc::error::TrySendError::Closed(_)) => break 'poll, // the agent has gone
-                        Err(mpsc::error::TrySendError::Full(msg)) => {
-                            if held_bytes <= HELD_BYTES
-                                && held.len() < usize::from(RECEIVE_MAXIMUM) * 8
-                            {
-                                held.push_front(msg);
-                                break;
-                            }
-                            lock(&publisher.shared).waiting = true;
-                            let sent = tokio::select! {
-                                sent = inbound.send(msg) => sent.is_ok(),
-                                _ = stop.changed() => true,
-                            };
-                            lock(&publisher.shared).waiting = false;
-                            if !sent {
-                                break 'poll;
-                            }
-                            held_bytes -= size;
+                // The next turn hands held messages over as the agent has
+                // room, polling meanwhile (the agent's replies go out only
+                // through this loop). Holding too much, it stops reading
+                // until the agent takes one, and lets the agent take it even
+                // with a backlog of its own.
+                if held_bytes > HELD_BYTES || held.len() > HELD_MESSAGES {
+                    if let Some(msg) = held.pop_front() {
+                        let size = msg.payload.len();
+                        lock(&publisher.shared).waiting = true;
+                        let sent = tokio::select! {
+                            sent = inbound.send(msg) => sent.is_ok(),
+                            _ = stop.changed() => true,
+                        };
+                        lock(&publisher.shared).waiting = false;
+                        if !sent {
+                            break 'poll; // the agent has gone
                         }
+                        held_bytes -= size;
                     }
                 }
             }
@@ -851,6 +864,72 @@ fn describe(e: &ConnectionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn retained(topic: &str, payload: &'static str) -> OutKind {
+        OutKind::Retained {
+            topic: topic.into(),
+            payload: Bytes::from_static(payload.as_bytes()),
+        }
+    }
+
+    fn payloads(s: &Shared) -> Vec<String> {
+        s.outbox
+            .iter()
+            .map(|o| match &o.what {
+                OutKind::Retained { payload, .. } | OutKind::Event { payload, .. } => {
+                    String::from_utf8_lossy(payload).into_owned()
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_retained_update_sent_while_it_is_superseded_is_sent_again() {
+        let mut s = Shared::new();
+        s.link = Link::Up;
+        s.push(retained("edge/t/display", "A"));
+        s.push(retained("edge/t/led/left", "L"));
+        // A flush takes the front (A) and hands it over; meanwhile B
+        // supersedes it in place.
+        let sending = s.outbox.front().map(|o| o.seq).unwrap();
+        s.push(retained("edge/t/display", "B"));
+        assert_eq!(payloads(&s), ["B", "L"]);
+        s.sent(sending);
+        assert_eq!(payloads(&s), ["B", "L"], "B must still go out");
+        let b = s.outbox.front().map(|o| o.seq).unwrap();
+        s.sent(b);
+        assert_eq!(payloads(&s), ["L"]);
+    }
+
+    #[test]
+    fn events_are_dropped_offline_and_beyond_the_backlog_and_counted() {
+        let mut s = Shared::new();
+        let event = || OutKind::Event {
+            topic: "edge/t/button/event".into(),
+            payload: Bytes::from_static(b"{}"),
+        };
+        s.push(event());
+        assert_eq!((s.outbox.len(), s.dropped), (0, 1));
+        s.link = Link::Up;
+        for _ in 0..EVENT_BACKLOG + 5 {
+            s.push(event());
+        }
+        assert_eq!(
+            (s.outbox.len(), s.events, s.dropped),
+            (EVENT_BACKLOG, EVENT_BACKLOG, 6)
+        );
+        let front = s.outbox.front().map(|o| o.seq).unwrap();
+        s.sent(front);
+        assert_eq!(s.events, EVENT_BACKLOG - 1);
+        s.push(OutKind::Ack(Ack {
+            pkid: 7,
+            qos: QoS::AtLeastOnce,
+        }));
+        s.link_lost();
+        assert_eq!(s.outbox.len(), 1, "only the acknowledgement is kept");
+        assert_eq!((s.events, s.dropped), (0, 6 + EVENT_BACKLOG as u64 - 1));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {

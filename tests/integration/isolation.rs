@@ -121,25 +121,62 @@ fn connect_and_reset(port: u16, client_id: &str) {
     drop(s);
 }
 
+/// Polls a 3.1.1 client until it receives a packet `want` accepts, retrying
+/// after errors (a broker restarting); false if none comes within `within`.
+async fn v4_until(
+    events: &mut rumqttc::EventLoop,
+    within: Duration,
+    want: fn(&rumqttc::Packet) -> bool,
+) -> bool {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(p)) if want(&p) => return,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// An MQTT 3.1.1 client (mosquitto_sub's default) on `port`, once the broker
+/// has taken it (CONNACK); `None` if it has not within `within`.
+async fn v4_client(
+    port: u16,
+    id: &str,
+    within: Duration,
+) -> Option<(rumqttc::AsyncClient, rumqttc::EventLoop)> {
+    let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    v4_until(&mut events, within, |p| {
+        matches!(p, rumqttc::Packet::ConnAck(_))
+    })
+    .await
+    .then_some((client, events))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_1_1_subscriber_and_an_mqtt_5_request_do_not_stop_the_agent() {
     let device = "iso-v4sub";
     let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "").await;
     // mosquitto_sub's default: MQTT 3.1.1 on the agent's topics.
-    let mut opts = rumqttc::MqttOptions::new("iso-v4-sub", "127.0.0.1", v4);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (sub, mut events) = rumqttc::AsyncClient::new(opts, 10);
-    let poller = tokio::spawn(async move {
-        for _ in 0..200 {
-            if events.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
+    let (sub, mut events) = v4_client(v4, "iso-v4-sub", Duration::from_secs(5))
+        .await
+        .expect("a 3.1.1 subscriber");
     sub.subscribe(format!("edge/{device}/#"), rumqttc::QoS::AtLeastOnce)
         .await
         .expect("subscribe");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        v4_until(&mut events, Duration::from_secs(5), |p| {
+            matches!(p, rumqttc::Packet::SubAck(_))
+        })
+        .await,
+        "subscribed"
+    );
+    let poller = tokio::spawn(async move { while events.poll().await.is_ok() {} });
     // The request itself carries properties, and so does the reply.
     answers(&mut c, device, "ON", Duration::from_secs(5)).await;
     still_serving(&mut agent, &mut c, device, v5).await;
@@ -168,20 +205,12 @@ async fn a_client_that_resets_its_connection_and_comes_back_does_not_stop_the_ag
         agent.stderr_text()
     );
     // The 3.1.1 listener takes clients again.
-    let mut opts = rumqttc::MqttOptions::new("iso-after", "127.0.0.1", v4);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (_client, mut events) = rumqttc::AsyncClient::new(opts, 10);
-    let connack = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return,
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
-    assert!(connack.is_ok(), "the 3.1.1 listener takes no clients");
+    assert!(
+        v4_client(v4, "iso-after", Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the 3.1.1 listener takes no clients"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,18 +218,9 @@ async fn a_full_broker_and_a_refused_client_retrying_do_not_stop_the_agent() {
     let device = "iso-full";
     let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "max_connections = 3\n").await;
     // The agent and `c` hold two of the three; a third client fills it.
-    let mut opts = rumqttc::MqttOptions::new("iso-fill", "127.0.0.1", v4);
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (_fill, mut events) = rumqttc::AsyncClient::new(opts, 10);
-    let filled = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) = events.poll().await {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(filled.is_ok(), "the third client got in");
+    let (_fill, mut events) = v4_client(v4, "iso-fill", Duration::from_secs(5))
+        .await
+        .expect("the third client got in");
     let holder = tokio::spawn(async move { while events.poll().await.is_ok() {} });
     // Refused for want of room, the client tries again with its id.
     for _ in 0..3 {
