@@ -56,12 +56,14 @@ const RECEIVE_MAXIMUM: u16 = 32;
 pub const EVENT_BACKLOG: usize = 1024;
 
 /// Payload bytes of received messages the connection task holds while the
-/// agent is busy; beyond it, it stops reading (TCP pushes back on the
-/// broker). QoS 1 commands are held to [`RECEIVE_MAXIMUM`] by the broker.
+/// agent is busy; beyond it (or [`HELD_MESSAGES`]), it stops reading (TCP
+/// pushes back on the broker) until the agent takes one.
 const HELD_BYTES: usize = 4 * 1024 * 1024;
 
-/// Received messages the connection task holds while the agent is busy
-/// (QoS 0 ones are not limited by [`RECEIVE_MAXIMUM`]).
+/// Received messages the connection task holds while the agent is busy.
+/// The broker should send no more than [`RECEIVE_MAXIMUM`] unacknowledged
+/// QoS 1 commands, but Mosquitto 2.0 was seen to send several hundred at
+/// once after a reconnection, and QoS 0 ones are not limited at all.
 const HELD_MESSAGES: usize = 8 * RECEIVE_MAXIMUM as usize;
 
 /// Where the answer to a command goes (MQTT 5 request/response).
@@ -301,6 +303,10 @@ pub struct Publisher {
     client: AsyncClient,
     shared: Arc<Mutex<Shared>>,
     status_topic: Arc<str>,
+    /// Rung when the connection task starts waiting for the agent to take
+    /// a message: a flush waiting for room then gives way, since only the
+    /// connection task makes room.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The running transport: the handle that stops it and the event-loop task.
@@ -507,6 +513,7 @@ impl Transport {
             client,
             shared: Arc::clone(&shared),
             status_topic: options.status_topic.clone().into(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         let (link_tx, link_rx) = watch::channel(Link::Down);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -652,8 +659,9 @@ impl Publisher {
     }
 
     /// Hands the outbox to the connection, waiting while its queue is full,
-    /// until the outbox is empty or the link is down. Cancel-safe: an entry
-    /// leaves the outbox once the connection has it.
+    /// until the outbox is empty, the link is down, or the connection task
+    /// waits for the agent. Cancel-safe: an entry leaves the outbox once the
+    /// connection has it.
     pub async fn flush(&self) {
         loop {
             let next = {
@@ -666,23 +674,31 @@ impl Publisher {
                     None => return,
                 }
             };
-            // Everything at QoS 0: with QoS 1 replies in flight at a
-            // reconnection, rumqttc 0.25 was seen to stop sending for good
-            // (docs/known-issues.md). The outbox already waits for room.
+            // Retained state at QoS 0 (a snapshot, republished whole after a
+            // reconnection); answers and events at QoS 1.
             let c = &self.client;
-            let q = QoS::AtMostOnce;
-            let sent = match next.what {
-                OutKind::Retained { topic, payload } => c.publish(topic, q, true, payload).await,
-                OutKind::Event { topic, payload } => c.publish(topic, q, false, payload).await,
-                OutKind::Answer {
-                    topic,
-                    payload,
-                    props,
-                } => match props {
-                    Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
-                    None => c.publish(topic, q, false, payload).await,
-                },
-                OutKind::Ack(ack) => c.ack(&ack.packet()).await,
+            let q = QoS::AtLeastOnce;
+            let send = async {
+                match next.what {
+                    OutKind::Retained { topic, payload } => {
+                        c.publish(topic, QoS::AtMostOnce, true, payload).await
+                    }
+                    OutKind::Event { topic, payload } => c.publish(topic, q, false, payload).await,
+                    OutKind::Answer {
+                        topic,
+                        payload,
+                        props,
+                    } => match props {
+                        Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
+                        None => c.publish(topic, q, false, payload).await,
+                    },
+                    OutKind::Ack(ack) => c.ack(&ack.packet()).await,
+                }
+            };
+            let sent = tokio::select! {
+                biased;
+                _ = self.wake.notified() => return,
+                sent = send => sent,
             };
             if let Err(e) = sent {
                 // Only when the connection task has ended (shutdown).
@@ -812,6 +828,7 @@ async fn run_loop(
                     if let Some(msg) = held.pop_front() {
                         let size = msg.payload.len();
                         lock(&publisher.shared).waiting = true;
+                        publisher.wake.notify_one();
                         let sent = tokio::select! {
                             sent = inbound.send(msg) => sent.is_ok(),
                             _ = stop.changed() => true,
