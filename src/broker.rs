@@ -325,19 +325,30 @@ fn serve(config: rumqttd::Config, supervisor: u32, needed: u64) -> ! {
     unsafe { libc::_exit(EXIT_BROKER_FAULT) }
 }
 
+/// How often the broker process counts its open files.
+const FILES_CHECK: Duration = Duration::from_millis(250);
+
+/// How long its open files may stay at the limit before it is restarted.
+const FILES_FULL_FOR: Duration = Duration::from_secs(1);
+
 /// Ends the broker process when its open files have stayed at `limit` for
-/// three seconds: rumqttd's accept loop retries a failed accept at once,
-/// so it would spin until a connection closes.
+/// [`FILES_FULL_FOR`]: rumqttd's accept loop retries a failed accept at
+/// once, so it would spin until a connection closes.
 fn watch_files(limit: u64) {
-    let mut full_for = 0;
+    let mut full_since: Option<Instant> = None;
     loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64);
-        match open {
-            Ok(n) if n + 2 >= limit => full_for += 1,
-            _ => full_for = 0,
-        }
-        if full_for >= 3 {
+        std::thread::sleep(FILES_CHECK);
+        // Counting them takes a descriptor too: none left is full.
+        let full = match std::fs::read_dir("/proc/self/fd") {
+            Ok(d) => d.count() as u64 + 2 >= limit,
+            Err(e) => e.raw_os_error() == Some(libc::EMFILE),
+        };
+        full_since = if full {
+            full_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if full_since.is_some_and(|t| t.elapsed() >= FILES_FULL_FOR) {
             eprintln!(
                 "edge-agent: the embedded broker ran out of open files ({limit}); starting it again"
             );

@@ -53,6 +53,38 @@ pub fn wait_port(port: u16, within: Duration) -> bool {
     false
 }
 
+/// The processes whose parent is `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("PPid:"))
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// CPU time in clock ticks a process has used, with that of the children
+/// it has waited for (`/proc/PID/stat`: utime, stime, cutime, cstime).
+pub fn cpu_ticks_with_children(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
 /// Sends a signal to a process by PID.
 pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -125,7 +157,33 @@ impl Agent {
 
     /// Starts `edge-agent run` with this config and extra environment.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
-        let (mut cmd, dir) = command(config, &["run"], env);
+        let (cmd, dir) = command(config, &["run"], env);
+        Self::spawn(cmd, dir)
+    }
+
+    /// Starts `edge-agent run` with this config and these soft and hard
+    /// limits of open files.
+    pub fn start_with_open_files(config: &str, soft: u64, hard: u64) -> Agent {
+        use std::os::unix::process::CommandExt;
+        let (mut cmd, dir) = command(config, &["run"], &[]);
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit is async-signal-safe and only reads `limit`.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(cmd, dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Agent {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -258,3 +258,65 @@ async fn watchdog_usec_0_is_no_watchdog() {
         agent.stderr_text()
     );
 }
+
+/// Out of open files, rumqttd's accept loop would retry at once for as long
+/// as it lasts: the broker process raises its limit to what
+/// `broker.max_connections` needs, and is started again when it runs out
+/// anyway, so no thread spins for more than about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_open_files_spins_no_thread() {
+    let (v4, v5) = (free_port(), free_port());
+    let device = "iso-files";
+    let mut agent = Agent::start_with_open_files(
+        &format!(
+            "{}max_connections = 16\n[display]\nenabled = false\n",
+            embedded_config(device, v4, v5)
+        ),
+        32,
+        128,
+    );
+    let mut c = Client::connect(v5, "iso-files-c").await;
+    c.subscribe(&format!("reply/{device}")).await;
+    answers(&mut c, device, "ON", Duration::from_secs(5)).await;
+    let supervisor = children(agent.pid());
+    assert_eq!(supervisor.len(), 1, "one supervisor: {supervisor:?}");
+    let supervisor = supervisor[0];
+    let broker = children(supervisor);
+    assert_eq!(broker.len(), 1, "one broker process: {broker:?}");
+    // Raised from 32 to what 16 connections need (16 + 64), below the hard 128.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", broker[0])).expect("limits");
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(soft, "80", "{limits}");
+
+    // Connections that never send CONNECT, more than the broker has files.
+    let cpu = || {
+        cpu_ticks_with_children(supervisor)
+            + children(supervisor)
+                .into_iter()
+                .map(cpu_ticks_with_children)
+                .sum::<u64>()
+    };
+    let before = cpu();
+    let held: Vec<TcpStream> = (0..150)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", v4)).ok())
+        .collect();
+    assert!(held.len() > 80, "{} connections", held.len());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let spent = (cpu() - before) as f64 / hz as f64;
+    drop(held);
+    println!("4 s out of open files: the broker processes used {spent:.2} s of CPU");
+    assert!(spent < 2.5, "a thread spun: {spent:.2} s of CPU in 4 s");
+    assert!(
+        agent.stderr_text().contains("ran out of open files"),
+        "{}",
+        agent.stderr_text()
+    );
+    still_serving(&mut agent, &mut c, device, v5).await;
+}
