@@ -269,3 +269,36 @@ async fn hostile(broker: scenarios::Broker, device: &str, too_big: usize, rounds
         .expect("a reply to a good command");
     assert_eq!(reply.json()["ok"], true, "{}", reply.text());
 }
+
+/// A 65 KB topic is answered, but `<base>/error` quotes at most 200
+/// characters of it (the log too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_topic_is_quoted_cut_to_200_characters() {
+    let (v4, v5) = (free_port(), free_port());
+    let device = "hostile-topic";
+    let agent = Agent::start(&format!(
+        "{}[display]\nenabled = false\n",
+        embedded_config(device, v4, v5)
+    ));
+    let base = format!("edge/{device}");
+    let mut c = Client::connect(v5, "hostile-topic-c").await;
+    c.subscribe(&format!("{base}/error")).await;
+    let topic = format!("{base}/{}/set", "x".repeat(65_000));
+    c.publish(&topic, "ON").await;
+    let e = c
+        .expect(Duration::from_secs(5), |m| m.topic.ends_with("/error"))
+        .await
+        .expect("an error report");
+    let quoted = e.json()["topic"].as_str().unwrap_or_default().to_string();
+    assert!(quoted.starts_with(&format!("{base}/xxx")), "{quoted}");
+    assert!(
+        quoted.chars().count() <= 200,
+        "{} characters",
+        quoted.chars().count()
+    );
+    assert!(e.payload.len() < 1000, "{} bytes", e.payload.len());
+    assert!(
+        agent.stderr_text().lines().all(|l| l.len() < 1000),
+        "a log line quotes the whole topic"
+    );
+}

@@ -351,3 +351,28 @@ async fn a_panic_in_the_agent_loop_is_a_safe_stop() {
     let led = retained(broker.port, "safe-loop-r", &format!("{base}/led/left")).await;
     assert_eq!(led.json()["brightness"], 26, "{}", led.text());
 }
+
+/// Without a broker the clock still runs: the board is drawn again at the
+/// next whole minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_the_clock_is_drawn_on_the_minute() {
+    let cfg = format!(
+        "{}[display]\nbackend = \"sim\"\nrefresh_ms = 0\ntime_zone = \"UTC\"\n",
+        external_config("safe-noclock", free_port())
+    );
+    // 0.8 s before a whole minute on the agent's wall clock.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:59.200Z")
+        .expect("time")
+        .to_utc();
+    let agent = InProcess::start_with_clock(
+        &cfg,
+        std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start)),
+    );
+    let frames = agent.sim.display.clone().expect("sim display");
+    assert!(
+        eventually(Duration::from_secs(5), || frames.total() >= 2).await,
+        "{} frames: the clock at start and at 12:01",
+        frames.total()
+    );
+    agent.stop().await;
+}
