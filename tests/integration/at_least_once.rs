@@ -5,6 +5,8 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -34,51 +36,84 @@ async fn sigkill_loses_no_qos1_command() {
     watch.subscribe(&format!("edge/{device}/display")).await;
     watch.subscribe(&format!("edge/{device}/status")).await;
     let sender = Client::connect(broker.port, "alo-kill-s").await;
-    const COMMANDS: u32 = 1200;
     let topic = format!("edge/{device}/display/message/set");
-    // The first agent makes the persistent session, then the stream starts.
-    let mut agent = Agent::start(&config);
-    watch
-        .expect(Duration::from_secs(5), |m| m.text() == "online")
-        .await
-        .expect("online");
-    let stream = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(8));
-        for n in 1..=COMMANDS {
-            tick.tick().await;
-            sender.publish(&topic, format!("m-{n}")).await;
-        }
-        sender
-    });
-    const KILLS: usize = 20;
-    for k in 0..KILLS {
-        // Somewhere in the middle of what it is doing: 150–390 ms after start.
-        tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
-        agent.kill();
-        agent = Agent::start(&config);
-    }
-    let _sender = stream.await.expect("stream");
-    // The last agent takes what is left.
+    // What the watcher saw: each command shown, with the number of the
+    // agent run (counted by its `online`) that showed it.
     let mut seen: Vec<(usize, u32)> = Vec::new();
     let mut generation = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = tokio::time::timeout_at(deadline, watch.expect(Duration::from_secs(30), |_| true))
-            .await
-            .ok()
-            .flatten()
-            .expect("the last command is shown within 30 s");
-        if m.text() == "online" {
-            generation += 1;
-        } else if let Some(n) = shown(&m) {
-            seen.push((generation, n));
-            if n == COMMANDS {
-                break;
+    // Reads the watcher until the next `online` (or, with `last`, until that
+    // command is shown), within 30 s.
+    async fn watch_until(
+        watch: &mut Client,
+        seen: &mut Vec<(usize, u32)>,
+        generation: &mut usize,
+        last: Option<u32>,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let m =
+                tokio::time::timeout_at(deadline, watch.expect(Duration::from_secs(30), |_| true))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "nothing for 30 s, waiting for {last:?}; last seen: {:?}",
+                            &seen[seen.len().saturating_sub(5)..]
+                        )
+                    });
+            if m.text() == "online" {
+                *generation += 1;
+                if last.is_none() {
+                    return;
+                }
+            } else if let Some(n) = shown(&m) {
+                seen.push((*generation, n));
+                if Some(n) == last {
+                    return;
+                }
             }
         }
     }
+    // The first agent makes the persistent session, then the stream starts
+    // and runs until the last kill.
+    let mut agent = Agent::start(&config);
+    watch_until(&mut watch, &mut seen, &mut generation, None).await;
+    let killing = Arc::new(AtomicBool::new(true));
+    let stream = {
+        let killing = Arc::clone(&killing);
+        tokio::spawn(async move {
+            // Bursts of 40 every 25 ms: a kill often finds commands the
+            // agent has received and not yet applied.
+            let mut tick = tokio::time::interval(Duration::from_millis(25));
+            let mut n = 0;
+            while killing.load(Ordering::Relaxed) || n < 200 {
+                tick.tick().await;
+                for _ in 0..40 {
+                    n += 1;
+                    sender.publish(&topic, format!("m-{n}")).await;
+                }
+            }
+            // Kept: dropping the client would stop it before its last send.
+            (n, sender)
+        })
+    };
+    const KILLS: usize = 20;
+    for k in 0..KILLS {
+        // Somewhere in the middle of what it is doing: 150–390 ms after it
+        // came online.
+        tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
+        agent.kill();
+        agent = Agent::start(&config);
+        watch_until(&mut watch, &mut seen, &mut generation, None).await;
+    }
+    killing.store(false, Ordering::Relaxed);
+    let (commands, _sender) = stream.await.expect("stream");
+    // The last agent takes what is left.
+    watch_until(&mut watch, &mut seen, &mut generation, Some(commands)).await;
+    drop(agent);
     let got: HashSet<u32> = seen.iter().map(|(_, n)| *n).collect();
-    let lost: Vec<u32> = (1..=COMMANDS).filter(|n| !got.contains(n)).collect();
+    let lost: Vec<u32> = (1..=commands).filter(|n| !got.contains(n)).collect();
     let mut first: HashMap<u32, usize> = HashMap::new();
     let mut duplicates = 0;
     let mut order = Vec::new();
@@ -95,7 +130,7 @@ async fn sigkill_loses_no_qos1_command() {
         }
     }
     println!(
-        "{KILLS} kills, {COMMANDS} commands: {} lost, {duplicates} duplicates (applied, killed before the acknowledgement)",
+        "{KILLS} kills, {commands} commands: {} lost, {duplicates} duplicates (applied, killed before the acknowledgement)",
         lost.len()
     );
     assert!(lost.is_empty(), "lost: {lost:?}");
@@ -103,7 +138,7 @@ async fn sigkill_loses_no_qos1_command() {
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order: {order:?}"
     );
-    assert!(generation >= KILLS, "only {generation} agents came online");
+    assert_eq!(generation, KILLS + 1, "agents that came online");
 }
 
 /// Sends `count` requests to the left LED as fast as the client takes them
