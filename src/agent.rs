@@ -541,6 +541,8 @@ pub async fn run_with_clock(
     tokio::pin!(shutdown);
     let looped = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async { loop {
         let (flushable, backlogged) = publisher.pressure();
+        // A batch of acknowledgements waits while commands are queued.
+        let flushable = flushable && (backlogged || inbound.is_empty());
         tokio::select! {
             _ = &mut shutdown => break,
             // Back-pressure: what the last command caused goes out first.

@@ -51,6 +51,10 @@ const OUTGOING_INFLIGHT: u16 = 64;
 /// (MQTT 5 receive maximum); the rest wait at the broker.
 const RECEIVE_MAXIMUM: u16 = 32;
 
+/// Acknowledgements the outbox gathers before the agent hands them over
+/// (when nothing else waits there).
+const ACK_BATCH: usize = 16;
+
 /// Events (button presses, ticks, error reports) the outbox holds while the
 /// connection cannot take them; more are dropped and counted.
 pub const EVENT_BACKLOG: usize = 1024;
@@ -194,6 +198,8 @@ struct Shared {
     next_seq: u64,
     /// Events in the outbox now.
     events: usize,
+    /// Acknowledgements in the outbox now.
+    acks: usize,
     /// Events dropped since this was last reported.
     dropped: u64,
     /// The connection task waits for the agent to take a message: the agent
@@ -233,6 +239,7 @@ impl Shared {
             outbox: VecDeque::new(),
             next_seq: 0,
             events: 0,
+            acks: 0,
             dropped: 0,
             waiting: false,
         }
@@ -268,7 +275,8 @@ impl Shared {
                 }
                 self.events += 1;
             }
-            _ => {}
+            OutKind::Ack(_) => self.acks += 1,
+            OutKind::Answer { .. } => {}
         }
         self.outbox.push_back(Out { seq, what });
     }
@@ -277,14 +285,20 @@ impl Shared {
     /// connection has it; nothing if it was superseded meanwhile.
     fn sent(&mut self, seq: u64) {
         if self.outbox.front().is_some_and(|o| o.seq == seq) {
-            if let Some(Out {
-                what: OutKind::Event { .. },
-                ..
-            }) = self.outbox.pop_front()
-            {
-                self.events -= 1;
+            match self.outbox.pop_front().map(|o| o.what) {
+                Some(OutKind::Event { .. }) => self.events -= 1,
+                Some(OutKind::Ack(_)) => self.acks -= 1,
+                _ => {}
             }
         }
+    }
+
+    /// Whether the agent must hand the outbox over before it takes another
+    /// command: anything but acknowledgements is waiting, or a batch of
+    /// those. Acknowledgements alone may wait for a few more commands (a
+    /// flood of refused ones), each sent after its command all the same.
+    fn backlogged(&self) -> bool {
+        !self.waiting && (self.outbox.len() > self.acks || self.acks >= ACK_BATCH)
     }
 
     /// Forgets what a new connection republishes anyway: retained state
@@ -650,12 +664,12 @@ impl Publisher {
 
     /// The outbox as the agent loop sees it: whether [`Publisher::flush`]
     /// has anything it can do now, and whether the agent must take no new
-    /// command until it has (the outbox holds something, and the connection
-    /// task is not itself waiting for the agent to take a message).
+    /// command until it has (the outbox holds more than a short batch of
+    /// acknowledgements, and the connection task is not itself waiting for
+    /// the agent to take a message).
     pub fn pressure(&self) -> (bool, bool) {
         let s = lock(&self.shared);
-        let pending = !s.outbox.is_empty();
-        (pending && s.link == Link::Up, pending && !s.waiting)
+        (s.link == Link::Up && !s.outbox.is_empty(), s.backlogged())
     }
 
     /// Hands the outbox to the connection, waiting while its queue is full,
@@ -917,6 +931,31 @@ mod tests {
         let b = s.outbox.front().map(|o| o.seq).unwrap();
         s.sent(b);
         assert_eq!(payloads(&s), ["L"]);
+    }
+
+    #[test]
+    fn acknowledgements_alone_wait_for_a_batch() {
+        let mut s = Shared::new();
+        s.link = Link::Up;
+        let ack = |pkid| {
+            OutKind::Ack(Ack {
+                pkid,
+                qos: QoS::AtLeastOnce,
+            })
+        };
+        for pkid in 1..ACK_BATCH as u16 {
+            s.push(ack(pkid));
+            assert!(!s.backlogged(), "{pkid} acknowledgements");
+        }
+        s.push(ack(ACK_BATCH as u16));
+        assert!(s.backlogged(), "a whole batch");
+        let mut s = Shared::new();
+        s.link = Link::Up;
+        s.push(ack(1));
+        s.push(retained("edge/t/led/left", "L"));
+        assert!(s.backlogged(), "state waits: the next command waits too");
+        s.waiting = true;
+        assert!(!s.backlogged(), "the connection task waits for the agent");
     }
 
     #[test]

@@ -678,12 +678,28 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
 
 /// Resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
+    vm_rss(pid).expect("VmRSS of a running process")
+}
+
+fn vm_rss(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+}
+
+/// Resident memory of process `pid` and of all its descendants (the
+/// embedded broker's processes; one that has just ended counts 0), in KiB.
+pub fn rss_kib_tree(pid: u32) -> u64 {
+    rss_kib(pid) + descendants_rss(pid)
+}
+
+fn descendants_rss(pid: u32) -> u64 {
+    children(pid)
+        .into_iter()
+        .map(|c| vm_rss(c).unwrap_or(0) + descendants_rss(c))
+        .sum()
 }
 
 /// Until `probe` holds, for at most `within`; whether it held.

@@ -220,7 +220,7 @@ async fn a_misbehaving_client_does_not_starve_the_others() {
     let stop = Arc::new(AtomicBool::new(false));
     let bad = Arc::new(AtomicU64::new(0));
     let log_before = agent.stderr_text().lines().count();
-    let rss_before = rss_kib(agent.pid());
+    let rss_before = rss_kib_tree(agent.pid());
     let flood = flooder(
         v5,
         "flood-bad",
@@ -237,7 +237,7 @@ async fn a_misbehaving_client_does_not_starve_the_others() {
     let recovered = t.elapsed();
     let bad = bad.load(Ordering::Relaxed);
     let log_lines = agent.stderr_text().lines().count() - log_before;
-    let rss_after = rss_kib(agent.pid());
+    let rss_after = rss_kib_tree(agent.pid());
     assert!(
         rss_after < rss_before + 64 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB during the flood"
