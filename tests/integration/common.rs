@@ -755,6 +755,17 @@ impl InProcess {
         Self::spawn(settings, wall)
     }
 
+    /// Starts it (and the embedded broker its config enables) on a wall
+    /// clock that reads `start` (RFC 3339) now and follows tokio's clock;
+    /// the clock is returned so a test can set it.
+    pub fn start_at(config: &str, start: &str) -> (InProcess, Arc<edge_agent::clock::TokioClock>) {
+        let start = chrono::DateTime::parse_from_rfc3339(start)
+            .expect("an RFC 3339 time")
+            .to_utc();
+        let wall = Arc::new(edge_agent::clock::TokioClock::starting_at(start));
+        (Self::start_with_clock(config, wall.clone()), wall)
+    }
+
     /// Starts it with `settings` on the system's wall clock; an embedded
     /// broker in them is not started here.
     pub fn from_settings(settings: edge_agent::config::Settings) -> InProcess {

@@ -300,13 +300,7 @@ async fn ten_messages_during_one_slow_refresh_give_two_refreshes() {
     // the test.
     let (v4, v5) = (free_port(), free_port());
     let cfg = board_config("slow", v4, v5, "backend = \"sim\"\nrefresh_ms = 1500");
-    let start = DateTime::parse_from_rfc3339("2026-11-26T12:00:05Z")
-        .expect("time")
-        .to_utc();
-    let agent = InProcess::start_with_clock(
-        &cfg,
-        std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start)),
-    );
+    let (agent, _) = InProcess::start_at(&cfg, "2026-11-26T12:00:05Z");
     let frames = agent.sim.display.clone().expect("sim display");
     let base = "edge/slow";
     let mut c = Client::connect(v5, "slow-c").await;
@@ -531,11 +525,7 @@ async fn a_step_of_the_wall_clock_corrects_started_at_and_the_next_tick() {
     // wrong time, then the clock is set 1 h 37 min forward.
     let (v4, v5) = (free_port(), free_port());
     let cfg = board_config("step", v4, v5, "backend = \"sim\"\nrefresh_ms = 0");
-    let start = DateTime::parse_from_rfc3339("2026-11-26T12:00:30Z")
-        .expect("time")
-        .to_utc();
-    let wall = std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start));
-    let _agent = InProcess::start_with_clock(&cfg, wall.clone());
+    let (_agent, wall) = InProcess::start_at(&cfg, "2026-11-26T12:00:30Z");
     let base = "edge/step";
     let info = retained(v5, "step-i1", &format!("{base}/info")).await;
     let first = info.json()["started_at"]

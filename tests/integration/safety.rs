@@ -361,13 +361,7 @@ async fn without_a_broker_the_clock_is_drawn_on_the_minute() {
         external_config("safe-noclock", free_port())
     );
     // 0.8 s before a whole minute on the agent's wall clock.
-    let start = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:59.200Z")
-        .expect("time")
-        .to_utc();
-    let agent = InProcess::start_with_clock(
-        &cfg,
-        std::sync::Arc::new(edge_agent::clock::TokioClock::starting_at(start)),
-    );
+    let (agent, _) = InProcess::start_at(&cfg, "2026-11-26T12:00:59.200Z");
     let frames = agent.sim.display.clone().expect("sim display");
     assert!(
         eventually(Duration::from_secs(5), || frames.total() >= 2).await,
