@@ -4,7 +4,7 @@
 # the stripped release binary in dist/, then runs the test suite for that
 # target under qemu-user. Installs what it needs (as root) when missing.
 #
-# Usage: scripts/cross.sh TARGET [--build-only]
+# Usage: scripts/cross.sh TARGET [--build-only | -- TEST-FILTER...]
 #   aarch64-unknown-linux-gnu      Pi 3/4/5, 64-bit OS   (Debian arch arm64)
 #   armv7-unknown-linux-gnueabihf  Pi 2/3, 32-bit OS     (armhf)
 #   arm-unknown-linux-gnueabi      Pi Zero/1 (ARMv6)     (armel: ARMv5TE std)
@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/cross.sh TARGET [--build-only]}
 mode=${2:-test}
+# What follows `--` narrows the test run, as after `cargo test --`.
+filter=()
+[ "$mode" = "--" ] && filter=("${@:3}")
 case "$target" in
   # qemu emulates the oldest CPU of the boards the target is for.
   aarch64-unknown-linux-gnu) deb=arm64 gnu=aarch64-linux-gnu qemu="qemu-aarch64 -cpu cortex-a53" ;;
@@ -112,5 +115,5 @@ echo "== release build: $(( $(date +%s) - start )) s"
 # faster under emulation); the native `cargo test` covers debug assertions.
 export EDGE_AGENT_TEST_WRAPPER="$qemu"
 start=$(date +%s)
-$cargo test --release --locked --no-fail-fast --target "$target"
+$cargo test --release --locked --no-fail-fast --target "$target" -- "${filter[@]}"
 echo "== tests under $qemu: $(( $(date +%s) - start )) s"
