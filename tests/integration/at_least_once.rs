@@ -11,17 +11,23 @@ use std::time::Duration;
 
 use common::*;
 
-/// The number in a message-board state `{"mode":"message","text":"m-N"}`.
-fn shown(m: &Msg) -> Option<u32> {
-    let j = m.json();
-    (j["mode"] == "message")
-        .then(|| j["text"].as_str()?.strip_prefix("m-")?.parse().ok())
+/// The command number an answer carries as its correlation data.
+fn answered(m: &Msg, reply: &str) -> Option<u32> {
+    (m.topic == reply)
+        .then(|| {
+            std::str::from_utf8(m.correlation.as_ref()?)
+                .ok()?
+                .parse()
+                .ok()
+        })
         .flatten()
 }
 
 /// SIGKILLs the agent 20 times in the middle of a paced stream of distinct
-/// QoS 1 commands through Mosquitto (persistent session), and counts: no
-/// command lost, order kept, a duplicate only after a kill.
+/// QoS 1 requests through Mosquitto (persistent session), and counts their
+/// answers: none missing, order kept, a duplicate only after a kill. Answers
+/// are the proof of application: the board's retained state is a last
+/// value, which a busy agent rightly publishes once for many commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_qos1_command() {
     let Some(broker) = Mosquitto::start() else {
@@ -33,18 +39,20 @@ async fn sigkill_loses_no_qos1_command() {
         external_config(device, broker.port)
     );
     let mut watch = Client::connect(broker.port, "alo-kill-w").await;
-    watch.subscribe(&format!("edge/{device}/display")).await;
+    let reply = format!("reply/{device}");
+    watch.subscribe(&reply).await;
     watch.subscribe(&format!("edge/{device}/status")).await;
     let sender = Client::connect(broker.port, "alo-kill-s").await;
     let topic = format!("edge/{device}/display/message/set");
-    // What the watcher saw: each command shown, with the number of the
-    // agent run (counted by its `online`) that showed it.
+    // What the watcher saw: each command answered, with the number of the
+    // agent run (counted by its `online`) that answered it.
     let mut seen: Vec<(usize, u32)> = Vec::new();
     let mut generation = 0;
     // Reads the watcher until the next `online` (or, with `last`, until that
-    // command is shown), within 30 s.
+    // command is answered), within 30 s.
     async fn watch_until(
         watch: &mut Client,
+        reply: &str,
         seen: &mut Vec<(usize, u32)>,
         generation: &mut usize,
         last: Option<u32>,
@@ -67,7 +75,7 @@ async fn sigkill_loses_no_qos1_command() {
                 if last.is_none() {
                     return;
                 }
-            } else if let Some(n) = shown(&m) {
+            } else if let Some(n) = answered(&m, reply) {
                 seen.push((*generation, n));
                 if Some(n) == last {
                     return;
@@ -78,10 +86,11 @@ async fn sigkill_loses_no_qos1_command() {
     // The first agent makes the persistent session, then the stream starts
     // and runs until the last kill.
     let mut agent = Agent::start(&config);
-    watch_until(&mut watch, &mut seen, &mut generation, None).await;
+    watch_until(&mut watch, &reply, &mut seen, &mut generation, None).await;
     let killing = Arc::new(AtomicBool::new(true));
     let stream = {
         let killing = Arc::clone(&killing);
+        let reply = reply.clone();
         tokio::spawn(async move {
             // Bursts of 40 every 25 ms: a kill often finds commands the
             // agent has received and not yet applied.
@@ -91,7 +100,10 @@ async fn sigkill_loses_no_qos1_command() {
                 tick.tick().await;
                 for _ in 0..40 {
                     n += 1;
-                    sender.publish(&topic, format!("m-{n}")).await;
+                    let corr = n.to_string();
+                    sender
+                        .request(&topic, format!("m-{n}"), &reply, corr.as_bytes())
+                        .await;
                 }
             }
             // Kept: dropping the client would stop it before its last send.
@@ -105,12 +117,25 @@ async fn sigkill_loses_no_qos1_command() {
         tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
         agent.kill();
         agent = Agent::start(&config);
-        watch_until(&mut watch, &mut seen, &mut generation, None).await;
+        watch_until(&mut watch, &reply, &mut seen, &mut generation, None).await;
     }
     killing.store(false, Ordering::Relaxed);
     let (commands, _sender) = stream.await.expect("stream");
     // The last agent takes what is left.
-    watch_until(&mut watch, &mut seen, &mut generation, Some(commands)).await;
+    watch_until(
+        &mut watch,
+        &reply,
+        &mut seen,
+        &mut generation,
+        Some(commands),
+    )
+    .await;
+    let board = retained(broker.port, "alo-kill-r", &format!("edge/{device}/display")).await;
+    assert_eq!(
+        board.json()["text"],
+        format!("m-{commands}"),
+        "the board shows the last command"
+    );
     drop(agent);
     let got: HashSet<u32> = seen.iter().map(|(_, n)| *n).collect();
     let lost: Vec<u32> = (1..=commands).filter(|n| !got.contains(n)).collect();
@@ -125,15 +150,15 @@ async fn sigkill_loses_no_qos1_command() {
             }
             Some(g0) => {
                 duplicates += 1;
-                assert!(g > g0, "m-{n} applied twice by one agent (generation {g})");
+                assert!(g > g0, "m-{n} answered twice by one agent (generation {g})");
             }
         }
     }
     println!(
-        "{KILLS} kills, {commands} commands: {} lost, {duplicates} duplicates (applied, killed before the acknowledgement)",
+        "{KILLS} kills, {commands} commands: {} unanswered, {duplicates} answered twice (applied, killed before the acknowledgement)",
         lost.len()
     );
-    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(lost.is_empty(), "unanswered: {lost:?}");
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order: {order:?}"
