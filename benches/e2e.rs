@@ -24,8 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edge_agent::command::Frame;
-use edge_agent::pattern::{frame_of, mask_of};
+use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -47,7 +46,7 @@ fn free_port() -> u16 {
 
 /// The mask of a frame given as text (`01110/10001/...`).
 fn mask_of_text(text: &str) -> Option<u32> {
-    Frame::parse(text).ok().map(|f| mask_of(&f.0))
+    Frame::parse(text).ok().map(Frame::bits)
 }
 
 /// What a client received: arrival time, payload (each client subscribes
@@ -253,8 +252,13 @@ async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
                 let due = start + period * (i - 1) + period / 2 * half;
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 times.insert(i, Instant::now());
-                by.try_publish(to.clone(), QoS::AtLeastOnce, false, frame_of(i).to_text())
-                    .expect("publish");
+                by.try_publish(
+                    to.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    Frame::from_bits(i).to_text(),
+                )
+                .expect("publish");
             }
         }
         (sent, floor_sent)
@@ -267,7 +271,7 @@ async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
         .entries()
         .iter()
         .filter_map(|(at, frame)| {
-            sent.get(&mask_of(frame))
+            sent.get(&Frame::from_leds(frame).bits())
                 .map(|t| at.saturating_duration_since(*t))
         })
         .collect();
@@ -418,7 +422,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
             "edge/cost/matrix/set",
             QoS::AtLeastOnce,
             false,
-            frame_of(i).to_text(),
+            Frame::from_bits(i).to_text(),
         )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -457,7 +461,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         let _ = command(i).await;
     }
     let sent_in = t0.elapsed();
-    let last_frame = frame_of(last).to_text();
+    let last_frame = Frame::from_bits(last).to_text();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut applied_in = None;
     while Instant::now() < deadline {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use edge_agent::device::matrix::{spawn, MatrixCommand, MatrixState};
 use edge_agent::hardware::{DigitalOutputs, HardwareError};
+use edge_agent::parts::matrix::Frame;
 use edge_agent::pattern::{parse, Limits, NoNames};
 
 /// Records the real time of every write.
@@ -49,9 +50,9 @@ fn main() {
             .collect();
         let program = parse(&serde_json::json!({"all": blinkers}), Limits::default(), &NoNames).expect("program");
         let writes = Arc::new(Mutex::new(Vec::new()));
-        let (stx, _srx) = tokio::sync::watch::channel(MatrixState { on: false, effect: None, frame: 0 });
+        let (stx, _srx) = tokio::sync::watch::channel(MatrixState { on: false, effect: None, frame: Frame::OFF });
         let (etx, _erx) = tokio::sync::mpsc::channel(4);
-        let (engine, task) = spawn(Box::new(Timed(writes.clone())), stx, etx, 0).expect("engine");
+        let (engine, task) = spawn(Box::new(Timed(writes.clone())), stx, etx, Frame::OFF).expect("engine");
         engine.send(MatrixCommand::Run { program: Arc::new(program), effect: None }).expect("run");
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         drop(engine);

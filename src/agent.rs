@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::{self, rfc3339, SystemClock, WallClock};
-use crate::command::{Catalog, Command, CommandError, MatrixSet, Router, MATRIX_LEDS};
+use crate::command::{Catalog, Command, CommandError, MatrixSet, Router};
 use crate::config::{DisplayBackend, DisplayConfig, Settings};
 use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
@@ -25,7 +25,8 @@ use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, 
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Display, Hardware, HardwareError};
 use crate::links::{Fired, Links};
-use crate::pattern::{frame_of, mask_of, Library, Mask, Node};
+use crate::parts::matrix::Frame;
+use crate::pattern::{Library, Node};
 use crate::rate::PerSecond;
 use crate::render::Screen;
 use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
@@ -96,7 +97,7 @@ struct Safe {
     /// Every LED's duty, 0..=1.
     led_duty: f64,
     /// The matrix frame.
-    matrix: Mask,
+    matrix: Frame,
 }
 
 impl Parts {
@@ -127,7 +128,7 @@ impl Parts {
         let payload = json!({
             "state": if state.on { "ON" } else { "OFF" },
             "effect": state.effect,
-            "frame": frame_of(state.frame).to_text(),
+            "frame": state.frame.to_text(),
         });
         publisher.retain(&format!("{}/matrix", self.base), payload.to_string());
     }
@@ -208,9 +209,10 @@ impl Parts {
                     MatrixSet::Run { program, effect } => MatrixCommand::Run { program, effect },
                     MatrixSet::Off => MatrixCommand::Off,
                     MatrixSet::On => {
-                        let (program, effect) = m.last.clone().unwrap_or_else(|| {
-                            (Arc::new(Node::Frame((1 << MATRIX_LEDS) - 1)), None)
-                        });
+                        let (program, effect) = m
+                            .last
+                            .clone()
+                            .unwrap_or_else(|| (Arc::new(Node::Frame(Frame::ALL)), None));
                         MatrixCommand::Run { program, effect }
                     }
                 };
@@ -303,7 +305,7 @@ impl Parts {
             leds.safe(self.safe.led_duty);
         }
         if let Some(m) = self.matrix.as_mut() {
-            let cmd = if self.safe.matrix == 0 {
+            let cmd = if self.safe.matrix.is_off() {
                 MatrixCommand::Off
             } else {
                 MatrixCommand::Run {
@@ -335,7 +337,7 @@ impl Parts {
         let frame = self.safe.matrix;
         if self.matrix.is_some() {
             let safe = MatrixState {
-                on: frame != 0,
+                on: !frame.is_off(),
                 effect: None,
                 frame,
             };
@@ -400,7 +402,7 @@ pub async fn run_with_clock(
     let (matrix_states_tx, mut matrix_states) = tokio::sync::watch::channel(MatrixState {
         on: false,
         effect: None,
-        frame: 0,
+        frame: Frame::OFF,
     });
     let (matrix_errors_tx, mut matrix_errors) = mpsc::channel::<HardwareError>(8);
     let library = Arc::new(Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?);
@@ -425,7 +427,6 @@ pub async fn run_with_clock(
         matrix: config
             .safety
             .matrix_frame()
-            .map(|f| mask_of(&f.0))
             .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
     };
     let mut parts = Parts {
@@ -447,7 +448,7 @@ pub async fn run_with_clock(
                 let state = MatrixState {
                     on: false,
                     effect: None,
-                    frame: 0,
+                    frame: Frame::OFF,
                 };
                 Some(MatrixPart {
                     engine,
@@ -793,7 +794,7 @@ fn answer(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
                         ),
                     );
                 }
-                let topic = crate::command::clip(&msg.topic, crate::command::MAX_ECHO);
+                let topic = crate::quote::clip(&msg.topic, crate::quote::MAX_ECHO);
                 warn!(%topic, %error, "command rejected");
                 publish_error(publisher, &parts.base, topic.as_ref(), &error);
             }

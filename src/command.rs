@@ -2,35 +2,13 @@
 //! [`Command`], or into a [`CommandError`] that says in plain words what was
 //! wrong. Nothing here touches MQTT or hardware.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
+
+use crate::parts::matrix::Frame;
+use crate::quote::{clip, MAX_ECHO};
 
 /// Largest command payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
-
-/// The most characters of any one piece of input (a topic, a field or node
-/// name, a value) that an error message or the log quotes.
-pub const MAX_ECHO: usize = 200;
-
-/// `s` as a message may quote it: whole, or cut to `max_chars` characters,
-/// the last of them "…"; at most `max_chars` characters either way.
-pub fn clip(s: &str, max_chars: usize) -> Cow<'_, str> {
-    if s.char_indices().nth(max_chars).is_none() {
-        return Cow::Borrowed(s);
-    }
-    let Some(keep) = max_chars.checked_sub(1) else {
-        return Cow::Borrowed("");
-    };
-    let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
-    let mut cut = String::with_capacity(end + '…'.len_utf8());
-    cut.push_str(&s[..end]);
-    cut.push('…');
-    Cow::Owned(cut)
-}
-
-/// Number of LEDs in the matrix.
-pub const MATRIX_LEDS: usize = 25;
 
 /// A command for one part of the device.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,55 +114,6 @@ pub enum MatrixSet {
     Off,
     /// Turn the matrix back on with its last program.
     On,
-}
-
-/// One 5×5 frame, row by row from the top left; true = lit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Frame(pub [bool; MATRIX_LEDS]);
-
-impl Frame {
-    /// The frame as `01110/10001/...`, rows top to bottom.
-    pub fn to_text(&self) -> String {
-        self.0
-            .chunks(5)
-            .map(|row| {
-                row.iter()
-                    .map(|&b| if b { '1' } else { '0' })
-                    .collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join("/")
-    }
-
-    /// Parses `01110/10001/10001/10001/01110`.
-    pub fn parse(text: &str) -> Result<Frame, String> {
-        let rows: Vec<&str> = text.trim().split('/').collect();
-        if rows.len() != 5 {
-            return Err(format!(
-                "a frame has 5 rows separated by '/', this has {}",
-                rows.len()
-            ));
-        }
-        let mut leds = [false; MATRIX_LEDS];
-        for (r, row) in rows.iter().enumerate() {
-            if row.chars().count() != 5 || !row.chars().all(|c| c == '0' || c == '1') {
-                return Err(format!(
-                    "row {} of the frame is {:?}; each row is five of 0 and 1",
-                    r + 1,
-                    clip(row, 16)
-                ));
-            }
-            for (c, ch) in row.chars().enumerate() {
-                leds[r * 5 + c] = ch == '1';
-            }
-        }
-        Ok(Frame(leds))
-    }
-
-    /// Whether any LED is lit.
-    pub fn any_lit(&self) -> bool {
-        self.0.iter().any(|&b| b)
-    }
 }
 
 /// Why a command was refused.
@@ -668,7 +597,7 @@ fn named(name: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, Command
 /// `matrix/set`: `ON`/`OFF`, a frame, a pattern name, a Home Assistant JSON
 /// light (`state`, `effect`), or a JSON pattern program.
 fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, CommandError> {
-    use crate::pattern::{mask_of, parse, Limits, Node};
+    use crate::pattern::{parse, Limits, Node};
     let p = payload.trim();
     if p.is_empty() {
         return Err(CommandError::BadPayload(
@@ -703,7 +632,7 @@ fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSe
     if p.contains('/') {
         let frame = Frame::parse(p).map_err(CommandError::BadPayload)?;
         return Ok(MatrixSet::Run {
-            program: std::sync::Arc::new(Node::Frame(mask_of(&frame.0))),
+            program: std::sync::Arc::new(Node::Frame(frame)),
             effect: None,
         });
     }
@@ -744,33 +673,6 @@ mod tests {
             router().parse("edge/t/a/b/c/d/e/f/set", b"ON"),
             Err(CommandError::UnknownTopic { .. })
         ));
-    }
-
-    #[test]
-    fn clip_keeps_short_text_and_cuts_long_text_at_a_character() {
-        assert!(matches!(
-            clip("edge/t/led", 200),
-            Cow::Borrowed("edge/t/led")
-        ));
-        assert_eq!(clip("abc", 3), "abc");
-        assert_eq!(clip("abcd", 3), "ab…");
-        assert_eq!(clip("abcd", 1), "…");
-        assert_eq!(clip("abcd", 0), "");
-        // A 65 KB topic: 199 characters of it and the ellipsis.
-        let topic = format!("edge/t/{}/set", "x".repeat(65_000));
-        let cut = clip(&topic, MAX_ECHO);
-        assert_eq!(cut.chars().count(), MAX_ECHO);
-        assert!(cut.starts_with("edge/t/xxx"));
-        assert!(cut.ends_with("x…"));
-        // Multibyte characters are counted as characters and never split.
-        let wide = "ä🦀€".repeat(30_000);
-        let cut = clip(&wide, MAX_ECHO);
-        assert_eq!(cut.chars().count(), MAX_ECHO);
-        assert!(cut.starts_with("ä🦀€ä🦀€"));
-        assert_eq!(cut.chars().nth(198), Some('ä'));
-        assert!(cut.ends_with("ä…"));
-        assert_eq!(clip("ä🦀€", 3), "ä🦀€");
-        assert_eq!(clip("ä🦀€x", 3), "ä🦀…");
     }
 
     #[test]
@@ -958,7 +860,7 @@ mod tests {
 
     #[test]
     fn matrix_forms() {
-        use crate::pattern::{frame_at, mask_of};
+        use crate::pattern::frame_at;
         let r = router();
         let run = |p: &str| match r.parse("edge/t/matrix/set", p.as_bytes()) {
             Ok(Command::Matrix(MatrixSet::Run { program, effect })) => {
@@ -967,7 +869,7 @@ mod tests {
             other => panic!("{p}: {other:?}"),
         };
         let smiley = "01010/01010/00000/10001/01110";
-        let smiley_mask = mask_of(&Frame::parse(smiley).unwrap().0);
+        let smiley_mask = Frame::parse(smiley).unwrap();
         assert_eq!(run(smiley), (smiley_mask, None));
         assert_eq!(run("smiley"), (smiley_mask, Some("smiley".into())));
         assert_eq!(
@@ -976,7 +878,7 @@ mod tests {
         );
         assert_eq!(
             run(r#"{"frame": "11111/00000/00000/00000/00000"}"#),
-            (0b11111, None)
+            (Frame::from_bits(0b11111), None)
         );
         assert_eq!(
             run(r#"{"blink": {"leds": "smiley", "interval_ms": 100}}"#),

@@ -179,11 +179,11 @@ impl Default for SafetyConfig {
 
 impl SafetyConfig {
     /// The matrix frame of the safe state (`off` is the dark frame).
-    pub fn matrix_frame(&self) -> Result<crate::command::Frame, String> {
+    pub fn matrix_frame(&self) -> Result<crate::parts::matrix::Frame, String> {
         if self.matrix == "off" {
-            Ok(crate::command::Frame([false; crate::command::MATRIX_LEDS]))
+            Ok(crate::parts::matrix::Frame::OFF)
         } else {
-            crate::command::Frame::parse(&self.matrix)
+            crate::parts::matrix::Frame::parse(&self.matrix)
         }
     }
 }

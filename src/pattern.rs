@@ -8,7 +8,8 @@
 
 use serde_json::Value;
 
-use crate::command::{clip, Frame, MATRIX_LEDS, MAX_ECHO};
+use crate::parts::matrix::Frame;
+use crate::quote::{clip, MAX_ECHO};
 
 /// Limits a program must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +38,22 @@ impl Default for Limits {
     }
 }
 
-/// A set of LEDs, one bit per LED, row by row.
-pub type Mask = u32;
-
-const ALL: Mask = (1 << MATRIX_LEDS) - 1;
-
 /// A parsed pattern program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// Show a frame; it stays until another `frame` replaces it.
-    Frame(Mask),
+    Frame(Frame),
     /// Light the LEDs for `ms` (or until cancelled), then turn them off.
     On {
         /// The LEDs.
-        leds: Mask,
+        leds: Frame,
         /// How long; `None` = until cancelled.
         ms: Option<u64>,
     },
     /// On for the interval, off for the interval, `times` times (or for ever).
     Blink {
         /// The LEDs.
-        leds: Mask,
+        leds: Frame,
         /// Half period.
         interval_ms: u64,
         /// How often; `None` = for ever.
@@ -95,14 +91,14 @@ pub struct PatternError(pub String);
 /// Named frames and patterns available to programs (as `SEL` and by name).
 pub trait Names {
     /// The frame of a named frame (`smiley`), if there is one.
-    fn frame(&self, name: &str) -> Option<Mask>;
+    fn frame(&self, name: &str) -> Option<Frame>;
 }
 
 /// No names.
 pub struct NoNames;
 
 impl Names for NoNames {
-    fn frame(&self, _: &str) -> Option<Mask> {
+    fn frame(&self, _: &str) -> Option<Frame> {
         None
     }
 }
@@ -118,7 +114,7 @@ pub struct Library {
 }
 
 impl Names for Library {
-    fn frame(&self, name: &str) -> Option<Mask> {
+    fn frame(&self, name: &str) -> Option<Frame> {
         match self.get(name).map(|n| &**n) {
             Some(Node::Frame(m)) => Some(*m),
             _ => None,
@@ -129,9 +125,9 @@ impl Names for Library {
 struct FramesOf<'a>(&'a serde_json::Map<String, Value>);
 
 impl Names for FramesOf<'_> {
-    fn frame(&self, name: &str) -> Option<Mask> {
+    fn frame(&self, name: &str) -> Option<Frame> {
         let text = self.0.get(name)?.get("frame")?.as_str()?;
-        Frame::parse(text).ok().map(|f| mask_of(&f.0))
+        Frame::parse(text).ok()
     }
 }
 
@@ -170,23 +166,6 @@ impl Library {
     pub fn names(&self) -> Vec<&str> {
         self.patterns.iter().map(|(n, _)| n.as_str()).collect()
     }
-}
-
-/// A mask from a frame's LEDs (a [`Frame`]'s, or what a backend was given).
-pub fn mask_of(levels: &[bool]) -> Mask {
-    levels
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, &on)| if on { m | (1 << i) } else { m })
-}
-
-/// A [`Frame`] from a mask.
-pub fn frame_of(mask: Mask) -> Frame {
-    let mut f = [false; MATRIX_LEDS];
-    for (i, led) in f.iter_mut().enumerate() {
-        *led = mask & (1 << i) != 0;
-    }
-    Frame(f)
 }
 
 struct Parser<'a> {
@@ -406,10 +385,8 @@ impl Parser<'_> {
         Ok(n)
     }
 
-    fn frame_text(&self, text: &str, path: &str) -> Result<Mask, PatternError> {
-        Frame::parse(text)
-            .map(|f| mask_of(&f.0))
-            .map_err(|e| self.err(path, e))
+    fn frame_text(&self, text: &str, path: &str) -> Result<Frame, PatternError> {
+        Frame::parse(text).map_err(|e| self.err(path, e))
     }
 
     /// LED indexes of a selection, in its natural order.
@@ -425,15 +402,13 @@ impl Parser<'_> {
                     Ok((0..5).map(|r| idx(r, c)).collect())
                 } else {
                     let m = if s == "all" {
-                        ALL
+                        Frame::ALL
                     } else {
                         self.names.frame(s).ok_or_else(|| {
                             self.err(path, format!("{:?} is not a selection; use \"all\", \"row:N\", \"col:N\" (N 0..4), a named frame, or [[row, col], ...]", clip(s, MAX_ECHO)))
                         })?
                     };
-                    Ok((0..MATRIX_LEDS as u8)
-                        .filter(|i| m & (1 << i) != 0)
-                        .collect())
+                    Ok(m.lit().map(|i| i as u8).collect())
                 }
             }
             Value::Array(pairs) => {
@@ -460,9 +435,11 @@ impl Parser<'_> {
         }
     }
 
-    fn sel(&self, v: &Value, path: &str) -> Result<Mask, PatternError> {
+    fn sel(&self, v: &Value, path: &str) -> Result<Frame, PatternError> {
         let order = self.order(v, path)?;
-        Ok(order.iter().fold(0, |m, i| m | (1 << i)))
+        Ok(order
+            .iter()
+            .fold(Frame::OFF, |m, &i| m | Frame::led(usize::from(i))))
     }
 
     fn index(&self, n: &str, path: &str) -> Result<u64, PatternError> {
@@ -535,12 +512,12 @@ pub fn duration(n: &Node) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Look {
     /// The last `frame` set, with the time (ms since the node started) it was set.
-    pub base: Option<(u64, Mask)>,
+    pub base: Option<(u64, Frame)>,
     /// LEDs lit by running `on`/`blink`/`cycle` nodes.
-    pub lit: Mask,
+    pub lit: Frame,
 }
 
-fn later(a: Option<(u64, Mask)>, b: Option<(u64, Mask)>) -> Option<(u64, Mask)> {
+fn later(a: Option<(u64, Frame)>, b: Option<(u64, Frame)>) -> Option<(u64, Frame)> {
     match (a, b) {
         (Some(x), Some(y)) => Some(if y.0 >= x.0 { y } else { x }),
         (x, None) => x,
@@ -548,7 +525,7 @@ fn later(a: Option<(u64, Mask)>, b: Option<(u64, Mask)>) -> Option<(u64, Mask)> 
     }
 }
 
-fn shift(b: Option<(u64, Mask)>, by: u64) -> Option<(u64, Mask)> {
+fn shift(b: Option<(u64, Frame)>, by: u64) -> Option<(u64, Frame)> {
     b.map(|(t, m)| (t.saturating_add(by), m))
 }
 
@@ -557,11 +534,15 @@ pub fn look(n: &Node, tau: u64) -> Look {
     match n {
         Node::Frame(m) => Look {
             base: Some((0, *m)),
-            lit: 0,
+            lit: Frame::OFF,
         },
         Node::On { leds, ms } => Look {
             base: None,
-            lit: if ms.is_none_or(|d| tau < d) { *leds } else { 0 },
+            lit: if ms.is_none_or(|d| tau < d) {
+                *leds
+            } else {
+                Frame::OFF
+            },
         },
         Node::Blink {
             leds, interval_ms, ..
@@ -570,7 +551,7 @@ pub fn look(n: &Node, tau: u64) -> Look {
             let on = (tau / interval_ms) % 2 == 0;
             Look {
                 base: None,
-                lit: if running && on { *leds } else { 0 },
+                lit: if running && on { *leds } else { Frame::OFF },
             }
         }
         Node::Cycle {
@@ -581,9 +562,11 @@ pub fn look(n: &Node, tau: u64) -> Look {
             Look {
                 base: None,
                 lit: if running {
-                    order.get(k).map_or(0, |i| 1 << i)
+                    order
+                        .get(k)
+                        .map_or(Frame::OFF, |&i| Frame::led(usize::from(i)))
                 } else {
-                    0
+                    Frame::OFF
                 },
             }
         }
@@ -603,7 +586,10 @@ pub fn look(n: &Node, tau: u64) -> Look {
                     _ => return Look { base, lit: l.lit },
                 }
             }
-            Look { base, lit: 0 }
+            Look {
+                base,
+                lit: Frame::OFF,
+            }
         }
         Node::All(children) => children.iter().fold(Look::default(), |acc, c| {
             let l = look(c, tau);
@@ -623,7 +609,7 @@ pub fn look(n: &Node, tau: u64) -> Look {
                 }
             });
             if end.is_some_and(|e| tau >= e) {
-                acc.lit = 0; // the others were cancelled
+                acc.lit = Frame::OFF; // the others were cancelled
             }
             acc
         }
@@ -638,7 +624,7 @@ pub fn look(n: &Node, tau: u64) -> Look {
                 let start = total.unwrap_or(0) - d;
                 return Look {
                     base: shift(last.base, start),
-                    lit: 0,
+                    lit: Frame::OFF,
                 };
             }
             let round = tau / d;
@@ -713,9 +699,9 @@ pub fn next_change(n: &Node, tau: u64) -> Option<u64> {
 }
 
 /// The whole frame a program shows `tau` ms after it started.
-pub fn frame_at(n: &Node, tau: u64) -> Mask {
+pub fn frame_at(n: &Node, tau: u64) -> Frame {
     let l = look(n, tau);
-    l.base.map_or(0, |(_, m)| m) | l.lit
+    l.base.map_or(Frame::OFF, |(_, m)| m) | l.lit
 }
 
 #[cfg(test)]
@@ -732,7 +718,7 @@ mod tests {
     }
 
     /// (time, frame) at every change up to `until`.
-    fn timeline(n: &Node, until: u64) -> Vec<(u64, Mask)> {
+    fn timeline(n: &Node, until: u64) -> Vec<(u64, Frame)> {
         let mut out = vec![(0, frame_at(n, 0))];
         let mut t = 0;
         while let Some(next) = next_change(n, t).filter(|x| *x <= until) {
@@ -745,8 +731,8 @@ mod tests {
         out
     }
 
-    const A: Mask = 1; // LED 0
-    const B: Mask = 2; // LED 1
+    const A: Frame = Frame::led(0);
+    const B: Frame = Frame::led(1);
 
     #[test]
     fn blink_three_times() {
@@ -754,7 +740,14 @@ mod tests {
         assert_eq!(duration(&n), Some(600));
         assert_eq!(
             timeline(&n, 10_000),
-            vec![(0, A), (100, 0), (200, A), (300, 0), (400, A), (500, 0)]
+            vec![
+                (0, A),
+                (100, Frame::OFF),
+                (200, A),
+                (300, Frame::OFF),
+                (400, A),
+                (500, Frame::OFF)
+            ]
         );
     }
 
@@ -763,7 +756,7 @@ mod tests {
         let n = p(json!({"cycle": {"leds": [[0, 0], [0, 1]], "interval_ms": 50, "times": 2}}));
         assert_eq!(
             timeline(&n, 1000),
-            vec![(0, A), (50, B), (100, A), (150, B), (200, 0)]
+            vec![(0, A), (50, B), (100, A), (150, B), (200, Frame::OFF)]
         );
     }
 
@@ -784,7 +777,10 @@ mod tests {
             {"on": {"leds": [[0, 1]], "ms": 300}}
         ]}));
         assert_eq!(duration(&all), Some(300));
-        assert_eq!(timeline(&all, 1000), vec![(0, A | B), (100, B), (300, 0)]);
+        assert_eq!(
+            timeline(&all, 1000),
+            vec![(0, A | B), (100, B), (300, Frame::OFF)]
+        );
         let any = p(json!({"any": [
             {"on": {"leds": [[0, 0]], "ms": 100}},
             {"blink": {"leds": [[0, 1]], "interval_ms": 30}}
@@ -792,7 +788,7 @@ mod tests {
         assert_eq!(duration(&any), Some(100));
         assert_eq!(
             timeline(&any, 1000),
-            vec![(0, A | B), (30, A), (60, A | B), (90, A), (100, 0)]
+            vec![(0, A | B), (30, A), (60, A | B), (90, A), (100, Frame::OFF)]
         );
     }
 
@@ -804,13 +800,13 @@ mod tests {
         assert_eq!(duration(&r), Some(60));
         assert_eq!(
             timeline(&r, 1000),
-            vec![(0, A), (10, B), (30, A), (40, B), (60, 0)]
+            vec![(0, A), (10, B), (30, A), (40, B), (60, Frame::OFF)]
         );
         let f =
             p(json!({"forever": {"blink": {"leds": [[0, 0]], "interval_ms": 100, "times": 1}}}));
         assert_eq!(duration(&f), None);
         assert_eq!(frame_at(&f, 3_600_000), A, "in phase after an hour");
-        assert_eq!(frame_at(&f, 3_600_000 + 100), 0);
+        assert_eq!(frame_at(&f, 3_600_000 + 100), Frame::OFF);
         assert_eq!(next_change(&f, 3_600_000), Some(3_600_100));
     }
 
@@ -818,7 +814,7 @@ mod tests {
     fn on_without_ms_stays_until_cancelled() {
         let n = p(json!({"on": {"leds": "row:0"}}));
         assert_eq!(duration(&n), None);
-        assert_eq!(frame_at(&n, 999_999), 0b11111);
+        assert_eq!(frame_at(&n, 999_999), Frame::from_bits(0b11111));
         assert_eq!(next_change(&n, 0), None);
     }
 
@@ -841,9 +837,7 @@ mod tests {
         }
         assert_eq!(
             lib.frame("smiley"),
-            Some(mask_of(
-                &Frame::parse("01010/01010/00000/10001/01110").unwrap().0
-            ))
+            Some(Frame::parse("01010/01010/00000/10001/01110").unwrap())
         );
         assert_eq!(lib.frame("blink"), None, "a program, not a frame");
         let n = parse(
@@ -861,12 +855,12 @@ mod tests {
             Node::On { leds, .. } => leds,
             _ => unreachable!(),
         };
-        assert_eq!(sel(json!("all")), ALL);
+        assert_eq!(sel(json!("all")), Frame::ALL);
         assert_eq!(
             sel(json!("col:0")),
-            1 | 1 << 5 | 1 << 10 | 1 << 15 | 1 << 20
+            Frame::from_bits(1 | 1 << 5 | 1 << 10 | 1 << 15 | 1 << 20)
         );
-        assert_eq!(sel(json!([[4, 4]])), 1 << 24);
+        assert_eq!(sel(json!([[4, 4]])), Frame::led(24));
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 
-use crate::command::MATRIX_LEDS;
 use crate::hardware::{DigitalOutputs, HardwareError};
-use crate::pattern::{frame_at, frame_of, next_change, Mask, Node};
+use crate::parts::matrix::Frame;
+use crate::pattern::{frame_at, next_change, Node};
 
 /// What the engine is asked to do.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct MatrixState {
     /// The named pattern running or last run.
     pub effect: Option<String>,
     /// The frame on the LEDs when this state was taken.
-    pub frame: Mask,
+    pub frame: Frame,
 }
 
 /// The newest command not yet taken by the engine.
@@ -70,21 +70,22 @@ pub fn spawn(
     mut outputs: Box<dyn DigitalOutputs>,
     states: watch::Sender<MatrixState>,
     errors: mpsc::Sender<HardwareError>,
-    last: Mask,
+    last: Frame,
 ) -> Result<(MatrixHandle, tokio::task::JoinHandle<()>), HardwareError> {
-    if outputs.len() != MATRIX_LEDS {
+    if outputs.len() != Frame::LEDS {
         return Err(HardwareError::Invalid(format!(
-            "the matrix needs {MATRIX_LEDS} outputs, the backend has {}",
+            "the matrix needs {} outputs, the backend has {}",
+            Frame::LEDS,
             outputs.len()
         )));
     }
-    outputs.write(&frame_of(0).0)?;
+    outputs.write(&Frame::OFF.leds())?;
     // The initial value is never taken: only what is sent wakes the engine.
     let (tx, rx) = watch::channel(MatrixCommand::Off);
     let task = tokio::spawn(
         Engine {
             outputs,
-            shown: 0,
+            shown: Frame::OFF,
             states,
             errors,
         }
@@ -103,15 +104,15 @@ struct Running {
 
 struct Engine {
     outputs: Box<dyn DigitalOutputs>,
-    shown: Mask,
+    shown: Frame,
     states: watch::Sender<MatrixState>,
     errors: mpsc::Sender<HardwareError>,
 }
 
 impl Engine {
-    fn show(&mut self, frame: Mask) {
+    fn show(&mut self, frame: Frame) {
         if frame != self.shown {
-            match self.outputs.write(&frame_of(frame).0) {
+            match self.outputs.write(&frame.leds()) {
                 Ok(()) => self.shown = frame,
                 Err(e) => {
                     let _ = self.errors.try_send(e);
@@ -123,13 +124,13 @@ impl Engine {
     fn report(&self, on: bool, effect: Option<String>) {
         // The newest state wins: a burst of commands never queues reports.
         self.states.send_replace(MatrixState {
-            on: on || self.shown != 0,
+            on: on || !self.shown.is_off(),
             effect,
             frame: self.shown,
         });
     }
 
-    async fn run(mut self, mut rx: watch::Receiver<MatrixCommand>, last: Mask) {
+    async fn run(mut self, mut rx: watch::Receiver<MatrixCommand>, last: Frame) {
         let mut running: Option<Running> = None;
         loop {
             let deadline = running
@@ -147,7 +148,7 @@ impl Engine {
                     }
                     Ok(MatrixCommand::Off) => {
                         running = None;
-                        self.show(0);
+                        self.show(Frame::OFF);
                         self.report(false, None);
                     }
                 },
@@ -202,11 +203,11 @@ mod tests {
         let (stx, states) = watch::channel(MatrixState {
             on: false,
             effect: None,
-            frame: 0,
+            frame: Frame::OFF,
         });
         let (etx, _erx) = mpsc::channel(4);
         let t0 = Instant::now();
-        let (handle, task) = spawn(Box::new(o), stx, etx, 0).unwrap();
+        let (handle, task) = spawn(Box::new(o), stx, etx, Frame::OFF).unwrap();
         Rig {
             handle,
             frames,
@@ -410,7 +411,7 @@ mod tests {
         );
         // The state was reported at the end, with what is shown.
         let s = r.states.borrow_and_update().clone();
-        assert_eq!((s.on, s.frame), (false, 0));
+        assert_eq!((s.on, s.frame), (false, Frame::OFF));
         assert_eq!(r.states.has_changed().ok(), Some(false));
     }
 

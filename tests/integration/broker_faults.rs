@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use edge_agent::pattern::{frame_of, mask_of};
+use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -140,7 +140,7 @@ impl Sender {
                 format!("{}/matrix/set", self.base),
                 QoS::AtLeastOnce,
                 false,
-                frame_of(seq).to_text(),
+                Frame::from_bits(seq).to_text(),
                 props,
             )
             .await
@@ -159,7 +159,7 @@ fn count(replies: &mut BTreeMap<u32, u32>, seq: u32, ok: bool) {
 fn check_frames(frames: &[Vec<bool>], last: u32) -> usize {
     let written: Vec<u32> = frames
         .iter()
-        .map(|f| mask_of(f))
+        .map(|f| Frame::from_leds(f).bits())
         .filter(|s| *s != 0)
         .collect();
     for w in written.windows(2) {

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use edge_agent::pattern::{frame_of, mask_of};
+use edge_agent::parts::matrix::Frame;
 
 /// The agent in-process with its embedded broker.
 fn start(device: &str) -> InProcess {
@@ -29,7 +29,7 @@ async fn state(c: &mut Client, base: &str) -> serde_json::Value {
 
 /// A recorded frame as `01110/10001/...`.
 fn text(frame: &[bool]) -> String {
-    frame_of(mask_of(frame)).to_text()
+    Frame::from_leds(frame).to_text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

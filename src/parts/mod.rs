@@ -1,0 +1,3 @@
+//! The device's parts, each in its own home.
+
+pub mod matrix;
