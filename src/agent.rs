@@ -20,11 +20,12 @@ use crate::device::board::Board;
 use crate::device::button::{self, ButtonEvent, Timing};
 use crate::device::buzzer::Buzzer;
 use crate::device::display::{self, DisplayHandle, Refresh};
-use crate::device::led::{LedGroup, LedTimer, LedTiming};
+use crate::device::led::{LedGroup, LedState, LedTimer, LedTiming};
 use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Display, Hardware, HardwareError};
 use crate::links::{Fired, Links};
+use crate::mqtt::topic;
 use crate::parts::matrix::Frame;
 use crate::pattern::{Library, Node};
 use crate::rate::PerSecond;
@@ -107,13 +108,20 @@ impl Parts {
             return;
         };
         for (name, state) in leds.states() {
-            let payload = json!({
-                "state": if state.on { "ON" } else { "OFF" },
-                "brightness": state.brightness,
-            });
-            publisher.retain(&format!("{}/led/{name}", self.base), payload.to_string());
+            publish_led_state(publisher, &self.base, name, state);
         }
         leds.published(Instant::now());
+    }
+
+    /// Publishes the state of the LED `name` alone: a command to one LED
+    /// changes no other (the topic table says so to the link check).
+    fn publish_led(&self, publisher: &Publisher, name: &str) {
+        let Some(leds) = self.leds.as_ref() else {
+            return;
+        };
+        if let Some((name, state)) = leds.states().find(|(n, _)| *n == name) {
+            publish_led_state(publisher, &self.base, name, state);
+        }
     }
 
     /// Turns the LEDs off (broker loss while tilting) and reports it.
@@ -190,7 +198,7 @@ impl Parts {
                 if !leds.command(&name, set) {
                     return Err(CommandError::Disabled(format!("LED {name}")));
                 }
-                self.publish_leds(publisher);
+                self.publish_led(publisher, &name);
             }
             Command::Tilt(t) => {
                 let leds = self
@@ -259,6 +267,34 @@ impl Parts {
             }
         }
         Ok(())
+    }
+
+    /// Reports a rejected command or a dropped link trigger, for the message
+    /// that came on `topic`, within [`ERROR_REPORTS_PER_SECOND`] (log and
+    /// `<base>/error`); beyond it they are counted and reported as one.
+    fn report(&mut self, publisher: &Publisher, topic: &str, error: &str) {
+        if !self.error_reports.admit(Instant::now()) {
+            return;
+        }
+        let unreported = self.error_reports.take_refused();
+        if unreported > 0 {
+            warn!(
+                unreported,
+                "more commands were rejected than are reported one by one"
+            );
+            publish_error(
+                publisher,
+                &self.base,
+                format!("{}/error", self.base),
+                &format!(
+                    "{unreported} more commands were rejected than the \
+                     {ERROR_REPORTS_PER_SECOND} a second reported one by one"
+                ),
+            );
+        }
+        let topic = crate::quote::clip(topic, crate::quote::MAX_ECHO);
+        warn!(%topic, %error, "command rejected");
+        publish_error(publisher, &self.base, topic.as_ref(), error);
     }
 
     fn tick(&mut self, at: DateTime<Tz>, publisher: &Publisher) {
@@ -492,11 +528,17 @@ pub async fn run_with_clock(
     let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let mut links = Links::new(&base, &config.links);
     let ha_status = format!("{}/status", config.homeassistant.discovery_prefix);
-    let mut filters = router.filters();
+    let mut wanted = router.filters();
     if config.homeassistant.enabled {
-        filters.push(ha_status.clone());
+        wanted.push(ha_status.clone());
     }
-    filters.extend(links.filters());
+    wanted.extend(links.filters());
+    // A broker sends a message once per subscription it matches: no two
+    // filters may match one topic, or a command would run twice.
+    let filters = topic::disjoint(&wanted);
+    if filters.iter().any(|f| !wanted.contains(f)) || filters.len() < wanted.len() {
+        info!(?filters, "links' filters overlap the agent's own: subscribed to filters that cover both, so each message arrives once");
+    }
     let (mut transport, mut link) = Transport::start(
         TransportOptions::from_settings(&settings, filters),
         inbound_tx,
@@ -554,7 +596,11 @@ pub async fn run_with_clock(
                     publisher.republish_retained();
                 }
                 // Links see the message as it arrived, before any command it may be.
-                let fired = links.fire(&msg.topic, &msg.payload, Instant::now());
+                let fired = links.fire(&msg.topic, &msg.payload, msg.retained, Instant::now());
+                let came_on = fired
+                    .iter()
+                    .any(|f| matches!(f, Fired::Dropped { .. }))
+                    .then(|| msg.topic.clone());
                 handle(&router, &mut parts, &publisher, msg);
                 for f in fired {
                     match f {
@@ -563,13 +609,8 @@ pub async fn run_with_clock(
                             handle(&router, &mut parts, &publisher, via);
                         }
                         Fired::Dropped { link, limit } => {
-                            warn!(link, limit, "link fired too often; message dropped");
-                            publish_error(
-                                &publisher,
-                                &base,
-                                config.links.get(link).map(|l| l.on.clone()),
-                                &format!("link[{link}] fired more than {limit} times in a second; dropped"),
-                            );
+                            let error = format!("link[{link}] fired more than {limit} times in a second; dropped");
+                            parts.report(&publisher, came_on.as_deref().unwrap_or_default(), &error);
                         }
                     }
                 }
@@ -720,6 +761,18 @@ fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
     }
 }
 
+/// Publishes one LED's state on `<base>/led/<name>`.
+fn publish_led_state(publisher: &Publisher, base: &str, name: &str, state: LedState) {
+    let payload = json!({
+        "state": if state.on { "ON" } else { "OFF" },
+        "brightness": state.brightness,
+    });
+    publisher.retain(
+        &format!("{base}/{}", topic::state::led(name)),
+        payload.to_string(),
+    );
+}
+
 /// Completes at `deadline`; never without one.
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
@@ -777,27 +830,7 @@ fn answer(router: &Router, parts: &mut Parts, publisher: &Publisher, msg: Inboun
         }
         Err(e) => {
             let error = e.to_string();
-            if parts.error_reports.admit(Instant::now()) {
-                let unreported = parts.error_reports.take_refused();
-                if unreported > 0 {
-                    warn!(
-                        unreported,
-                        "more commands were rejected than are reported one by one"
-                    );
-                    publish_error(
-                        publisher,
-                        &parts.base,
-                        format!("{}/error", parts.base),
-                        &format!(
-                            "{unreported} more commands were rejected than the \
-                             {ERROR_REPORTS_PER_SECOND} a second reported one by one"
-                        ),
-                    );
-                }
-                let topic = crate::quote::clip(&msg.topic, crate::quote::MAX_ECHO);
-                warn!(%topic, %error, "command rejected");
-                publish_error(publisher, &parts.base, topic.as_ref(), &error);
-            }
+            parts.report(publisher, &msg.topic, &error);
             if let Some(to) = &msg.reply_to {
                 publisher.reply(to, json!({ "ok": false, "error": error }).to_string());
             }

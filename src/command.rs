@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::mqtt::topic::{Route, Topics, Verb};
 use crate::parts::matrix::Frame;
 use crate::quote::{clip, MAX_ECHO};
 
@@ -159,97 +160,72 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    fn known(&self) -> String {
-        let mut k: Vec<String> = self.leds.iter().map(|n| format!("led/{n}/set")).collect();
-        if self.matrix.is_some() {
-            k.push("matrix/set".into());
-        }
-        if self.tilt {
-            k.push("tilt/set".into());
-        }
-        if self.buzzer.is_some() {
-            k.push("buzzer/set".into());
-        }
-        if self.display.is_some() {
-            k.push("display/message/set".into());
-            k.push("display/clock/set".into());
-        }
-        if self.sim_button {
-            k.push("sim/button/press".into());
-        }
-        if self.sim_faults {
-            k.push("sim/panic".into());
-        }
-        k.join(", ")
+    /// The commands the device has, in the topic table's terms.
+    pub fn verbs(&self) -> Vec<Verb> {
+        let has = [
+            (Verb::Led, !self.leds.is_empty()),
+            (Verb::Tilt, self.tilt),
+            (Verb::Matrix, self.matrix.is_some()),
+            (Verb::Buzzer, self.buzzer.is_some()),
+            (Verb::Message, self.display.is_some()),
+            (Verb::Clock, self.display.is_some()),
+            (Verb::SimPress, self.sim_button),
+            (Verb::SimPanic, self.sim_faults),
+        ];
+        has.into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(v, _)| v)
+            .collect()
     }
 }
 
 /// Routes topics below one base topic to commands.
 #[derive(Debug, Clone)]
 pub struct Router {
-    base: String,
+    topics: Topics,
     catalog: Catalog,
 }
-
-/// How many levels below base a `/set` topic may have and still be answered
-/// (`<base>/a/b/c/d/e/f/set`); deeper ones are not subscribed to.
-pub const SET_DEPTH: usize = 6;
 
 impl Router {
     /// A router for topics below `base`.
     pub fn new(base: impl Into<String>, catalog: Catalog) -> Self {
         Router {
-            base: base.into(),
+            topics: Topics::new(base, catalog.verbs()),
             catalog,
         }
     }
 
-    /// The topic filters to subscribe to: every `/set` below base up to
-    /// [`SET_DEPTH`] levels (known or not, so an unknown one is answered),
-    /// and the sim topics. Not `<base>/#`: the agent does not need its own
-    /// state echoed back, and each echo costs a broker-to-agent packet that
-    /// can hold up the next command (docs/known-issues.md).
+    /// The device's topics.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The topic filters the commands arrive on ([`Topics::filters`]). Not
+    /// `<base>/#`: the agent does not need its own state echoed back, and
+    /// each echo costs a broker-to-agent packet that can hold up the next
+    /// command (docs/known-issues.md).
     pub fn filters(&self) -> Vec<String> {
-        let mut f: Vec<String> = (1..=SET_DEPTH)
-            .map(|depth| format!("{}/{}set", self.base, "+/".repeat(depth)))
-            .collect();
-        if self.catalog.sim_button {
-            f.push(format!("{}/sim/button/press", self.base));
-        }
-        if self.catalog.sim_faults {
-            f.push(format!("{}/sim/panic", self.base));
-        }
-        f
+        self.topics.filters()
     }
 
     /// Whether `topic` is one this router answers (a command topic below base).
     pub fn is_command_topic(&self, topic: &str) -> bool {
-        match topic
-            .strip_prefix(&self.base)
-            .and_then(|t| t.strip_prefix('/'))
-        {
-            Some(rest) => {
-                rest.ends_with("/set") || rest == "sim/button/press" || rest == "sim/panic"
-            }
-            None => false,
-        }
+        self.topics.route(topic) != Route::NotOurs
     }
 
     /// Parses one message into a command.
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
         let unknown = || CommandError::UnknownTopic {
-            known: self.catalog.known(),
+            known: self.topics.known(),
         };
-        let rest = topic
-            .strip_prefix(&self.base)
-            .and_then(|t| t.strip_prefix('/'))
-            .ok_or_else(unknown)?;
+        let Route::Command { verb, led } = self.topics.route(topic) else {
+            return Err(unknown());
+        };
         if payload.len() > MAX_PAYLOAD {
             return Err(CommandError::TooLarge(payload.len()));
         }
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            ["sim", "button", "press"] => {
+        match verb {
+            Verb::SimPress => {
                 if self.catalog.sim_button {
                     Ok(Command::SimButtonPress)
                 } else {
@@ -259,7 +235,7 @@ impl Router {
                     ))
                 }
             }
-            ["sim", "panic"] => {
+            Verb::SimPanic => {
                 if self.catalog.sim_faults {
                     Ok(Command::SimPanic {
                         in_loop: payload.trim_ascii() == b"loop",
@@ -270,7 +246,8 @@ impl Router {
                     ))
                 }
             }
-            ["led", name, "set"] => {
+            Verb::Led => {
+                let name = led.unwrap_or_default();
                 if !self.catalog.leds.iter().any(|n| n == name) {
                     if self.catalog.leds.is_empty() {
                         return Err(CommandError::Disabled("the LEDs ([tilt])".into()));
@@ -286,34 +263,34 @@ impl Router {
                     set: parse_led(text(payload)?)?,
                 })
             }
-            ["matrix", "set"] => {
+            Verb::Matrix => {
                 let lib =
                     self.catalog.matrix.as_ref().ok_or_else(|| {
                         CommandError::Disabled("the LED matrix ([matrix])".into())
                     })?;
                 Ok(Command::Matrix(parse_matrix(text(payload)?, lib)?))
             }
-            ["buzzer", "set"] => {
+            Verb::Buzzer => {
                 let max = self
                     .catalog
                     .buzzer
                     .ok_or_else(|| CommandError::Disabled("the buzzer ([buzzer])".into()))?;
                 parse_buzzer(text(payload)?, max).map(Command::Buzzer)
             }
-            ["tilt", "set"] => {
+            Verb::Tilt => {
                 if !self.catalog.tilt {
                     return Err(CommandError::Disabled("the tilt LEDs ([tilt])".into()));
                 }
                 parse_tilt(payload).map(Command::Tilt)
             }
-            ["display", "message", "set"] => {
+            Verb::Message => {
                 let max = self.catalog.display.ok_or_else(|| {
                     CommandError::Disabled("the message board ([display])".into())
                 })?;
                 let (text, from) = parse_message(text(payload)?, max)?;
                 Ok(Command::DisplayMessage { text, from })
             }
-            ["display", "clock", "set"] => {
+            Verb::Clock => {
                 if self.catalog.display.is_none() {
                     return Err(CommandError::Disabled(
                         "the message board ([display])".into(),
@@ -324,7 +301,6 @@ impl Router {
                     CommandError::BadPayload(format!("{:?} is not ON or OFF", clip(p, 32)))
                 })
             }
-            _ => Err(unknown()),
         }
     }
 }
@@ -664,7 +640,10 @@ mod tests {
     fn subscribes_to_every_set_depth_and_the_sim_topics_not_to_state() {
         let f = router().filters();
         assert_eq!(f[0], "edge/t/+/set");
-        assert_eq!(f[SET_DEPTH - 1], "edge/t/+/+/+/+/+/+/set");
+        assert_eq!(
+            f[crate::mqtt::topic::SET_DEPTH - 1],
+            "edge/t/+/+/+/+/+/+/set"
+        );
         assert!(f.contains(&"edge/t/sim/button/press".to_string()));
         assert!(f.contains(&"edge/t/sim/panic".to_string()));
         assert!(!f.iter().any(|x| x.ends_with('#')), "{f:?}");

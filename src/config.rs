@@ -14,6 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::mqtt::topic::{matches, valid_filter, Topics, Verb};
+
 /// The system-wide configuration file, read when it exists.
 pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 
@@ -222,64 +224,30 @@ pub struct LinkConfig {
     /// Most triggers a second; more are dropped.
     #[serde(default = "default_link_rate")]
     pub max_per_second: u32,
+    /// Whether a retained message fires it too: one the broker hands over on
+    /// subscribing, at start and after every reconnection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retained: bool,
 }
 
 fn default_link_rate() -> u32 {
     10
 }
 
-/// Whether `filter` is a valid MQTT topic filter.
-pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') || filter.len() > 65535 {
-        return false;
-    }
-    let levels: Vec<&str> = filter.split('/').collect();
-    levels.iter().enumerate().all(|(i, l)| match *l {
-        "#" => i == levels.len() - 1,
-        "+" => true,
-        l => !l.contains(['+', '#']),
-    })
-}
-
-/// Whether `topic` matches the MQTT topic filter `filter`.
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && !filter.starts_with('$') {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
-/// The topics (below `<base>`) a command may publish when carried out.
-pub fn command_outputs(command: &str) -> Option<Vec<String>> {
-    let mut out: Vec<String> = match command.split('/').collect::<Vec<_>>().as_slice() {
-        ["led", name, "set"] => vec![format!("led/{name}")],
-        ["tilt", "set"] => vec!["led/left".into(), "led/right".into()],
-        ["matrix", "set"] => vec!["matrix".into()],
-        ["buzzer", "set"] => vec!["buzzer".into()],
-        ["display", "message", "set"] => vec!["display".into()],
-        ["display", "clock", "set"] => vec!["display".into(), "clock/tick".into()],
-        ["sim", "button", "press"] => vec!["button/event".into(), "display".into()],
-        _ => return None,
-    };
-    // A refused command is reported on <base>/error.
-    out.push("error".into());
-    Some(out)
-}
-
-/// Refuses links that can trigger themselves, directly or through others.
-fn check_links(links: &[LinkConfig], base: &str) -> Result<(), ConfigError> {
+/// Refuses links that can trigger themselves, directly or through others,
+/// and links whose command this device lacks, by the same topic table the
+/// agent routes with.
+fn check_links(links: &[LinkConfig], topics: &Topics) -> Result<(), ConfigError> {
+    let mut outputs = Vec::with_capacity(links.len());
     for (i, l) in links.iter().enumerate() {
         let key = format!("link[{i}]");
+        if l.on.starts_with("$share/") {
+            return Err(ConfigError::new(
+                format!("{key}.on"),
+                quote(&l.on),
+                "a filter without $share/<group>/: a link hears every message on it, a shared subscription only some",
+            ));
+        }
         if !valid_filter(&l.on) {
             return Err(ConfigError::new(
                 format!("{key}.on"),
@@ -287,12 +255,15 @@ fn check_links(links: &[LinkConfig], base: &str) -> Result<(), ConfigError> {
                 "an MQTT topic filter ('+' for one level, '#' only at the end)",
             ));
         }
-        if command_outputs(&l.command).is_none() {
-            return Err(ConfigError::new(
-                format!("{key}.do"),
-                quote(&l.command),
-                "a command below <base>: led/<name>/set, tilt/set, matrix/set, buzzer/set, display/message/set, display/clock/set, sim/button/press",
-            ));
+        match topics.outputs(&l.command) {
+            Ok(out) => outputs.push(out),
+            Err(allowed) => {
+                return Err(ConfigError::new(
+                    format!("{key}.do"),
+                    quote(&l.command),
+                    allowed,
+                ))
+            }
         }
         if !(1..=1000).contains(&l.max_per_second) {
             return Err(ConfigError::new(
@@ -303,20 +274,19 @@ fn check_links(links: &[LinkConfig], base: &str) -> Result<(), ConfigError> {
         }
     }
     // Edges: link a -> link b when a's command publishes a topic b listens to.
-    let triggers = |a: &LinkConfig, b: &LinkConfig| {
-        command_outputs(&a.command)
-            .unwrap_or_default()
+    let triggers = |a: usize, b: usize| {
+        outputs[a]
             .iter()
-            .any(|t| filter_matches(&b.on, &format!("{base}/{t}")))
-            || filter_matches(&b.on, &format!("{base}/{}", a.command))
+            .chain([&links[a].command])
+            .any(|t| matches(&links[b].on, &topics.at(t)))
     };
     for start in 0..links.len() {
         // Depth-first search for a path back to `start`.
         let mut stack = vec![(start, vec![start])];
         let mut seen = vec![false; links.len()];
         while let Some((at, path)) = stack.pop() {
-            for next in 0..links.len() {
-                if !triggers(&links[at], &links[next]) {
+            for (next, visited) in seen.iter_mut().enumerate() {
+                if !triggers(at, next) {
                     continue;
                 }
                 if next == start {
@@ -335,8 +305,8 @@ fn check_links(links: &[LinkConfig], base: &str) -> Result<(), ConfigError> {
                         ),
                     ));
                 }
-                if !seen[next] {
-                    seen[next] = true;
+                if !*visited {
+                    *visited = true;
                     let mut p = path.clone();
                     p.push(next);
                     stack.push((next, p));
@@ -834,6 +804,25 @@ impl Sources {
 }
 
 impl Config {
+    /// The commands this configuration enables, in the topic table's terms.
+    pub fn verbs(&self) -> Vec<Verb> {
+        let sim = self.hardware.backend == Backend::Sim;
+        let has = [
+            (Verb::Led, self.tilt.enabled),
+            (Verb::Tilt, self.tilt.enabled),
+            (Verb::Matrix, self.matrix.enabled),
+            (Verb::Buzzer, self.buzzer.enabled),
+            (Verb::Message, self.display.enabled),
+            (Verb::Clock, self.display.enabled),
+            (Verb::SimPress, sim && self.button.enabled),
+            (Verb::SimPanic, sim),
+        ];
+        has.into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(v, _)| v)
+            .collect()
+    }
+
     /// Merges the layers, then checks the result.
     pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         let mut figment = Figment::new();
@@ -1224,7 +1213,7 @@ impl Config {
                 ));
             }
         }
-        check_links(&self.links, &base_topic)?;
+        check_links(&self.links, &Topics::new(base_topic.clone(), self.verbs()))?;
         if self.button.enabled {
             let b = &self.button;
             for (key, v, max) in [
@@ -1880,18 +1869,6 @@ mod tests {
     }
 
     #[test]
-    fn topic_filters() {
-        assert!(filter_matches("edge/+/button/event", "edge/a/button/event"));
-        assert!(filter_matches("edge/#", "edge/a/b"));
-        assert!(filter_matches("edge/a/#", "edge/a"));
-        assert!(!filter_matches("edge/+", "edge/a/b"));
-        assert!(!filter_matches("#", "$SYS/x"));
-        assert!(valid_filter("a/+/b/#"));
-        assert!(!valid_filter("a/#/b"));
-        assert!(!valid_filter("a/b+"));
-    }
-
-    #[test]
     fn links_that_loop_are_refused() {
         let ok = "[device]\nid = \"me\"\n[[link]]\non = \"edge/other/button/event\"\ndo = \"matrix/set\"\npayload = \"smiley\"\n";
         Config::from_toml(ok).unwrap();
@@ -1906,12 +1883,37 @@ mod tests {
         let e = Config::from_toml(ring).unwrap_err();
         assert!(e.allowed.contains("link[0] -> link[1] -> link[0]"), "{e}");
         // Any error on this device would trigger it again.
-        let errors = "[device]\nid = \"me\"\n[[link]]\non = \"edge/me/#\"\ndo = \"buzzer/set\"\n";
-        assert!(Config::from_toml(errors).is_err());
+        let errors = "[device]\nid = \"me\"\n[buzzer]\nenabled = true\n[[link]]\non = \"edge/me/#\"\ndo = \"buzzer/set\"\n";
+        let e = Config::from_toml(errors).unwrap_err();
+        assert!(e.allowed.contains("loop"), "{e}");
         let e = Config::from_toml("[[link]]\non = \"a/#/b\"\ndo = \"matrix/set\"\n").unwrap_err();
         assert_eq!(e.key, "link[0].on");
         let e = Config::from_toml("[[link]]\non = \"a/b\"\ndo = \"toaster/set\"\n").unwrap_err();
         assert_eq!(e.key, "link[0].do");
+    }
+
+    #[test]
+    fn a_link_command_is_one_this_device_has_and_loops_follow_the_topic_table() {
+        let link = |on: &str, command: &str| {
+            Config::from_toml(&format!(
+                "[device]\nid = \"me\"\n[[link]]\non = \"{on}\"\ndo = \"{command}\"\n"
+            ))
+        };
+        let e = link("edge/other/button/event", "led/middle/set").unwrap_err();
+        assert_eq!(e.key, "link[0].do");
+        assert!(e.allowed.contains("no LED called \"middle\""), "{e}");
+        let e = link("edge/other/button/event", "buzzer/set").unwrap_err();
+        assert!(e.allowed.contains("disabled"), "{e}");
+        // A command to one LED publishes that LED's state alone.
+        link("edge/me/led/right", "led/left/set").unwrap();
+        let e = link("edge/me/led/left", "led/left/set").unwrap_err();
+        assert!(e.allowed.contains("loop"), "{e}");
+        // Tilt publishes both.
+        let e = link("edge/me/led/right", "tilt/set").unwrap_err();
+        assert!(e.allowed.contains("loop"), "{e}");
+        let e = link("$share/g/edge/other/button/event", "matrix/set").unwrap_err();
+        assert_eq!(e.key, "link[0].on");
+        assert!(e.allowed.contains("$share"), "{e}");
     }
 
     #[test]

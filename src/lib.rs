@@ -22,6 +22,7 @@ pub mod device;
 pub mod discovery;
 pub mod hardware;
 pub mod links;
+pub mod mqtt;
 pub mod parts;
 pub mod pattern;
 pub mod quote;

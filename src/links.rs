@@ -4,7 +4,8 @@
 
 use tokio::time::Instant;
 
-use crate::config::{filter_matches, LinkConfig};
+use crate::config::LinkConfig;
+use crate::mqtt::topic::matches;
 use crate::rate::PerSecond;
 
 /// A command a link asks for.
@@ -67,11 +68,19 @@ impl Links {
         f
     }
 
-    /// The commands `topic` triggers now, with rate limits applied.
-    pub fn fire(&mut self, topic: &str, payload: &[u8], now: Instant) -> Vec<Fired> {
+    /// The commands `topic` triggers now, with rate limits applied. A
+    /// `retained` message (one the broker hands over on subscribing, as after
+    /// every reconnection) fires only the links that ask for it.
+    pub fn fire(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retained: bool,
+        now: Instant,
+    ) -> Vec<Fired> {
         let mut out = Vec::new();
         for (i, l) in self.links.iter_mut().enumerate() {
-            if !filter_matches(&l.config.on, topic) {
+            if !matches(&l.config.on, topic) || (retained && !l.config.retained) {
                 continue;
             }
             if !l.budget.admit(now) {
@@ -106,6 +115,7 @@ mod tests {
             command: command.into(),
             payload: payload.map(Into::into),
             max_per_second: rate,
+            retained: false,
         }
     }
 
@@ -126,7 +136,7 @@ mod tests {
             ]
         );
         let t = Instant::now();
-        let fired = l.fire("edge/a/button/event", b"{}", t);
+        let fired = l.fire("edge/a/button/event", b"{}", false, t);
         assert_eq!(
             fired,
             vec![Fired::Run(Trigger {
@@ -136,23 +146,52 @@ mod tests {
             })]
         );
         assert_eq!(
-            l.fire("edge/b/clock/tick", b"ON", t)[0],
+            l.fire("edge/b/clock/tick", b"ON", false, t)[0],
             Fired::Run(Trigger {
                 link: 1,
                 topic: "edge/b/buzzer/set".into(),
                 payload: b"ON".to_vec()
             })
         );
-        l.fire("edge/a/button/event", b"{}", t);
+        l.fire("edge/a/button/event", b"{}", false, t);
         assert_eq!(
-            l.fire("edge/a/button/event", b"{}", t),
+            l.fire("edge/a/button/event", b"{}", false, t),
             vec![Fired::Dropped { link: 0, limit: 2 }]
         );
         // A second later it may fire again.
         assert!(matches!(
-            l.fire("edge/a/button/event", b"{}", t + Duration::from_secs(1))[0],
+            l.fire(
+                "edge/a/button/event",
+                b"{}",
+                false,
+                t + Duration::from_secs(1)
+            )[0],
             Fired::Run(_)
         ));
-        assert!(l.fire("edge/a/other", b"", t).is_empty());
+        assert!(l.fire("edge/a/other", b"", false, t).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retained_message_fires_only_the_links_that_ask_for_it() {
+        let mut asks = link("edge/a/display", "matrix/set", Some("smiley"), 10);
+        asks.retained = true;
+        let mut l = Links::new(
+            "edge/b",
+            &[link("edge/a/display", "buzzer/set", Some("ON"), 10), asks],
+        );
+        let t = Instant::now();
+        let links_fired = |f: Vec<Fired>| {
+            f.iter()
+                .map(|f| match f {
+                    Fired::Run(t) => t.link,
+                    Fired::Dropped { link, .. } => *link,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(links_fired(l.fire("edge/a/display", b"{}", true, t)), [1]);
+        assert_eq!(
+            links_fired(l.fire("edge/a/display", b"{}", false, t)),
+            [0, 1]
+        );
     }
 }

@@ -14,6 +14,7 @@ mod flood;
 mod homeassistant;
 mod hostile;
 mod isolation;
+mod links;
 mod matrix;
 mod message_board;
 mod mosquitto;

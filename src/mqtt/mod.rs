@@ -1,0 +1,3 @@
+//! MQTT: the device's topic vocabulary.
+
+pub mod topic;

@@ -1,0 +1,522 @@
+//! The device's MQTT vocabulary in one table: every command topic below
+//! `<base>` with the state topics carrying it out may publish, the state
+//! topics themselves, and the rules of MQTT topic filters. The router, the
+//! subscriptions, the state topics, the banner, the discovery topics and the
+//! link check are all derived from it.
+
+/// The PWM LEDs, by the name their topics carry.
+pub const LED_NAMES: [&str; 2] = ["left", "right"];
+
+/// How many levels below base a `/set` topic may have and still be answered
+/// (`<base>/a/b/c/d/e/f/set`); deeper ones are not subscribed to.
+pub const SET_DEPTH: usize = 6;
+
+/// What a command topic asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// `led/<name>/set`: one PWM LED.
+    Led,
+    /// `tilt/set`: a gravity vector for both LEDs.
+    Tilt,
+    /// `matrix/set`: the LED matrix.
+    Matrix,
+    /// `buzzer/set`: the buzzer.
+    Buzzer,
+    /// `display/message/set`: a message on the board.
+    Message,
+    /// `display/clock/set`: the board's clock on or off.
+    Clock,
+    /// `sim/button/press`: the simulated button.
+    SimPress,
+    /// `sim/panic`: fault injection.
+    SimPanic,
+}
+
+/// One command topic of the vocabulary.
+#[derive(Debug)]
+pub struct CommandTopic {
+    /// What it asks for.
+    pub verb: Verb,
+    /// Its levels below base; in `led/+/set` the `+` is an LED's name.
+    pub path: &'static str,
+    /// The topics below base that carrying it out may publish, besides
+    /// `error`; `led/+` is the LED the command names.
+    pub publishes: &'static [&'static str],
+}
+
+/// Every command topic, in the order the banner and error messages list them.
+pub const COMMANDS: &[CommandTopic] = &[
+    CommandTopic {
+        verb: Verb::Led,
+        path: "led/+/set",
+        publishes: &["led/+"],
+    },
+    CommandTopic {
+        verb: Verb::Tilt,
+        path: "tilt/set",
+        publishes: &["led/left", "led/right"],
+    },
+    CommandTopic {
+        verb: Verb::Matrix,
+        path: "matrix/set",
+        publishes: &["matrix"],
+    },
+    CommandTopic {
+        verb: Verb::Buzzer,
+        path: "buzzer/set",
+        publishes: &["buzzer"],
+    },
+    CommandTopic {
+        verb: Verb::Message,
+        path: "display/message/set",
+        publishes: &["display"],
+    },
+    CommandTopic {
+        verb: Verb::Clock,
+        path: "display/clock/set",
+        publishes: &["display", "clock/tick"],
+    },
+    CommandTopic {
+        verb: Verb::SimPress,
+        path: "sim/button/press",
+        publishes: &["button/event", "display"],
+    },
+    CommandTopic {
+        verb: Verb::SimPanic,
+        path: "sim/panic",
+        publishes: &["status"],
+    },
+];
+
+/// The state and event topics below base.
+pub mod state {
+    /// `online` / `offline`, retained; the last will.
+    pub const STATUS: &str = "status";
+    /// Version and start time, retained.
+    pub const INFO: &str = "info";
+    /// Rejected commands and failures, not retained.
+    pub const ERROR: &str = "error";
+    /// The LED matrix, retained.
+    pub const MATRIX: &str = "matrix";
+    /// The message board, retained.
+    pub const DISPLAY: &str = "display";
+    /// The buzzer, retained.
+    pub const BUZZER: &str = "buzzer";
+    /// Button presses, events.
+    pub const BUTTON_EVENT: &str = "button/event";
+    /// The minute clock, events.
+    pub const CLOCK_TICK: &str = "clock/tick";
+
+    /// One LED's state topic (`led/<name>`), retained.
+    pub fn led(name: &str) -> String {
+        format!("led/{name}")
+    }
+}
+
+/// What a topic is to this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'t> {
+    /// Not one of this device's command topics.
+    NotOurs,
+    /// A command topic of the vocabulary; `led` is the name in `led/<name>/set`.
+    Command {
+        /// What it asks for.
+        verb: Verb,
+        /// The LED a `led/<name>/set` names, as given (maybe no real LED).
+        led: Option<&'t str>,
+    },
+    /// Below base and ending in `/set`, but in no row of the table.
+    Unknown,
+}
+
+/// The vocabulary of one device: its base topic and the verbs it has.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+    verbs: Vec<Verb>,
+}
+
+impl Topics {
+    /// The topics of the device below `base` that has `verbs` enabled.
+    pub fn new(base: impl Into<String>, verbs: impl IntoIterator<Item = Verb>) -> Topics {
+        Topics {
+            base: base.into(),
+            verbs: verbs.into_iter().collect(),
+        }
+    }
+
+    /// The base topic, `<prefix>/<device id>`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Whether the device has `verb` enabled.
+    pub fn has(&self, verb: Verb) -> bool {
+        self.verbs.contains(&verb)
+    }
+
+    /// A topic below base: `<base>/<path>`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// The full command topic of `verb` (for an LED, of the LED `led`).
+    pub fn command(&self, verb: Verb, led: &str) -> String {
+        let path = COMMANDS
+            .iter()
+            .find(|c| c.verb == verb)
+            .map_or("", |c| c.path);
+        self.at(&path.replacen('+', led, 1))
+    }
+
+    /// What `topic` is to this device.
+    pub fn route<'t>(&self, topic: &'t str) -> Route<'t> {
+        let Some(rest) = topic
+            .strip_prefix(self.base.as_str())
+            .and_then(|t| t.strip_prefix('/'))
+        else {
+            return Route::NotOurs;
+        };
+        for c in COMMANDS {
+            if matches(c.path, rest) {
+                let led = (c.verb == Verb::Led)
+                    .then(|| rest.split('/').nth(1))
+                    .flatten();
+                return Route::Command { verb: c.verb, led };
+            }
+        }
+        if rest.ends_with("/set") {
+            Route::Unknown
+        } else {
+            Route::NotOurs
+        }
+    }
+
+    /// The filters the device's commands arrive on: every `/set` below base
+    /// up to [`SET_DEPTH`] levels (known or not, so an unknown one is
+    /// answered), and the enabled commands outside that form.
+    pub fn filters(&self) -> Vec<String> {
+        let mut f: Vec<String> = (1..=SET_DEPTH)
+            .map(|depth| self.at(&format!("{}set", "+/".repeat(depth))))
+            .collect();
+        for c in COMMANDS {
+            if !c.path.ends_with("/set") && self.has(c.verb) {
+                f.push(self.at(c.path));
+            }
+        }
+        f
+    }
+
+    /// The enabled command topics below base, as an error message lists them.
+    pub fn known(&self) -> String {
+        let mut k = Vec::new();
+        for c in COMMANDS.iter().filter(|c| self.has(c.verb)) {
+            if c.verb == Verb::Led {
+                k.extend(LED_NAMES.iter().map(|n| c.path.replacen('+', n, 1)));
+            } else {
+                k.push(c.path.to_string());
+            }
+        }
+        k.join(", ")
+    }
+
+    /// The topics below base that the command `path` (below base, as a
+    /// link's `do` names it) may publish when carried out, `error` included;
+    /// why not, when the device has no such command.
+    pub fn outputs(&self, path: &str) -> Result<Vec<String>, String> {
+        let row = COMMANDS
+            .iter()
+            .find(|c| matches(c.path, path))
+            .ok_or_else(|| format!("a command below <base>: {}", self.all_known()))?;
+        if !self.has(row.verb) {
+            return Err(format!(
+                "a command this device has: {path} is disabled here; enabled: {}",
+                self.known()
+            ));
+        }
+        let led = path.split('/').nth(1).unwrap_or_default();
+        if row.verb == Verb::Led && !LED_NAMES.contains(&led) {
+            return Err(format!(
+                "a command this device has: there is no LED called {led:?}; the LEDs are {}",
+                LED_NAMES.join(", ")
+            ));
+        }
+        let mut out: Vec<String> = row
+            .publishes
+            .iter()
+            .map(|p| p.replacen('+', led, 1))
+            .collect();
+        out.push(state::ERROR.into());
+        Ok(out)
+    }
+
+    fn all_known(&self) -> String {
+        COMMANDS
+            .iter()
+            .map(|c| c.path.replacen('+', "<name>", 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Whether `filter` is a valid MQTT topic filter.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') || filter.len() > 65535 {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, l)| match *l {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+/// Whether `topic` matches the MQTT topic filter `filter`.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && !filter.starts_with('$') {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether a wildcard level at the top can stand for `level`: never for a
+/// `$` topic's first level.
+fn wild_takes(level: &str, first: bool) -> bool {
+    !(first && level.starts_with('$'))
+}
+
+/// Whether some topic matches both filters.
+pub fn overlap(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split('/'), b.split('/'));
+    let mut first = true;
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some("#"), other) | (other, Some("#")) => {
+                return other.is_none_or(|o| wild_takes(o, first));
+            }
+            (Some("+"), Some(o)) | (Some(o), Some("+")) => {
+                if !wild_takes(o, first) {
+                    return false;
+                }
+            }
+            (Some(p), Some(q)) if p == q => {}
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
+/// Whether every topic that matches `inner` matches `outer`.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let (mut o, mut i) = (outer.split('/'), inner.split('/'));
+    let mut first = true;
+    loop {
+        match (o.next(), i.next()) {
+            (None, None) => return true,
+            (Some("#"), level) => return level.is_none_or(|l| wild_takes(l, first)),
+            (Some("+"), Some(l)) if l != "#" => {
+                if !wild_takes(l, first) {
+                    return false;
+                }
+            }
+            (Some(p), Some(q)) if p == q && q != "+" && q != "#" => {}
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
+/// The narrowest filter of the form the two share that covers both.
+fn join(a: &str, b: &str) -> String {
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    let mut out = Vec::new();
+    for k in 0..x.len().max(y.len()) {
+        match (x.get(k), y.get(k)) {
+            (Some(p), Some(q)) if p == q && *p != "#" => out.push(*p),
+            (Some(&"#"), _) | (_, Some(&"#")) | (None, _) | (_, None) => {
+                out.push("#");
+                break;
+            }
+            _ => out.push("+"),
+        }
+    }
+    out.join("/")
+}
+
+/// Filters to subscribe to that together match what `wanted` match, no two
+/// of them the same topic: a broker sends a message once per matching
+/// subscription, and each message must arrive once. A filter another covers
+/// is left out; two that overlap otherwise become the one that covers both.
+pub fn disjoint(wanted: &[String]) -> Vec<String> {
+    let mut set: Vec<String> = Vec::new();
+    for w in wanted {
+        if !set.contains(w) {
+            set.push(w.clone());
+        }
+    }
+    loop {
+        let pair = (0..set.len())
+            .flat_map(|i| (i + 1..set.len()).map(move |j| (i, j)))
+            .find(|&(i, j)| overlap(&set[i], &set[j]));
+        let Some((i, j)) = pair else {
+            return set;
+        };
+        let (a, b) = (set[i].clone(), set[j].clone());
+        let merged = if covers(&a, &b) {
+            a
+        } else if covers(&b, &a) {
+            b
+        } else {
+            join(&a, &b)
+        };
+        set.remove(j);
+        set[i] = merged;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_verb() -> Topics {
+        Topics::new(
+            "edge/t",
+            COMMANDS.iter().map(|c| c.verb).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn routes_come_from_the_table() {
+        let t = every_verb();
+        assert_eq!(
+            t.route("edge/t/led/left/set"),
+            Route::Command {
+                verb: Verb::Led,
+                led: Some("left")
+            }
+        );
+        assert_eq!(
+            t.route("edge/t/display/clock/set"),
+            Route::Command {
+                verb: Verb::Clock,
+                led: None
+            }
+        );
+        assert_eq!(t.route("edge/t/a/b/c/d/e/f/set"), Route::Unknown);
+        assert_eq!(t.route("edge/t/led/left"), Route::NotOurs);
+        assert_eq!(t.route("edge/other/matrix/set"), Route::NotOurs);
+        assert_eq!(t.route("edge/tt/matrix/set"), Route::NotOurs);
+        for c in COMMANDS {
+            let topic = t.command(c.verb, "left");
+            assert!(
+                matches!(t.route(&topic), Route::Command { verb, .. } if verb == c.verb),
+                "{topic}"
+            );
+            assert!(
+                t.filters().iter().any(|f| matches(f, &topic)),
+                "{topic} is subscribed"
+            );
+        }
+        assert_eq!(t.command(Verb::Led, "right"), "edge/t/led/right/set");
+    }
+
+    #[test]
+    fn outputs_name_the_led_and_refuse_what_the_device_lacks() {
+        let t = every_verb();
+        assert_eq!(t.outputs("led/left/set").unwrap(), ["led/left", "error"]);
+        assert_eq!(
+            t.outputs("tilt/set").unwrap(),
+            ["led/left", "led/right", "error"]
+        );
+        assert!(t
+            .outputs("led/middle/set")
+            .unwrap_err()
+            .contains("no LED called \"middle\""));
+        assert!(t.outputs("toaster/set").unwrap_err().contains("matrix/set"));
+        let no_buzzer = Topics::new("edge/t", [Verb::Matrix]);
+        assert!(no_buzzer
+            .outputs("buzzer/set")
+            .unwrap_err()
+            .contains("disabled"));
+        assert_eq!(no_buzzer.known(), "matrix/set");
+        assert!(!no_buzzer.filters().iter().any(|f| f.ends_with("sim/panic")));
+    }
+
+    #[test]
+    fn filter_rules() {
+        assert!(valid_filter("a/+/b/#"));
+        assert!(!valid_filter("a/#/b") && !valid_filter("a+/b") && !valid_filter(""));
+        assert!(matches("a/+/c", "a/b/c") && matches("a/#", "a") && matches("#", "a/b"));
+        assert!(!matches("#", "$SYS/x") && matches("$SYS/#", "$SYS/x"));
+        assert!(!matches("a/+", "a/b/c"));
+    }
+
+    #[test]
+    fn overlap_and_cover() {
+        assert!(overlap("edge/+/led/left/set", "edge/me/+/+/set"));
+        assert!(overlap("edge/me/#", "edge/me/+/set"));
+        assert!(overlap("a/b", "a/b/#"), "'#' takes its parent level");
+        assert!(!overlap("edge/me/+/set", "edge/me/+/+/set"));
+        assert!(!overlap("a/b", "a/c"));
+        assert!(!overlap("#", "$SYS/x") && !overlap("+/x", "$SYS/x"));
+        assert!(overlap("$SYS/#", "$SYS/x"));
+        assert!(covers("edge/me/#", "edge/me/+/set"));
+        assert!(covers("a/+/c", "a/b/c") && !covers("a/b/c", "a/+/c"));
+        assert!(covers("a/#", "a") && !covers("a/+", "a/#"));
+        assert!(!covers("#", "$SYS/x"));
+    }
+
+    #[test]
+    fn disjoint_filters_match_what_was_wanted_and_no_topic_twice() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Disjoint already: kept as they are.
+        let own = every_verb().filters();
+        assert_eq!(disjoint(&own), own);
+        // A link on one of the device's own command topics: already covered.
+        let mut wanted = own.clone();
+        wanted.push("edge/t/led/left/set".into());
+        assert_eq!(disjoint(&wanted), own);
+        // A link on everything of the device's: it covers the commands.
+        let mut wanted = own.clone();
+        wanted.push("edge/t/#".into());
+        wanted.push("homeassistant/status".into());
+        assert_eq!(disjoint(&wanted), s(&["edge/t/#", "homeassistant/status"]));
+        // Partly overlapping: one filter that covers both.
+        let got = disjoint(&s(&["edge/+/led/left/set", "edge/t/+/+/set"]));
+        assert_eq!(got, s(&["edge/+/+/+/set"]));
+        let got = disjoint(&s(&["a/b", "a/b/#", "x", "a/b/c/#"]));
+        assert_eq!(got, s(&["a/b/#", "x"]));
+        // Whatever comes out: each wanted topic matches exactly one filter.
+        let wanted = s(&[
+            "edge/+/button/event",
+            "edge/kitchen/#",
+            "edge/t/+/set",
+            "edge/t/+/+/set",
+            "$SYS/broker/uptime",
+            "+/kitchen/button/event",
+        ]);
+        let got = disjoint(&wanted);
+        for topic in [
+            "edge/kitchen/button/event",
+            "edge/t/led/left/set",
+            "edge/t/matrix/set",
+            "$SYS/broker/uptime",
+            "home/kitchen/button/event",
+        ] {
+            let n = got.iter().filter(|f| matches(f, topic)).count();
+            assert_eq!(n, 1, "{topic} in {got:?}");
+        }
+    }
+}
