@@ -561,7 +561,7 @@ fn main() {
         ))
         .expect("broker config");
         if let Some(b) = embedded.broker.as_ref() {
-            edge_agent::broker::start(b).expect("broker");
+            edge_agent::mqtt::broker::start(b).expect("broker");
         }
         let mut brokers = vec![("embedded", v5)];
         // Mosquitto as installed, and with Nagle's algorithm off on its

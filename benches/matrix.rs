@@ -9,10 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_agent::device::matrix::{spawn, MatrixCommand, MatrixState};
 use edge_agent::hardware::{DigitalOutputs, HardwareError};
+use edge_agent::parts::matrix::engine::{spawn, MatrixCommand, MatrixState};
+use edge_agent::parts::matrix::pattern::{parse, Limits, NoNames};
 use edge_agent::parts::matrix::Frame;
-use edge_agent::pattern::{parse, Limits, NoNames};
 
 /// Records the real time of every write.
 struct Timed(Arc<Mutex<Vec<Instant>>>);

@@ -67,7 +67,7 @@ async fn latency(rate: u32, n: u32) {
         "[device]\nid = \"bench\"\n[broker]\nlisten = \"127.0.0.1:{v4}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n[display]\nenabled = false\n"
     );
     let settings = Config::from_toml(&cfg).expect("config");
-    edge_agent::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
+    edge_agent::mqtt::broker::start(settings.broker.as_ref().expect("broker")).expect("broker");
     let hardware = Hardware::from_settings(&settings).expect("hw");
     let right = hardware
         .sim

@@ -3,7 +3,7 @@
 
 use edge_agent::hardware::png_file::PngDisplay;
 use edge_agent::hardware::Display;
-use edge_agent::render::{render, samples};
+use edge_agent::parts::message_board::render::{render, samples};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, screen) in samples() {

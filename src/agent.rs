@@ -16,21 +16,25 @@ use tracing::{info, warn};
 use crate::clock::{self, rfc3339, SystemClock, WallClock};
 use crate::command::{Catalog, Command, CommandError, MatrixSet, Router};
 use crate::config::{DisplayBackend, DisplayConfig, Settings};
-use crate::device::board::Board;
-use crate::device::button::{self, ButtonEvent, Timing};
-use crate::device::buzzer::Buzzer;
-use crate::device::display::{self, DisplayHandle, Refresh};
-use crate::device::led::{LedGroup, LedState, LedTimer, LedTiming};
-use crate::device::matrix::{self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState};
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Display, Hardware, HardwareError};
 use crate::links::{Fired, Links};
 use crate::mqtt::topic;
+use crate::mqtt::transport::{
+    Inbound, Link, Publisher, Transport, TransportError, TransportOptions,
+};
+use crate::parts::button::{self, ButtonEvent, Timing};
+use crate::parts::buzzer::Buzzer;
+use crate::parts::leds::{LedGroup, LedState, LedTimer, LedTiming};
+use crate::parts::matrix::engine::{
+    self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState,
+};
+use crate::parts::matrix::pattern::{Library, Node};
 use crate::parts::matrix::Frame;
-use crate::pattern::{Library, Node};
+use crate::parts::message_board::board::Board;
+use crate::parts::message_board::display::{self, DisplayHandle, Refresh};
+use crate::parts::message_board::render::Screen;
 use crate::rate::PerSecond;
-use crate::render::Screen;
-use crate::transport::{Inbound, Link, Publisher, Transport, TransportError, TransportOptions};
 
 /// How long the MQTT goodbye (`offline`, DISCONNECT) may take at shutdown.
 pub const GOODBYE: Duration = Duration::from_millis(500);

@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
         Cmd::Config {
             action: ConfigAction::Discovery,
         } => {
-            let library = match crate::pattern::Library::builtin() {
+            let library = match crate::parts::matrix::pattern::Library::builtin() {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("edge-agent: {e}");
@@ -157,7 +157,7 @@ fn send(
         .filter(|f| !f.is_empty());
     let payload = serde_json::json!({ "text": text, "from": from }).to_string();
     let topic = format!("{base}/display/message/set");
-    let options = crate::transport::TransportOptions::from_settings(settings, Vec::new());
+    let options = crate::mqtt::transport::TransportOptions::from_settings(settings, Vec::new());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,7 +165,7 @@ fn send(
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    let answer = runtime.block_on(crate::transport::request(
+    let answer = runtime.block_on(crate::mqtt::transport::request(
         &options,
         &topic,
         payload.into(),
@@ -209,7 +209,7 @@ fn run(settings: Settings) -> ExitCode {
     init_logging();
     // First, while the process has one thread: the broker's own process.
     let broker = match &settings.broker {
-        Some(b) => match crate::broker::start_isolated(b) {
+        Some(b) => match crate::mqtt::broker::start_isolated(b) {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("edge-agent: {e}");

@@ -107,7 +107,7 @@ pub enum MatrixSet {
     /// Run a program (a frame, a named pattern, or a JSON program).
     Run {
         /// The program.
-        program: std::sync::Arc<crate::pattern::Node>,
+        program: std::sync::Arc<crate::parts::matrix::pattern::Node>,
         /// The pattern's name, when it is a named one.
         effect: Option<String>,
     },
@@ -146,7 +146,7 @@ pub struct Catalog {
     /// Names of the PWM LEDs.
     pub leds: Vec<String>,
     /// The matrix's named patterns, when the matrix is enabled.
-    pub matrix: Option<std::sync::Arc<crate::pattern::Library>>,
+    pub matrix: Option<std::sync::Arc<crate::parts::matrix::pattern::Library>>,
     /// Whether the simulated backend's controls are available.
     pub sim_button: bool,
     /// Whether the simulated backend's fault injection is available.
@@ -555,7 +555,10 @@ struct JsonLightMatrix {
     effect: Option<String>,
 }
 
-fn named(name: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, CommandError> {
+fn named(
+    name: &str,
+    lib: &crate::parts::matrix::pattern::Library,
+) -> Result<MatrixSet, CommandError> {
     lib.get(name)
         .map(|p| MatrixSet::Run {
             program: p.clone(),
@@ -572,8 +575,11 @@ fn named(name: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, Command
 
 /// `matrix/set`: `ON`/`OFF`, a frame, a pattern name, a Home Assistant JSON
 /// light (`state`, `effect`), or a JSON pattern program.
-fn parse_matrix(payload: &str, lib: &crate::pattern::Library) -> Result<MatrixSet, CommandError> {
-    use crate::pattern::{parse, Limits, Node};
+fn parse_matrix(
+    payload: &str,
+    lib: &crate::parts::matrix::pattern::Library,
+) -> Result<MatrixSet, CommandError> {
+    use crate::parts::matrix::pattern::{parse, Limits, Node};
     let p = payload.trim();
     if p.is_empty() {
         return Err(CommandError::BadPayload(
@@ -625,7 +631,7 @@ mod tests {
             Catalog {
                 leds: vec!["left".into(), "right".into()],
                 matrix: Some(std::sync::Arc::new(
-                    crate::pattern::Library::builtin().unwrap(),
+                    crate::parts::matrix::pattern::Library::builtin().unwrap(),
                 )),
                 sim_button: true,
                 sim_faults: true,
@@ -839,7 +845,7 @@ mod tests {
 
     #[test]
     fn matrix_forms() {
-        use crate::pattern::frame_at;
+        use crate::parts::matrix::pattern::frame_at;
         let r = router();
         let run = |p: &str| match r.parse("edge/t/matrix/set", p.as_bytes()) {
             Ok(Command::Matrix(MatrixSet::Run { program, effect })) => {

@@ -1024,9 +1024,9 @@ impl Config {
                 max_connections: self.broker.max_connections,
             };
             // The broker is configured exactly as `run` will configure it.
-            if let Err(e) = crate::broker::rumqttd_config(&embedded) {
+            if let Err(e) = crate::mqtt::broker::rumqttd_config(&embedded) {
                 let reason = match e {
-                    crate::broker::BrokerError::Config(m) => m,
+                    crate::mqtt::broker::BrokerError::Config(m) => m,
                     other => other.to_string(),
                 };
                 return Err(ConfigError::new(

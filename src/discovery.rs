@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::config::Settings;
-use crate::device::button::ButtonEvent;
+use crate::parts::button::ButtonEvent;
 
 /// One discovery config: its topic and payload (empty = remove the entity).
 #[derive(Debug, Clone, PartialEq, Eq)]

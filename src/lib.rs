@@ -4,29 +4,26 @@
 //! commanded over MQTT, with an optional embedded broker.
 //!
 //! Module map, one home per concern:
-//! - [`config`]: layered configuration and its validation;
-//! - [`broker`]: the embedded rumqttd broker;
-//! - [`transport`]: the MQTT connection (the only module that knows rumqttc);
+//! - [`parts`]: each part of the device (LEDs, matrix, message board,
+//!   button, buzzer), against the [`hardware`] traits; no part knows MQTT;
+//! - [`mqtt`]: the topic table, the connection (the only module that knows
+//!   rumqttc) and the embedded rumqttd broker;
 //! - [`command`]: topic + payload → typed command;
-//! - [`device`]: what each part does, against the [`hardware`] traits;
+//! - [`config`]: layered configuration and its validation;
+//! - [`links`]: messages turned into local commands;
 //! - [`agent`]: wires them together and shuts down safely;
 //! - [`cli`]: the command line.
 
 pub mod agent;
-pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
-pub mod device;
 pub mod discovery;
 pub mod hardware;
 pub mod links;
 pub mod mqtt;
 pub mod parts;
-pub mod pattern;
 pub mod quote;
 pub mod rate;
-pub mod render;
 pub mod service;
-pub mod transport;

@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 
 use edge_agent::command::{Catalog, Command, MatrixSet, Router};
-use edge_agent::pattern::{frame_at, next_change, Library};
+use edge_agent::parts::matrix::pattern::{frame_at, next_change, Library};
 use libfuzzer_sys::fuzz_target;
 
 const TOPICS: &[&str] = &[

@@ -2,7 +2,7 @@
 //! an accepted program is run for a while on its own clock.
 #![no_main]
 
-use edge_agent::pattern::{frame_at, next_change, parse, Limits, NoNames};
+use edge_agent::parts::matrix::pattern::{frame_at, next_change, parse, Limits, NoNames};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -750,7 +750,7 @@ impl InProcess {
     ) -> InProcess {
         let settings = edge_agent::config::Config::from_toml(config).expect("config");
         if let Some(b) = settings.broker.as_ref() {
-            edge_agent::broker::start(b).expect("embedded broker");
+            edge_agent::mqtt::broker::start(b).expect("embedded broker");
         }
         Self::spawn(settings, wall)
     }

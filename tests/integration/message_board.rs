@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 use common::*;
 use edge_agent::hardware::BitFrame;
-use edge_agent::render::{render, Screen};
+use edge_agent::parts::message_board::render::{render, Screen};
 
 /// An agent with the embedded broker, the board on `backend` and UTC time.
 fn board_config(device: &str, v4: u16, v5: u16, display: &str) -> String {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::render::Screen;
+use crate::parts::message_board::render::Screen;
 
 /// What the board shows and whether the clock runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::hardware::{Display, HardwareError};
-use crate::render::{render, Screen};
+use crate::parts::message_board::render::{render, Screen};
 
 /// Hands screens to the display worker; cheap to clone.
 #[derive(Clone)]

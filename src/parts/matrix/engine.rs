@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 
 use crate::hardware::{DigitalOutputs, HardwareError};
+use crate::parts::matrix::pattern::{frame_at, next_change, Node};
 use crate::parts::matrix::Frame;
-use crate::pattern::{frame_at, next_change, Node};
 
 /// What the engine is asked to do.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::hardware::sim::{Recording, SimOutputs};
-    use crate::pattern::{parse, Library, Limits};
+    use crate::parts::matrix::pattern::{parse, Library, Limits};
     use serde_json::json;
 
     struct Rig {

@@ -104,7 +104,7 @@ impl Names for NoNames {
 }
 
 /// The named patterns shipped with the agent (`patterns/patterns.json`).
-pub const LIBRARY_JSON: &str = include_str!("../patterns/patterns.json");
+pub const LIBRARY_JSON: &str = include_str!("../../../patterns/patterns.json");
 
 /// The named patterns, parsed; names whose program is a single frame are
 /// also selections (`"leds": "smiley"`).

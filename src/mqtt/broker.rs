@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::{connect_host, EmbeddedBroker};
 
 /// The built-in rumqttd settings: `broker/rumqttd.toml` of the repository.
-pub const DEFAULT_RUMQTTD_TOML: &str = include_str!("../broker/rumqttd.toml");
+pub const DEFAULT_RUMQTTD_TOML: &str = include_str!("../../broker/rumqttd.toml");
 
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]

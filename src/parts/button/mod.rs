@@ -1,0 +1,5 @@
+//! The button: debounced presses, double and long presses.
+
+mod device;
+
+pub use device::*;

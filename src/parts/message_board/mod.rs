@@ -1,0 +1,6 @@
+//! The e-paper message board: a message or the minute clock, drawn on the
+//! panel by a worker of its own.
+
+pub mod board;
+pub mod display;
+pub mod render;
