@@ -2,7 +2,7 @@
 
 use tokio::time::{Duration, Instant};
 
-use crate::command::BuzzerSet;
+use super::command::BuzzerSet;
 use crate::hardware::{HardwareError, PwmChannel};
 
 /// The buzzer and its timer.

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::command::{LedSet, Tilt};
+use super::command::{LedSet, Tilt};
 use crate::hardware::{HardwareError, NamedPwm, PwmChannel};
 
 /// What an LED shows, in Home Assistant's terms.

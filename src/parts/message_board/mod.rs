@@ -2,5 +2,6 @@
 //! panel by a worker of its own.
 
 pub mod board;
+pub mod command;
 pub mod display;
 pub mod render;
