@@ -3,10 +3,11 @@
 //! sharing one device block and `<base>/status` as availability. A part that
 //! is disabled gets an empty retained config, which removes its entity.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::Settings;
-use crate::parts::button::ButtonEvent;
+use crate::mqtt::topic::{self, Topics};
+use crate::parts::{self, Entity};
 
 /// One discovery config: its topic and payload (empty = remove the entity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,15 +18,12 @@ pub struct Announcement {
     pub payload: String,
 }
 
-/// The longest text Home Assistant's text entity holds.
-pub const HA_TEXT_MAX: usize = 255;
-
 /// Every entity's config (or removal) for these settings; `effects` are the
 /// matrix's named patterns.
 pub fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announcement> {
     let c = &settings.config;
     let id = &settings.device_id;
-    let base = &settings.base_topic;
+    let topics = Topics::new(settings.base_topic.clone(), c.verbs());
     let prefix = &c.homeassistant.discovery_prefix;
     let device = json!({
         "identifiers": [format!("edge_agent_{id}")],
@@ -34,133 +32,73 @@ pub fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announcement>
         "manufacturer": "edge-agent",
         "sw_version": env!("CARGO_PKG_VERSION"),
     });
-    let entity = |component: &str, object: &str, name: &str, enabled: bool, mut fields: Value| {
-        let topic = format!("{prefix}/{component}/{id}/{object}/config");
-        if !enabled || !c.homeassistant.enabled {
-            return Announcement {
+    let mut entities = parts::leds::entities(c.tilt.enabled);
+    entities.push(parts::matrix::entity(c.matrix.enabled, effects));
+    entities.push(parts::button::entity(c.button.enabled));
+    entities.extend(parts::message_board::entities(&c.display));
+    entities.push(started());
+    entities.push(parts::buzzer::entity(c.buzzer.enabled));
+    entities
+        .into_iter()
+        .map(|e| {
+            let topic = format!("{prefix}/{}/{id}/{}/config", e.component, e.object);
+            if !e.enabled || !c.homeassistant.enabled {
+                return Announcement {
+                    topic,
+                    payload: String::new(),
+                };
+            }
+            let mut fields = e.fields;
+            if let Some(m) = fields.as_object_mut() {
+                if let Some((verb, led)) = e.command {
+                    m.insert("command_topic".into(), json!(topics.command(verb, led)));
+                }
+                if let Some(state) = &e.state {
+                    m.insert("state_topic".into(), json!(topics.at(state)));
+                }
+                m.insert("name".into(), json!(e.name));
+                m.insert(
+                    "unique_id".into(),
+                    json!(format!("edge_agent_{id}_{}", e.object)),
+                );
+                m.insert(
+                    "availability_topic".into(),
+                    json!(topics.at(topic::state::STATUS)),
+                );
+                m.insert("payload_available".into(), json!("online"));
+                m.insert("payload_not_available".into(), json!("offline"));
+                m.insert("device".into(), device.clone());
+            }
+            Announcement {
                 topic,
-                payload: String::new(),
-            };
-        }
-        if let Some(m) = fields.as_object_mut() {
-            m.insert("name".into(), json!(name));
-            m.insert(
-                "unique_id".into(),
-                json!(format!("edge_agent_{id}_{object}")),
-            );
-            m.insert("availability_topic".into(), json!(format!("{base}/status")));
-            m.insert("payload_available".into(), json!("online"));
-            m.insert("payload_not_available".into(), json!("offline"));
-            m.insert("device".into(), device.clone());
-        }
-        Announcement {
-            topic,
-            payload: fields.to_string(),
-        }
-    };
-    let led = |name: &str| {
-        entity(
-            "light",
-            &format!("led_{name}"),
-            &format!("LED {name}"),
-            c.tilt.enabled,
-            json!({
-                "schema": "json",
-                "command_topic": format!("{base}/led/{name}/set"),
-                "state_topic": format!("{base}/led/{name}"),
-                "brightness": true,
-                "brightness_scale": 255,
-                // Home Assistant before 2024.4 wants both; later ones ignore color_mode.
-                "color_mode": true,
-                "supported_color_modes": ["brightness"],
-            }),
-        )
-    };
-    vec![
-        led("left"),
-        led("right"),
-        entity(
-            "light",
-            "matrix",
-            "Matrix",
-            c.matrix.enabled,
-            json!({
-                "schema": "json",
-                "command_topic": format!("{base}/matrix/set"),
-                "state_topic": format!("{base}/matrix"),
-                "effect": true,
-                "effect_list": effects,
-                "color_mode": true,
-                "supported_color_modes": ["onoff"],
-            }),
-        ),
-        entity(
-            "event",
-            "button",
-            "Button",
-            c.button.enabled,
-            json!({
-                "state_topic": format!("{base}/button/event"),
-                "event_types": ButtonEvent::ALL.iter().map(|e| e.event_type()).collect::<Vec<_>>(),
-                "device_class": "button",
-            }),
-        ),
-        entity(
-            "text",
-            "message",
-            "Message",
-            c.display.enabled,
-            json!({
-                "command_topic": format!("{base}/display/message/set"),
-                "state_topic": format!("{base}/display"),
-                "value_template": "{{ value_json.text if value_json.text is not none else '' }}",
-                "min": 0,
-                "max": c.display.max_message_chars.min(HA_TEXT_MAX),
-                "mode": "text",
-            }),
-        ),
-        entity(
-            "sensor",
-            "clock",
-            "Clock",
-            c.display.enabled,
-            json!({
-                "state_topic": format!("{base}/clock/tick"),
-                "value_template": "{{ value_json.time }}",
-                "device_class": "timestamp",
-            }),
-        ),
-        entity(
-            "sensor",
-            "uptime",
-            "Started",
-            true,
-            json!({
-                "state_topic": format!("{base}/info"),
-                "value_template": "{{ value_json.started_at }}",
-                "device_class": "timestamp",
-                "entity_category": "diagnostic",
-            }),
-        ),
-        entity(
-            "switch",
-            "buzzer",
-            "Buzzer",
-            c.buzzer.enabled,
-            json!({
-                "command_topic": format!("{base}/buzzer/set"),
-                "state_topic": format!("{base}/buzzer"),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-            }),
-        ),
-    ]
+                payload: fields.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The agent's own entity: when it started.
+fn started() -> Entity {
+    Entity {
+        component: "sensor",
+        object: "uptime".into(),
+        name: "Started".into(),
+        enabled: true,
+        command: None,
+        state: Some(topic::state::INFO.into()),
+        fields: json!({
+            "value_template": "{{ value_json.started_at }}",
+            "device_class": "timestamp",
+            "entity_category": "diagnostic",
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use serde_json::Value;
 
     #[test]
     fn every_entity_has_a_unique_id_the_device_and_availability() {

@@ -4,3 +4,31 @@ pub mod command;
 mod device;
 
 pub use device::*;
+
+use serde_json::json;
+
+use crate::mqtt::topic::{state, Verb, LED_NAMES};
+use crate::parts::Entity;
+
+/// The LEDs' Home Assistant entities: a dimmable JSON light each.
+pub fn entities(enabled: bool) -> Vec<Entity> {
+    LED_NAMES
+        .iter()
+        .map(|&name| Entity {
+            component: "light",
+            object: format!("led_{name}"),
+            name: format!("LED {name}"),
+            enabled,
+            command: Some((Verb::Led, name)),
+            state: Some(state::led(name)),
+            fields: json!({
+                "schema": "json",
+                "brightness": true,
+                "brightness_scale": 255,
+                // Home Assistant before 2024.4 wants both; later ones ignore color_mode.
+                "color_mode": true,
+                "supported_color_modes": ["brightness"],
+            }),
+        })
+        .collect()
+}

@@ -5,3 +5,45 @@ pub mod board;
 pub mod command;
 pub mod display;
 pub mod render;
+
+use serde_json::json;
+
+use crate::config::DisplayConfig;
+use crate::mqtt::topic::{state, Verb};
+use crate::parts::Entity;
+
+/// The longest text Home Assistant's text entity holds.
+pub const HA_TEXT_MAX: usize = 255;
+
+/// The board's Home Assistant entities: the message as a text, the minute
+/// clock as a timestamp sensor.
+pub fn entities(display: &DisplayConfig) -> Vec<Entity> {
+    vec![
+        Entity {
+            component: "text",
+            object: "message".into(),
+            name: "Message".into(),
+            enabled: display.enabled,
+            command: Some((Verb::Message, "")),
+            state: Some(state::DISPLAY.into()),
+            fields: json!({
+                "value_template": "{{ value_json.text if value_json.text is not none else '' }}",
+                "min": 0,
+                "max": display.max_message_chars.min(HA_TEXT_MAX),
+                "mode": "text",
+            }),
+        },
+        Entity {
+            component: "sensor",
+            object: "clock".into(),
+            name: "Clock".into(),
+            enabled: display.enabled,
+            command: None,
+            state: Some(state::CLOCK_TICK.into()),
+            fields: json!({
+                "value_template": "{{ value_json.time }}",
+                "device_class": "timestamp",
+            }),
+        },
+    ]
+}
