@@ -111,6 +111,16 @@ impl Ack {
         })
     }
 
+    /// The acknowledgement of the QoS 1 message `pkid`, for tests of what
+    /// is owed without a broker.
+    #[cfg(test)]
+    pub(crate) fn qos1(pkid: u16) -> Ack {
+        Ack {
+            pkid,
+            qos: QoS::AtLeastOnce,
+        }
+    }
+
     /// The packet rumqttc's `ack` takes: only its id and QoS are read.
     fn packet(self) -> Publish {
         let mut p = Publish::new("", self.qos, Bytes::new(), None);

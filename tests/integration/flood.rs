@@ -221,6 +221,7 @@ async fn a_misbehaving_client_does_not_starve_the_others() {
     let bad = Arc::new(AtomicU64::new(0));
     let log_before = agent.stderr_text().lines().count();
     let rss_before = rss_kib_tree(agent.pid());
+    let flood_started = Instant::now();
     let flood = flooder(
         v5,
         "flood-bad",
@@ -243,9 +244,14 @@ async fn a_misbehaving_client_does_not_starve_the_others() {
         "RSS grew from {rss_before} KiB to {rss_after} KiB during the flood"
     );
     assert!(bad > 10_000, "the flood ran ({bad} publishes)");
+    // Rejections are logged at most 50 a second, plus one line a second
+    // counting the rest, for as long as the agent takes to work through the
+    // flood: longer on a loaded machine, so the bound follows the time.
+    let seconds = flood_started.elapsed().as_secs_f64().ceil();
+    let most = 52.0 * seconds + 20.0;
     assert!(
-        log_lines < 400,
-        "{log_lines} log lines for a 3 s flood of {bad} bad commands"
+        (log_lines as f64) <= most,
+        "{log_lines} log lines for a 3 s flood of {bad} bad commands worked through in {seconds} s (at most {most})"
     );
     for i in 101..106 {
         good_command(&mut good, &base, i, Duration::from_secs(2)).await;
