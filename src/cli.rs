@@ -1,4 +1,5 @@
-//! The command line: `run` (the default), `config check`, `config show`.
+//! The command line: `run` (the default), `send`, `config check`, `config
+//! show` and `config discovery`; the start-up banner, signals and exit codes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Backend, Config, Settings, Sources};
 use crate::hardware::Hardware;
+use crate::mqtt::topic::{Topics, Verb};
 
 /// Exit code for a configuration that was refused.
 pub const EXIT_CONFIG: u8 = 2;
@@ -156,7 +158,7 @@ fn send(
         .or_else(|| std::env::var("USER").ok())
         .filter(|f| !f.is_empty());
     let payload = serde_json::json!({ "text": text, "from": from }).to_string();
-    let topic = format!("{base}/display/message/set");
+    let topic = Topics::new(base.clone(), []).command(Verb::Message, "");
     let options = crate::mqtt::transport::TransportOptions::from_settings(settings, Vec::new());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -382,36 +384,36 @@ pub fn banner(settings: &Settings) -> String {
         "  mosquitto_sub -V mqttv5 -h {host} -p {port_v5}{auth} -t {} -v\n",
         shell_quote(&format!("{base}/#"))
     ));
-    if c.tilt.enabled {
+    let topics = Topics::new(base.clone(), c.verbs());
+    let command = |verb| shell_quote(&topics.command(verb, "left"));
+    if topics.has(Verb::Led) {
         out.push_str(&format!(
             "  mosquitto_pub {args} -t {} -m ON\n",
-            shell_quote(&format!("{base}/led/left/set"))
+            command(Verb::Led)
         ));
-    }
-    if c.tilt.enabled {
         // MQTT 5 request/response: prints the agent's acknowledgement.
         out.push_str(&format!(
             "  mosquitto_rr -V mqttv5 -h {host} -p {port_v5}{auth} -t {} -e {} -m OFF\n",
-            shell_quote(&format!("{base}/led/left/set")),
+            command(Verb::Led),
             shell_quote(&format!("reply/{}", settings.device_id)),
         ));
     }
-    if c.display.enabled {
+    if topics.has(Verb::Message) {
         out.push_str(&format!(
             "  mosquitto_pub {args} -t {} -m 'Hello from the README'\n",
-            shell_quote(&format!("{base}/display/message/set"))
+            command(Verb::Message)
         ));
     }
-    if c.matrix.enabled {
+    if topics.has(Verb::Matrix) {
         out.push_str(&format!(
             "  mosquitto_pub {args} -t {} -m 01010/01010/00000/10001/01110\n",
-            shell_quote(&format!("{base}/matrix/set"))
+            command(Verb::Matrix)
         ));
     }
-    if c.button.enabled && c.hardware.backend == Backend::Sim {
+    if topics.has(Verb::SimPress) {
         out.push_str(&format!(
             "  mosquitto_pub {args} -t {} -n\n",
-            shell_quote(&format!("{base}/sim/button/press"))
+            command(Verb::SimPress)
         ));
     }
     out

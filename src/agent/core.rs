@@ -25,7 +25,7 @@ use crate::discovery::Announcement;
 use crate::hardware::sim::ButtonInjector;
 use crate::hardware::{Display, Hardware, HardwareError, InputEdges};
 use crate::links::{Fired, Links};
-use crate::mqtt::topic::{self, Topics};
+use crate::mqtt::topic::{self, state, Topics};
 use crate::mqtt::transport::{Ack, Inbound, Link, ReplyTo};
 use crate::parts::button::{self, ButtonEvent, Timing};
 use crate::parts::buzzer::Buzzer;
@@ -164,7 +164,7 @@ struct MatrixPart {
 
 /// The device parts and the topics their state goes to.
 struct Parts {
-    base: String,
+    topics: Topics,
     wall: Arc<dyn WallClock>,
     leds: Option<LedGroup>,
     matrix: Option<MatrixPart>,
@@ -197,7 +197,7 @@ impl Parts {
             return;
         };
         for (name, state) in leds.states() {
-            publish_led_state(out, &self.base, name, state);
+            publish_led_state(out, &self.topics, name, state);
         }
         leds.published(Instant::now());
     }
@@ -209,7 +209,7 @@ impl Parts {
             return;
         };
         if let Some((name, state)) = leds.states().find(|(n, _)| *n == name) {
-            publish_led_state(out, &self.base, name, state);
+            publish_led_state(out, &self.topics, name, state);
         }
     }
 
@@ -227,7 +227,7 @@ impl Parts {
             "effect": state.effect,
             "frame": state.frame.to_text(),
         });
-        out.retain(&format!("{}/matrix", self.base), payload.to_string());
+        out.retain(&self.topics.at(state::MATRIX), payload.to_string());
     }
 
     fn publish_board(&self, out: &mut Outbox) {
@@ -244,13 +244,13 @@ impl Parts {
             "shown_at": rfc3339(&s.shown_at),
             "clock": if s.clock_running { "ON" } else { "OFF" },
         });
-        out.retain(&format!("{}/display", self.base), payload.to_string());
+        out.retain(&self.topics.at(state::DISPLAY), payload.to_string());
     }
 
     fn publish_buzzer(&self, out: &mut Outbox) {
         if let Some(b) = &self.buzzer {
             out.retain(
-                &format!("{}/buzzer", self.base),
+                &self.topics.at(state::BUZZER),
                 if b.is_on() { "ON" } else { "OFF" },
             );
         }
@@ -373,8 +373,8 @@ impl Parts {
             );
             publish_error(
                 out,
-                &self.base,
-                format!("{}/error", self.base),
+                &self.topics,
+                self.topics.at(state::ERROR),
                 &format!(
                     "{unreported} more commands were rejected than the \
                      {ERROR_REPORTS_PER_SECOND} a second reported one by one"
@@ -383,7 +383,7 @@ impl Parts {
         }
         let topic = crate::quote::clip(topic, crate::quote::MAX_ECHO);
         warn!(%topic, %error, "command rejected");
-        publish_error(out, &self.base, topic.as_ref(), error);
+        publish_error(out, &self.topics, topic.as_ref(), error);
     }
 
     fn tick(&mut self, at: DateTime<Tz>, out: &mut Outbox) {
@@ -393,7 +393,7 @@ impl Parts {
         if let Some(screen) = mb.board.tick(at) {
             mb.display.show(screen);
             out.event(
-                &format!("{}/clock/tick", self.base),
+                &self.topics.at(state::CLOCK_TICK),
                 json!({ "time": rfc3339(&at) }).to_string(),
             );
         }
@@ -407,7 +407,7 @@ impl Parts {
             .map(|b| b.board.time_zone())
             .unwrap_or(Tz::UTC);
         out.event(
-            &format!("{}/button/event", self.base),
+            &self.topics.at(state::BUTTON_EVENT),
             json!({ "event_type": ev.event_type(), "at": rfc3339(&at.with_timezone(&tz)) })
                 .to_string(),
         );
@@ -417,7 +417,6 @@ impl Parts {
         }
     }
 
-    /// Every output to its safe (off) value; returns the first failure.
     /// Puts every output at its safe value while the agent runs on (the
     /// broker has been away too long), and reports the new states.
     fn go_safe(&mut self, out: &mut Outbox) {
@@ -582,7 +581,7 @@ impl Core {
         let started_at = wall.now().with_timezone(&settings.time_zone);
         let parts = Parts {
             safe,
-            base: base.clone(),
+            topics: Topics::new(base.clone(), config.verbs()),
             wall,
             leds: (!leds.is_empty()).then(|| {
                 let timing = LedTiming {
@@ -694,7 +693,7 @@ impl Core {
     pub fn announce(&mut self) -> Vec<Output> {
         let mut out = Outbox::default();
         self.parts.publish_all(&mut out);
-        out.retain(&self.topics.at(topic::state::INFO), self.info());
+        out.retain(&self.topics.at(state::INFO), self.info());
         for a in &self.announcements {
             out.retain(&a.topic, a.payload.clone());
         }
@@ -743,7 +742,7 @@ impl Core {
             Input::Stepped(step) => {
                 self.started_at = step.correct(self.started_at);
                 info!(by_s = step.by.num_seconds(), "the wall clock was set");
-                out.retain(&self.topics.at(topic::state::INFO), self.info());
+                out.retain(&self.topics.at(state::INFO), self.info());
             }
             Input::Button(ev) => self.parts.button(ev, &mut out),
             Input::Timer(timer) => self.timer(timer, &mut out),
@@ -756,7 +755,7 @@ impl Core {
             Input::Failed(part, e) => {
                 let error = e.to_string();
                 warn!(part, %error, "hardware write failed");
-                publish_error(&mut out, &self.parts.base, self.topics.at(part), &error);
+                publish_error(&mut out, &self.topics, self.topics.at(part), &error);
             }
         }
         out.0
@@ -801,13 +800,13 @@ impl Core {
     fn link(&mut self, link: Link, now: Instant, out: &mut Outbox) {
         match link {
             Link::Up => {
-                info!(base = %self.parts.base, "online");
+                info!(base = %self.topics.base(), "online");
                 if let Some(since) = self.offline_since.take() {
                     if self.went_safe {
                         publish_error(
                             out,
-                            &self.parts.base,
-                            self.topics.at(topic::state::STATUS),
+                            &self.topics,
+                            self.topics.at(state::STATUS),
                             &format!(
                                 "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
                                 now.saturating_duration_since(since).as_millis(),
@@ -869,22 +868,24 @@ impl Core {
 }
 
 /// Publishes one LED's state on `<base>/led/<name>`.
-fn publish_led_state(out: &mut Outbox, base: &str, name: &str, state: LedState) {
+fn publish_led_state(out: &mut Outbox, topics: &Topics, name: &str, state: LedState) {
     let payload = json!({
         "state": if state.on { "ON" } else { "OFF" },
         "brightness": state.brightness,
     });
-    out.retain(
-        &format!("{base}/{}", topic::state::led(name)),
-        payload.to_string(),
-    );
+    out.retain(&topics.at(&state::led(name)), payload.to_string());
 }
 
 /// Says on `<base>/error` what went wrong with `topic`
 /// (`{"topic": ..., "error": ...}`, contract §2).
-fn publish_error(out: &mut Outbox, base: &str, topic: impl Into<serde_json::Value>, error: &str) {
+fn publish_error(
+    out: &mut Outbox,
+    topics: &Topics,
+    topic: impl Into<serde_json::Value>,
+    error: &str,
+) {
     out.report(
-        &format!("{base}/error"),
+        &topics.at(state::ERROR),
         json!({ "topic": topic.into(), "error": error }).to_string(),
     );
 }

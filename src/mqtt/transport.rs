@@ -183,7 +183,11 @@ impl TransportOptions {
                 .as_ref()
                 .map(|(u, p)| (u.clone(), p.expose().to_string())),
             keep_alive: Duration::from_secs(mqtt.keep_alive_s),
-            status_topic: format!("{}/status", settings.base_topic),
+            status_topic: format!(
+                "{}/{}",
+                settings.base_topic,
+                crate::mqtt::topic::state::STATUS
+            ),
             filters,
             backoff_min: Duration::from_millis(mqtt.reconnect_min_ms),
             backoff_max: Duration::from_millis(mqtt.reconnect_max_ms),
