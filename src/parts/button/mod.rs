@@ -1,5 +1,6 @@
 //! The button: debounced presses, double and long presses.
 
+pub mod config;
 mod device;
 
 pub use device::*;

@@ -1,6 +1,7 @@
 //! The buzzer: on, off, and beeps of a given length.
 
 pub mod command;
+pub mod config;
 mod device;
 
 pub use device::*;

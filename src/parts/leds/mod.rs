@@ -1,6 +1,7 @@
 //! The two PWM LEDs and the tilt that drives them.
 
 pub mod command;
+pub mod config;
 mod device;
 
 pub use device::*;

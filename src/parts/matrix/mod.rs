@@ -2,6 +2,7 @@
 //! that plays a pattern on the outputs.
 
 pub mod command;
+pub mod config;
 pub mod engine;
 mod frame;
 pub mod pattern;

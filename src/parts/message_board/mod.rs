@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod command;
+pub mod config;
 pub mod display;
 pub mod render;
 

@@ -14,7 +14,19 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize, Serializer};
 
+pub(crate) mod error;
+pub(crate) mod gpio;
+
+use self::error::quote;
+pub use self::error::ConfigError;
+pub use self::gpio::{Backend, HardwareConfig, MAX_BCM_LINE, MAX_CHIP_LINE, WAVESHARE_SPI_LINES};
+use self::gpio::{GpioPlan, UsedLine};
 use crate::mqtt::topic::{matches, valid_filter, Topics, Verb};
+pub use crate::parts::button::config::ButtonConfig;
+pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
+pub use crate::parts::leds::config::TiltConfig;
+pub use crate::parts::matrix::config::{MatrixConfig, DEFAULT_MATRIX_LINES};
+pub use crate::parts::message_board::config::{DisplayBackend, DisplayConfig};
 
 /// The system-wide configuration file, read when it exists.
 pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
@@ -38,31 +50,6 @@ pub const RAW_ENV_KEYS: [&str; 8] = [
 
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
 pub const MIN_KEEP_ALIVE_S: u64 = 5;
-
-/// A configuration that was refused, with the key, the value and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config: {key} = {value}{source_note}: {allowed}")]
-pub struct ConfigError {
-    /// Dotted key, e.g. `mqtt.url`.
-    pub key: String,
-    /// The refused value as it was given (secrets are never shown).
-    pub value: String,
-    /// Where the value came from (` (in FILE)`), or empty.
-    pub source_note: String,
-    /// What would have been accepted.
-    pub allowed: String,
-}
-
-impl ConfigError {
-    fn new(key: impl Into<String>, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            value: value.to_string(),
-            source_note: String::new(),
-            allowed: allowed.into(),
-        }
-    }
-}
 
 /// A secret string (a password): never printed, never logged.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -121,38 +108,6 @@ pub struct Config {
     /// Links: MQTT messages turned into local commands.
     #[serde(rename = "link", skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkConfig>,
-}
-
-/// The buzzer's default line. The defaults of the matrix, the LEDs and the
-/// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
-/// gets the next number: free of every other default, it can be enabled on
-/// the simulated hardware as it is; on a board it needs a header line that
-/// another part gives up (rppal refuses 28: see [`MAX_BCM_LINE`]).
-pub const DEFAULT_BUZZER_PIN: u32 = 28;
-
-/// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BuzzerConfig {
-    /// Whether a buzzer is fitted.
-    pub enabled: bool,
-    /// GPIO line (BCM number).
-    pub pin: u32,
-    /// `0`: a digital output (active buzzer); otherwise a PWM tone of this frequency.
-    pub tone_hz: f64,
-    /// Longest `beep_ms` accepted.
-    pub max_beep_ms: u64,
-}
-
-impl Default for BuzzerConfig {
-    fn default() -> Self {
-        BuzzerConfig {
-            enabled: false,
-            pin: DEFAULT_BUZZER_PIN,
-            tone_hz: 0.0,
-            max_beep_ms: 10_000,
-        }
-    }
 }
 
 /// The outputs' safe values, and when the agent falls back to them on its
@@ -429,355 +384,6 @@ impl Default for BrokerConfig {
             password_file: None,
             max_connections: DEFAULT_BROKER_MAX_CONNECTIONS,
         }
-    }
-}
-
-/// Which hardware backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Simulated hardware that records every write.
-    #[default]
-    Sim,
-    /// Raspberry Pi GPIO/PWM through rppal.
-    Rppal,
-    /// The Linux GPIO character device through gpiocdev.
-    Gpiocdev,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sim => "sim",
-            Backend::Rppal => "rppal",
-            Backend::Gpiocdev => "gpiocdev",
-        })
-    }
-}
-
-/// Hardware backend selection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HardwareConfig {
-    /// `sim`, `rppal` or `gpiocdev`.
-    pub backend: Backend,
-    /// GPIO character device used by parts that name no chip of their own.
-    pub chip: String,
-}
-
-impl Default for HardwareConfig {
-    fn default() -> Self {
-        HardwareConfig {
-            backend: Backend::Sim,
-            chip: "/dev/gpiochip0".into(),
-        }
-    }
-}
-
-/// The push button.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ButtonConfig {
-    /// Whether the button is fitted.
-    pub enabled: bool,
-    /// GPIO line (BCM number) of the button.
-    pub pin: u32,
-    /// The level must hold this long to count (contact bounce), in ms.
-    pub debounce_ms: u64,
-    /// A second press within this time after a release is a double press; 0 = none.
-    pub double_press_ms: u64,
-    /// Held this long, a press is a long press, in ms.
-    pub long_press_ms: u64,
-}
-
-impl Default for ButtonConfig {
-    fn default() -> Self {
-        ButtonConfig {
-            enabled: true,
-            pin: 27,
-            debounce_ms: 30,
-            double_press_ms: 300,
-            long_press_ms: 800,
-        }
-    }
-}
-
-/// Which panel shows the message board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DisplayBackend {
-    /// Frames kept in memory only (tests).
-    Sim,
-    /// Each frame written to a PNG file.
-    #[default]
-    Png,
-    /// The Embedded Artists / Pervasive Displays EPD driver's files (`/dev/epd`).
-    Epd,
-    /// A Waveshare 2.7" panel on SPI (needs the `waveshare` build feature).
-    Waveshare,
-}
-
-impl fmt::Display for DisplayBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DisplayBackend::Sim => "sim",
-            DisplayBackend::Png => "png",
-            DisplayBackend::Epd => "epd",
-            DisplayBackend::Waveshare => "waveshare",
-        })
-    }
-}
-
-/// The e-paper message board: clock and messages.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DisplayConfig {
-    /// Whether the board is fitted.
-    pub enabled: bool,
-    /// `png`, `epd`, `waveshare` or `sim`.
-    pub backend: DisplayBackend,
-    /// Panel width in pixels (the EPD driver reports its own).
-    pub width: u32,
-    /// Panel height in pixels.
-    pub height: u32,
-    /// IANA time zone of the clock, e.g. `Europe/Berlin`; default: the system's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_zone: Option<String>,
-    /// The PNG file the `png` backend writes.
-    pub png_path: PathBuf,
-    /// The EPD driver's folder for the `epd` backend.
-    pub epd_path: PathBuf,
-    /// Simulated panel refresh time of the `png` and `sim` backends, in ms.
-    pub refresh_ms: u64,
-    /// Longest message accepted, in characters.
-    pub max_message_chars: usize,
-    /// Waveshare panel: reset line (BCM).
-    pub rst_pin: u32,
-    /// Waveshare panel: data/command line (BCM).
-    pub dc_pin: u32,
-    /// Waveshare panel: busy line (BCM).
-    pub busy_pin: u32,
-}
-
-impl Default for DisplayConfig {
-    fn default() -> Self {
-        DisplayConfig {
-            enabled: true,
-            backend: DisplayBackend::Png,
-            width: 264,
-            height: 176,
-            time_zone: None,
-            png_path: PathBuf::from("edge-agent-display.png"),
-            epd_path: PathBuf::from("/dev/epd"),
-            refresh_ms: 0,
-            max_message_chars: 1000,
-            rst_pin: 17,
-            dc_pin: 25,
-            busy_pin: 24,
-        }
-    }
-}
-
-/// The two tilt LEDs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TiltConfig {
-    /// Whether the LEDs are fitted.
-    pub enabled: bool,
-    /// GPIO line (BCM number) of the left LED.
-    pub left_pin: u32,
-    /// GPIO line (BCM number) of the right LED.
-    pub right_pin: u32,
-    /// PWM frequency in hertz.
-    pub frequency_hz: f64,
-    /// Both LEDs go off when no tilt arrives for this long, in ms.
-    pub timeout_ms: u64,
-    /// Shortest time between two PWM writes, in ms (newer values replace older ones meanwhile).
-    pub write_interval_ms: u64,
-    /// Shortest time between two `led/<name>` state publishes while tilting, in ms.
-    pub state_interval_ms: u64,
-}
-
-impl Default for TiltConfig {
-    fn default() -> Self {
-        TiltConfig {
-            enabled: true,
-            left_pin: 5,
-            right_pin: 18,
-            frequency_hz: 1000.0,
-            timeout_ms: 2000,
-            write_interval_ms: 10,
-            state_interval_ms: 250,
-        }
-    }
-}
-
-/// The 5×5 LED matrix.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MatrixConfig {
-    /// Whether the matrix is fitted.
-    pub enabled: bool,
-    /// GPIO character device of the matrix lines; default: `hardware.chip`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chip: Option<String>,
-    /// 25 GPIO lines, row by row from the top left LED.
-    pub lines: Vec<u32>,
-}
-
-/// The default matrix line map: every header line but the tilt LEDs' and the button's.
-pub const DEFAULT_MATRIX_LINES: [u32; 25] = [
-    0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26,
-];
-
-impl Default for MatrixConfig {
-    fn default() -> Self {
-        MatrixConfig {
-            enabled: true,
-            chip: None,
-            lines: DEFAULT_MATRIX_LINES.to_vec(),
-        }
-    }
-}
-
-/// The lines of the Raspberry Pi's SPI0 that the Waveshare panel uses (BCM),
-/// besides its reset, data/command and busy lines.
-pub const WAVESHARE_SPI_LINES: [(u32, &str); 3] =
-    [(8, "SPI0 CE0"), (10, "SPI0 MOSI"), (11, "SPI0 SCLK")];
-
-/// The highest BCM number rppal may drive: the 40-pin header has BCM 0 to 27
-/// on every Pi (higher numbers are internal lines, or absent on a Pi 5).
-pub const MAX_BCM_LINE: u32 = 27;
-
-/// The highest line offset accepted on a GPIO character device (or simulated).
-pub const MAX_CHIP_LINE: u32 = 1023;
-
-/// A GPIO line a part uses, for the range and conflict checks.
-#[derive(Debug, Clone)]
-struct UsedLine {
-    /// The GPIO the line is on: a character device path, or [`BCM_GPIO`].
-    chip: String,
-    /// Line offset, or BCM number.
-    line: u32,
-    /// The config key (or the part) that uses it.
-    key: String,
-    /// `Some(why)` when rppal drives the line by its BCM number: then it must
-    /// be a header line, 0 to [`MAX_BCM_LINE`].
-    bcm: Option<&'static str>,
-}
-
-/// The name of the SoC's GPIO when rppal drives every part.
-const BCM_GPIO: &str = "the BCM GPIO";
-
-/// Why a line is a BCM number with `hardware.backend = "rppal"`.
-const RPPAL_WHY: &str = "hardware.backend = \"rppal\" uses BCM numbers";
-
-/// Which GPIO each part's lines are on, and by what they are driven, for the
-/// backend of `[hardware]`: rppal drives every line by its BCM number on the
-/// SoC's one GPIO (it does not use `matrix.chip`); gpiocdev requests the
-/// matrix and the button on their character devices, while the LEDs and the
-/// buzzer still go through rppal (taken to be on `hardware.chip`, the
-/// header's chip); the simulated backend takes the chips as they are given.
-struct GpioPlan<'a> {
-    backend: Backend,
-    chip: &'a str,
-    matrix_chip_given: bool,
-}
-
-impl<'a> GpioPlan<'a> {
-    fn new(hardware: &'a HardwareConfig, matrix_chip: Option<&str>) -> Self {
-        GpioPlan {
-            backend: hardware.backend,
-            chip: &hardware.chip,
-            matrix_chip_given: matrix_chip.is_some(),
-        }
-    }
-
-    /// The GPIO that rppal's lines are counted on.
-    fn rppal_chip(&self) -> String {
-        if self.backend == Backend::Rppal {
-            BCM_GPIO.into()
-        } else {
-            self.chip.into()
-        }
-    }
-
-    /// A line rppal always drives by its BCM number; `why` says so in words.
-    fn bcm(&self, line: u32, key: String, why: &'static str) -> UsedLine {
-        UsedLine {
-            chip: self.rppal_chip(),
-            line,
-            key,
-            bcm: Some(why),
-        }
-    }
-
-    /// A PWM or plain output (an LED, the buzzer), which rppal drives with
-    /// the rppal and the gpiocdev backend; `gpiocdev_why` says so for the latter.
-    fn rppal_output(&self, line: u32, key: String, gpiocdev_why: &'static str) -> UsedLine {
-        match self.backend {
-            Backend::Sim => self.chip_line(None, line, key),
-            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
-            Backend::Gpiocdev => self.bcm(line, key, gpiocdev_why),
-        }
-    }
-
-    /// A line on `chip` (default `hardware.chip`): a character device line
-    /// with gpiocdev and the simulated backend, a BCM number with rppal.
-    fn chip_line(&self, chip: Option<&str>, line: u32, key: String) -> UsedLine {
-        match self.backend {
-            Backend::Rppal => self.bcm(line, key, RPPAL_WHY),
-            Backend::Sim | Backend::Gpiocdev => UsedLine {
-                chip: chip.unwrap_or(self.chip).into(),
-                line,
-                key,
-                bcm: None,
-            },
-        }
-    }
-
-    /// Refuses a line number the GPIO cannot have, and two parts on one line.
-    fn check(&self, lines: &[UsedLine]) -> Result<(), ConfigError> {
-        for (i, l) in lines.iter().enumerate() {
-            match l.bcm {
-                Some(why) if l.line > MAX_BCM_LINE => {
-                    return Err(ConfigError::new(
-                        &l.key,
-                        l.line,
-                        format!(
-                            "a BCM GPIO number of the 40-pin header, 0 to {MAX_BCM_LINE} ({why})"
-                        ),
-                    ))
-                }
-                None if l.line > MAX_CHIP_LINE => {
-                    return Err(ConfigError::new(
-                        &l.key,
-                        l.line,
-                        format!("a GPIO line number from 0 to {MAX_CHIP_LINE}"),
-                    ))
-                }
-                _ => {}
-            }
-            if let Some(other) = lines[..i]
-                .iter()
-                .find(|o| o.chip == l.chip && o.line == l.line)
-            {
-                let on = if l.chip == BCM_GPIO && self.matrix_chip_given {
-                    format!("{BCM_GPIO} (hardware.backend = \"rppal\" drives every part there; it does not use matrix.chip)")
-                } else {
-                    l.chip.clone()
-                };
-                return Err(ConfigError::new(
-                    &l.key,
-                    l.line,
-                    format!(
-                        "a GPIO line no other part uses, but {} is also line {} on {on}",
-                        other.key, l.line
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -1111,76 +717,10 @@ impl Config {
                 )
             })?;
         if self.display.enabled {
-            let d = &self.display;
-            if !(8..=4096).contains(&d.width) || d.width % 8 != 0 {
-                return Err(ConfigError::new(
-                    "display.width",
-                    d.width,
-                    "a multiple of 8 from 8 to 4096 pixels",
-                ));
-            }
-            if !(8..=4096).contains(&d.height) {
-                return Err(ConfigError::new(
-                    "display.height",
-                    d.height,
-                    "8 to 4096 pixels",
-                ));
-            }
-            if d.refresh_ms > 600_000 {
-                return Err(ConfigError::new(
-                    "display.refresh_ms",
-                    d.refresh_ms,
-                    "0 to 600000 ms",
-                ));
-            }
-            if !(1..=10_000).contains(&d.max_message_chars) {
-                return Err(ConfigError::new(
-                    "display.max_message_chars",
-                    d.max_message_chars,
-                    "1 to 10000 characters",
-                ));
-            }
-            if d.backend == DisplayBackend::Waveshare && !cfg!(feature = "waveshare") {
-                return Err(ConfigError::new(
-                    "display.backend",
-                    quote("waveshare"),
-                    "png, epd or sim: this edge-agent was built without the waveshare feature (rebuild with --features waveshare)",
-                ));
-            }
-            if d.backend == DisplayBackend::Waveshare {
-                // The panel is driven through rppal whatever hardware.backend is.
-                let why = "the Waveshare panel is driven by rppal";
-                for (line, name) in WAVESHARE_SPI_LINES {
-                    lines.push(gpio.bcm(line, format!("the Waveshare panel's {name}"), why));
-                }
-                lines.push(gpio.bcm(d.rst_pin, "display.rst_pin".into(), why));
-                lines.push(gpio.bcm(d.dc_pin, "display.dc_pin".into(), why));
-                lines.push(gpio.bcm(d.busy_pin, "display.busy_pin".into(), why));
-            }
+            self.display.check(&gpio, &mut lines)?;
         }
         if self.buzzer.enabled {
-            let b = &self.buzzer;
-            if !(b.tone_hz.is_finite()
-                && (b.tone_hz == 0.0 || (20.0..=20_000.0).contains(&b.tone_hz)))
-            {
-                return Err(ConfigError::new(
-                    "buzzer.tone_hz",
-                    b.tone_hz,
-                    "0 (a digital output) or a tone from 20 to 20000 Hz",
-                ));
-            }
-            if !(1..=600_000).contains(&b.max_beep_ms) {
-                return Err(ConfigError::new(
-                    "buzzer.max_beep_ms",
-                    b.max_beep_ms,
-                    "1 to 600000 ms",
-                ));
-            }
-            lines.push(gpio.rppal_output(
-                b.pin,
-                "buzzer.pin".into(),
-                "with hardware.backend = \"gpiocdev\" the buzzer is driven by rppal",
-            ));
+            self.buzzer.check(&gpio, &mut lines)?;
         }
         if self.safety.offline_timeout_ms > 86_400_000 {
             return Err(ConfigError::new(
@@ -1215,80 +755,13 @@ impl Config {
         }
         check_links(&self.links, &Topics::new(base_topic.clone(), self.verbs()))?;
         if self.button.enabled {
-            let b = &self.button;
-            for (key, v, max) in [
-                ("button.debounce_ms", b.debounce_ms, 1000),
-                ("button.double_press_ms", b.double_press_ms, 5000),
-                ("button.long_press_ms", b.long_press_ms, 60_000),
-            ] {
-                if v > max {
-                    return Err(ConfigError::new(key, v, format!("0 to {max} ms")));
-                }
-            }
-            if b.long_press_ms <= b.debounce_ms {
-                return Err(ConfigError::new(
-                    "button.long_press_ms",
-                    b.long_press_ms,
-                    format!("more than button.debounce_ms ({})", b.debounce_ms),
-                ));
-            }
-            lines.push(gpio.chip_line(None, self.button.pin, "button.pin".into()));
+            self.button.check(&gpio, &mut lines)?;
         }
         if self.tilt.enabled {
-            if !(self.tilt.frequency_hz.is_finite()
-                && (1.0..=1_000_000.0).contains(&self.tilt.frequency_hz))
-            {
-                return Err(ConfigError::new(
-                    "tilt.frequency_hz",
-                    self.tilt.frequency_hz,
-                    "a frequency from 1 to 1000000 Hz",
-                ));
-            }
-            for (key, v, lo, hi) in [
-                ("tilt.timeout_ms", self.tilt.timeout_ms, 100, 3_600_000),
-                (
-                    "tilt.write_interval_ms",
-                    self.tilt.write_interval_ms,
-                    1,
-                    1000,
-                ),
-                (
-                    "tilt.state_interval_ms",
-                    self.tilt.state_interval_ms,
-                    50,
-                    60_000,
-                ),
-            ] {
-                if !(lo..=hi).contains(&v) {
-                    return Err(ConfigError::new(key, v, format!("{lo} to {hi} ms")));
-                }
-            }
-            for (pin, key) in [
-                (self.tilt.left_pin, "tilt.left_pin"),
-                (self.tilt.right_pin, "tilt.right_pin"),
-            ] {
-                lines.push(gpio.rppal_output(
-                    pin,
-                    key.into(),
-                    "with hardware.backend = \"gpiocdev\" the LEDs are driven by rppal",
-                ));
-            }
+            self.tilt.check(&gpio, &mut lines)?;
         }
         if self.matrix.enabled {
-            if self.matrix.lines.len() != 25 {
-                return Err(ConfigError::new(
-                    "matrix.lines",
-                    format!("a list of {} lines", self.matrix.lines.len()),
-                    "exactly 25 GPIO lines, row by row",
-                ));
-            }
-            for (i, line) in self.matrix.lines.iter().enumerate() {
-                lines.push(gpio.chip_line(
-                    self.matrix.chip.as_deref(),
-                    *line,
-                    format!("matrix.lines[{i}]"),
-                ));
-            }
+            self.matrix.check(&gpio, &mut lines)?;
         }
         gpio.check(&lines)?;
 
@@ -1424,10 +897,6 @@ fn host_name() -> String {
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_default()
-}
-
-fn quote(s: &str) -> String {
-    format!("{s:?}")
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -1632,7 +1101,7 @@ mod tests {
 
     #[test]
     fn the_repository_default_config_is_valid() {
-        let text = include_str!("../config/edge-agent.toml");
+        let text = include_str!("../../config/edge-agent.toml");
         let s = Config::from_toml(text).expect("config/edge-agent.toml is valid");
         assert!(s.broker.is_some());
     }
