@@ -334,7 +334,7 @@ pub fn banner(settings: &Settings) -> String {
                 b.listen, b.listen_v5
             ));
             (
-                crate::config::connect_host(b.listen),
+                crate::mqtt::broker::connect_host(b.listen),
                 b.listen.port(),
                 b.listen_v5.port(),
             )

@@ -35,3 +35,13 @@ impl ConfigError {
 pub(crate) fn quote(s: &str) -> String {
     format!("{s:?}")
 }
+
+/// A multi-line parser message (TOML's, with a source excerpt) as one line.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -12,15 +12,18 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 pub(crate) mod error;
 pub(crate) mod gpio;
+pub(crate) mod secret;
 
-use self::error::quote;
 pub use self::error::ConfigError;
+use self::error::{one_line, quote};
 pub use self::gpio::{Backend, HardwareConfig, MAX_BCM_LINE, MAX_CHIP_LINE, WAVESHARE_SPI_LINES};
 use self::gpio::{GpioPlan, UsedLine};
+pub use self::secret::Secret;
+use crate::mqtt::broker::{connect_host, EmbeddedBroker};
 use crate::mqtt::topic::{matches, valid_filter, Topics, Verb};
 pub use crate::parts::button::config::ButtonConfig;
 pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
@@ -50,34 +53,6 @@ pub const RAW_ENV_KEYS: [&str; 8] = [
 
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
 pub const MIN_KEEP_ALIVE_S: u64 = 5;
-
-/// A secret string (a password): never printed, never logged.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for handing to the MQTT connection.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
 
 /// The whole configuration, as merged from all layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -632,7 +607,7 @@ impl Config {
             // The broker is configured exactly as `run` will configure it.
             if let Err(e) = crate::mqtt::broker::rumqttd_config(&embedded) {
                 let reason = match e {
-                    crate::mqtt::broker::BrokerError::Config(m) => m,
+                    crate::mqtt::broker::BrokerError::BadConfig(m) => m,
                     other => other.to_string(),
                 };
                 return Err(ConfigError::new(
@@ -841,34 +816,6 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Validated settings of the embedded broker.
-#[derive(Debug, Clone)]
-pub struct EmbeddedBroker {
-    /// MQTT 3.1.1 listener.
-    pub listen: SocketAddr,
-    /// MQTT 5 listener.
-    pub listen_v5: SocketAddr,
-    /// Credentials every client must give.
-    pub credentials: Option<(String, Secret)>,
-    /// Contents of `broker.config_file`, when given.
-    pub rumqttd_toml: Option<String>,
-    /// Most clients connected at once (`broker.max_connections`).
-    pub max_connections: usize,
-}
-
-/// The host to connect to for a listener: loopback when it listens on all addresses.
-pub fn connect_host(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        if addr.is_ipv4() {
-            "127.0.0.1".into()
-        } else {
-            "::1".into()
-        }
-    } else {
-        addr.ip().to_string()
-    }
-}
-
 /// The host name, lower-cased, with characters outside `[a-z0-9_-]` replaced by `_`.
 pub fn sanitize_device_id(host: &str) -> String {
     let id: String = host
@@ -1063,16 +1010,6 @@ fn plain_type(expected: &str) -> String {
         "a boolean" | "bool" => "true or false".into(),
         other => other.into(),
     }
-}
-
-/// A multi-line parser message (TOML's, with a source excerpt) as one line.
-pub(crate) fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains('|'))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Lists the parts that are enabled, by name, for the start-up banner.

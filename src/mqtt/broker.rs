@@ -13,17 +13,46 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::config::{connect_host, EmbeddedBroker};
+use crate::config::error::one_line;
+use crate::config::secret::Secret;
 
 /// The built-in rumqttd settings: `broker/rumqttd.toml` of the repository.
 pub const DEFAULT_RUMQTTD_TOML: &str = include_str!("../../broker/rumqttd.toml");
+
+/// Validated settings of the embedded broker.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBroker {
+    /// MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    /// MQTT 5 listener.
+    pub listen_v5: SocketAddr,
+    /// Credentials every client must give.
+    pub credentials: Option<(String, Secret)>,
+    /// Contents of `broker.config_file`, when given.
+    pub rumqttd_toml: Option<String>,
+    /// Most clients connected at once (`broker.max_connections`).
+    pub max_connections: usize,
+}
+
+/// The host to connect to for a listener: loopback when it listens on all addresses.
+pub fn connect_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        if addr.is_ipv4() {
+            "127.0.0.1".into()
+        } else {
+            "::1".into()
+        }
+    } else {
+        addr.ip().to_string()
+    }
+}
 
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The rumqttd settings file is unusable.
     #[error("broker.config_file: {0}")]
-    Config(String),
+    BadConfig(String),
     /// A listen address cannot be bound.
     #[error("{key} = {addr}: cannot listen there ({reason}); is another broker running? Set {key} to a free address")]
     Bind {
@@ -58,8 +87,7 @@ pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, Brok
         .rumqttd_toml
         .as_deref()
         .unwrap_or(DEFAULT_RUMQTTD_TOML);
-    let one_line =
-        |e: toml::de::Error| BrokerError::Config(crate::config::one_line(&e.to_string()));
+    let one_line = |e: toml::de::Error| BrokerError::BadConfig(one_line(&e.to_string()));
     let mut table: toml::Table = toml::from_str(text).map_err(one_line)?;
     // `broker.max_connections` decides the limit, so the file need not give one.
     if let Some(toml::Value::Table(router)) = table.get_mut("router") {
@@ -81,7 +109,7 @@ pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, Brok
         let map = servers
             .as_mut()
             .filter(|m| m.len() == 1)
-            .ok_or_else(|| BrokerError::Config(format!("needs exactly one {section} server")))?;
+            .ok_or_else(|| BrokerError::BadConfig(format!("needs exactly one {section} server")))?;
         for server in map.values_mut() {
             server.listen = addr;
             server.connections.auth = auth.clone();
@@ -361,7 +389,6 @@ fn watch_files(limit: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     #[test]
     fn listen_addresses_and_auth_come_from_the_agent_config() {
@@ -413,6 +440,6 @@ mod tests {
             max_connections: 1,
             rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
         };
-        assert!(matches!(rumqttd_config(&b), Err(BrokerError::Config(_))));
+        assert!(matches!(rumqttd_config(&b), Err(BrokerError::BadConfig(_))));
     }
 }
