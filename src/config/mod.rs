@@ -442,6 +442,32 @@ impl Config {
 
     /// Checks every value and derives the settings the agent runs with.
     pub fn validate(self) -> Result<Settings, ConfigError> {
+        let (device_id, base_topic, client_id) = self.identity()?;
+        self.check_timing()?;
+        let broker = self.embedded_broker()?;
+        let (endpoint, credentials, ca) = self.connection(broker.as_ref())?;
+        let time_zone = self.check_parts(&base_topic)?;
+        let name = self
+            .device
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("edge-agent {device_id}"));
+        Ok(Settings {
+            time_zone,
+            device_id,
+            device_name: name,
+            base_topic,
+            client_id,
+            endpoint,
+            credentials,
+            ca,
+            broker,
+            config: self,
+        })
+    }
+
+    /// The device id, the base topic and the MQTT client id.
+    fn identity(&self) -> Result<(String, String, String), ConfigError> {
         let device_id = match &self.device.id {
             Some(id) => {
                 if id.is_empty()
@@ -489,6 +515,11 @@ impl Config {
                 "1 to 128 characters",
             ));
         }
+        Ok((device_id, base_topic, client_id))
+    }
+
+    /// The MQTT keep-alive and reconnection delays.
+    fn check_timing(&self) -> Result<(), ConfigError> {
         // rumqttc's MQTT 5 client panics on a keep-alive under 5 s, 0 included
         // (v5 `MqttOptions::set_keep_alive`), so "no keep-alive" is not offered.
         if !(MIN_KEEP_ALIVE_S..=65535).contains(&self.mqtt.keep_alive_s) {
@@ -518,119 +549,140 @@ impl Config {
             ));
         }
 
-        // The embedded broker.
-        let broker = if self.broker.enabled {
-            let listen = parse_addr("broker.listen", &self.broker.listen)?;
-            let listen_v5 = parse_addr("broker.listen_v5", &self.broker.listen_v5)?;
-            if listen == listen_v5 {
-                return Err(ConfigError::new(
-                    "broker.listen_v5",
-                    quote(&self.broker.listen_v5),
-                    "an address other than broker.listen (MQTT 3.1.1 and 5 need a port each)",
-                ));
-            }
-            let password = secret(
-                "broker",
-                self.broker.password.as_ref(),
-                self.broker.password_file.as_deref(),
-            )?;
-            let credentials = match (&self.broker.username, password) {
-                (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p)),
-                (None, None) => None,
-                (Some(u), None) => {
-                    return Err(ConfigError::new(
-                        "broker.username",
-                        quote(u),
-                        "set together with broker.password or broker.password_file",
-                    ))
-                }
-                (_, Some(_)) => {
-                    return Err(ConfigError::new(
-                        "broker.username",
-                        "(unset)",
-                        "a non-empty user name when a broker password is set",
-                    ))
-                }
-            };
-            for (key, addr) in [("broker.listen", listen), ("broker.listen_v5", listen_v5)] {
-                if addr.ip().is_loopback() {
-                    continue;
-                }
-                match &credentials {
-                    None => {
-                        return Err(ConfigError::new(
-                            key,
-                            quote(&addr.to_string()),
-                            "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
-                        ))
-                    }
-                    // rumqttd takes a client without a password for one with
-                    // the empty password: that would let anyone in.
-                    Some((_, p)) if p.expose().is_empty() => {
-                        let (pkey, value) = match &self.broker.password_file {
-                            Some(f) => ("broker.password_file", f.display().to_string()),
-                            None => ("broker.password", "(empty)".to_string()),
-                        };
-                        return Err(ConfigError::new(
-                            pkey,
-                            value,
-                            format!("a non-empty password, since {key} = {addr} is beyond loopback"),
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let config_file = match &self.broker.config_file {
-                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(
-                        "broker.config_file",
-                        path.display(),
-                        format!("a readable rumqttd TOML file ({e})"),
-                    )
-                })?),
-                None => None,
-            };
-            if !(1..=MAX_BROKER_CONNECTIONS).contains(&self.broker.max_connections) {
-                return Err(ConfigError::new(
-                    "broker.max_connections",
-                    self.broker.max_connections,
-                    format!("1 to {MAX_BROKER_CONNECTIONS} clients (the agent's own connection is one of them)"),
-                ));
-            }
-            let embedded = EmbeddedBroker {
-                listen,
-                listen_v5,
-                credentials,
-                rumqttd_toml: config_file,
-                max_connections: self.broker.max_connections,
-            };
-            // The broker is configured exactly as `run` will configure it.
-            if let Err(e) = crate::mqtt::broker::rumqttd_config(&embedded) {
-                let reason = match e {
-                    crate::mqtt::broker::BrokerError::BadConfig(m) => m,
-                    other => other.to_string(),
-                };
-                return Err(ConfigError::new(
-                    "broker.config_file",
-                    match &self.broker.config_file {
-                        Some(path) => path.display().to_string(),
-                        None => "(built-in)".into(),
-                    },
-                    format!("a rumqttd 0.20 config file with one [v4.1] and one [v5.1] server ({reason})"),
-                ));
-            }
-            Some(embedded)
-        } else {
-            None
-        };
+        Ok(())
+    }
 
-        // Where the agent connects.
+    /// The embedded broker's settings, when it is enabled.
+    fn embedded_broker(&self) -> Result<Option<EmbeddedBroker>, ConfigError> {
+        if !self.broker.enabled {
+            return Ok(None);
+        }
+        let listen = parse_addr("broker.listen", &self.broker.listen)?;
+        let listen_v5 = parse_addr("broker.listen_v5", &self.broker.listen_v5)?;
+        if listen == listen_v5 {
+            return Err(ConfigError::new(
+                "broker.listen_v5",
+                quote(&self.broker.listen_v5),
+                "an address other than broker.listen (MQTT 3.1.1 and 5 need a port each)",
+            ));
+        }
+        let credentials = self.broker_credentials(listen, listen_v5)?;
+        let config_file = match &self.broker.config_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "broker.config_file",
+                    path.display(),
+                    format!("a readable rumqttd TOML file ({e})"),
+                )
+            })?),
+            None => None,
+        };
+        if !(1..=MAX_BROKER_CONNECTIONS).contains(&self.broker.max_connections) {
+            return Err(ConfigError::new(
+                "broker.max_connections",
+                self.broker.max_connections,
+                format!("1 to {MAX_BROKER_CONNECTIONS} clients (the agent's own connection is one of them)"),
+            ));
+        }
+        let embedded = EmbeddedBroker {
+            listen,
+            listen_v5,
+            credentials,
+            rumqttd_toml: config_file,
+            max_connections: self.broker.max_connections,
+        };
+        // The broker is configured exactly as `run` will configure it.
+        if let Err(e) = crate::mqtt::broker::rumqttd_config(&embedded) {
+            let reason = match e {
+                crate::mqtt::broker::BrokerError::BadConfig(m) => m,
+                other => other.to_string(),
+            };
+            return Err(ConfigError::new(
+                "broker.config_file",
+                match &self.broker.config_file {
+                    Some(path) => path.display().to_string(),
+                    None => "(built-in)".into(),
+                },
+                format!(
+                    "a rumqttd 0.20 config file with one [v4.1] and one [v5.1] server ({reason})"
+                ),
+            ));
+        }
+        Ok(Some(embedded))
+    }
+
+    /// The broker's credentials; refused beyond loopback without them.
+    fn broker_credentials(
+        &self,
+        listen: SocketAddr,
+        listen_v5: SocketAddr,
+    ) -> Result<Option<(String, Secret)>, ConfigError> {
+        let password = secret(
+            "broker",
+            self.broker.password.as_ref(),
+            self.broker.password_file.as_deref(),
+        )?;
+        let credentials = match (&self.broker.username, password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p)),
+            (None, None) => None,
+            (Some(u), None) => {
+                return Err(ConfigError::new(
+                    "broker.username",
+                    quote(u),
+                    "set together with broker.password or broker.password_file",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    "broker.username",
+                    "(unset)",
+                    "a non-empty user name when a broker password is set",
+                ))
+            }
+        };
+        for (key, addr) in [("broker.listen", listen), ("broker.listen_v5", listen_v5)] {
+            if addr.ip().is_loopback() {
+                continue;
+            }
+            match &credentials {
+                None => {
+                    return Err(ConfigError::new(
+                        key,
+                        quote(&addr.to_string()),
+                        "a loopback address (127.0.0.1) unless broker.username and broker.password are set",
+                    ))
+                }
+                // rumqttd takes a client without a password for one with
+                // the empty password: that would let anyone in.
+                Some((_, p)) if p.expose().is_empty() => {
+                    let (pkey, value) = match &self.broker.password_file {
+                        Some(f) => ("broker.password_file", f.display().to_string()),
+                        None => ("broker.password", "(empty)".to_string()),
+                    };
+                    return Err(ConfigError::new(
+                        pkey,
+                        value,
+                        format!("a non-empty password, since {key} = {addr} is beyond loopback"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(credentials)
+    }
+
+    /// Where the agent connects, with which credentials and CA.
+    #[allow(clippy::type_complexity)]
+    fn connection(
+        &self,
+        broker: Option<&EmbeddedBroker>,
+    ) -> Result<(Endpoint, Option<(String, Secret)>, Option<Vec<u8>>), ConfigError> {
         let password = secret(
             "mqtt",
             self.mqtt.password.as_ref(),
             self.mqtt.password_file.as_deref(),
         )?;
-        let endpoint = match (&self.mqtt.url, &broker) {
+        let endpoint = match (&self.mqtt.url, broker) {
             (Some(url), _) => parse_url(url)?,
             (None, Some(b)) => Endpoint {
                 host: connect_host(b.listen_v5),
@@ -655,9 +707,7 @@ impl Config {
                 ))
             }
             // Talking to our own broker: use its credentials.
-            (None, None) if self.mqtt.url.is_none() => {
-                broker.as_ref().and_then(|b| b.credentials.clone())
-            }
+            (None, None) if self.mqtt.url.is_none() => broker.and_then(|b| b.credentials.clone()),
             (None, None) => None,
         };
         let ca = match &self.mqtt.ca_file {
@@ -680,7 +730,12 @@ impl Config {
             None => None,
         };
 
-        // Parts and their GPIO lines.
+        Ok((endpoint, credentials, ca))
+    }
+
+    /// Every part's section, their GPIO lines together, the safety values,
+    /// Home Assistant and the links; returns the clock's time zone.
+    fn check_parts(&self, base_topic: &str) -> Result<chrono_tz::Tz, ConfigError> {
         let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
         let mut lines: Vec<UsedLine> = Vec::new();
         let time_zone =
@@ -728,7 +783,7 @@ impl Config {
                 ));
             }
         }
-        check_links(&self.links, &Topics::new(base_topic.clone(), self.verbs()))?;
+        check_links(&self.links, &Topics::new(base_topic, self.verbs()))?;
         if self.button.enabled {
             self.button.check(&gpio, &mut lines)?;
         }
@@ -740,23 +795,7 @@ impl Config {
         }
         gpio.check(&lines)?;
 
-        let name = self
-            .device
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("edge-agent {device_id}"));
-        Ok(Settings {
-            time_zone,
-            device_id,
-            device_name: name,
-            base_topic,
-            client_id,
-            endpoint,
-            credentials,
-            ca,
-            broker,
-            config: self,
-        })
+        Ok(time_zone)
     }
 }
 
