@@ -369,6 +369,16 @@ pub fn banner(settings: &Settings) -> String {
             ""
         }
     ));
+    out.push_str(&try_lines(settings, &host, port, port_v5));
+    out
+}
+
+/// The banner's lines to paste into another terminal, one per enabled
+/// command of the topic table, for the broker at `host`.
+fn try_lines(settings: &Settings, host: &str, port: u16, port_v5: u16) -> String {
+    let base = &settings.base_topic;
+    let c = &settings.config;
+    let mut out = String::new();
     let mut auth = String::new();
     if settings.endpoint.tls {
         auth.push_str(" --cafile CA.pem");

@@ -191,6 +191,126 @@ struct Safe {
 }
 
 impl Parts {
+    /// The parts the hardware has, started, with what the loop listens to
+    /// for them (the subscriptions are left for the core to fill in).
+    fn build(
+        settings: &Settings,
+        hardware: Hardware,
+        wall: Arc<dyn WallClock>,
+    ) -> Result<(Parts, Wiring), AgentError> {
+        let config = &settings.config;
+        let Hardware {
+            leds,
+            matrix,
+            button,
+            display,
+            buzzer,
+            sim,
+        } = hardware;
+        let (display_errors_tx, display_errors) = mpsc::channel::<HardwareError>(8);
+        let (led_errors_tx, led_errors) = mpsc::channel::<HardwareError>(8);
+        let (matrix_states_tx, matrix_states) = watch::channel(MatrixState::default());
+        let (matrix_errors_tx, matrix_errors) = mpsc::channel::<HardwareError>(8);
+        let mut tasks = Vec::new();
+        let board = match display {
+            Some(panel) => {
+                let refresh = refresh_of(&config.display, panel.as_ref());
+                let (handle, task) = display::spawn(panel, refresh, display_errors_tx);
+                tasks.push(task);
+                let (board, first) = Board::new(settings.time_zone, wall.now());
+                handle.show(first);
+                Some(MessageBoard {
+                    board,
+                    display: handle,
+                })
+            }
+            None => None,
+        };
+        let safe = Safe {
+            led_duty: f64::from(config.safety.led_percent) / 100.0,
+            matrix: config
+                .safety
+                .matrix_frame()
+                .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
+        };
+        let leds = (!leds.is_empty()).then(|| {
+            let timing = LedTiming {
+                write_interval: Duration::from_millis(config.tilt.write_interval_ms),
+                tilt_timeout: Duration::from_millis(config.tilt.timeout_ms),
+                publish_interval: Duration::from_millis(config.tilt.state_interval_ms),
+            };
+            LedGroup::new(leds, timing, led_errors_tx)
+        });
+        let matrix = match matrix {
+            Some(outputs) => {
+                let (engine, task) =
+                    matrix_engine::spawn(outputs, matrix_states_tx, matrix_errors_tx, safe.matrix)?;
+                Some(MatrixPart {
+                    engine,
+                    task,
+                    state: MatrixState::default(),
+                    last: None,
+                })
+            }
+            None => None,
+        };
+        let (button_tx, button_events) = mpsc::channel::<ButtonEvent>(16);
+        let mut button = button;
+        if let Some(input) = button.as_mut() {
+            let edges = input.edges()?;
+            let timing = Timing::from_config(&config.button);
+            tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
+        }
+        let parts = Parts {
+            safe,
+            topics: Topics::new(settings.base_topic.clone(), config.verbs()),
+            wall,
+            leds,
+            matrix,
+            board,
+            buzzer: buzzer
+                .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
+                .transpose()?,
+            button_injector: sim.as_ref().and_then(|s| s.button.clone()),
+            error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
+        };
+        let wiring = Wiring {
+            filters: Vec::new(),
+            tasks,
+            button,
+            button_events,
+            matrix_states,
+            display_errors,
+            led_errors,
+            matrix_errors,
+        };
+        Ok((parts, wiring))
+    }
+
+    /// What the router needs to know of the parts there are.
+    fn catalog(&self, settings: &Settings, sim_faults: bool, library: &Arc<Library>) -> Catalog {
+        let config = &settings.config;
+        Catalog {
+            leds: self
+                .leds
+                .as_ref()
+                .map(|l| l.names().to_vec())
+                .unwrap_or_default(),
+            matrix: self.matrix.as_ref().map(|_| Arc::clone(library)),
+            sim_button: self.button_injector.is_some(),
+            sim_faults,
+            display: self
+                .board
+                .as_ref()
+                .map(|_| config.display.max_message_chars),
+            buzzer: self.buzzer.as_ref().map(|_| config.buzzer.max_beep_ms),
+            tilt: self
+                .leds
+                .as_ref()
+                .is_some_and(|l| l.names().iter().any(|n| n == "left")),
+        }
+    }
+
     /// Publishes every LED's state now.
     fn publish_leds(&mut self, out: &mut Outbox) {
         let Some(leds) = self.leds.as_mut() else {
@@ -537,111 +657,16 @@ impl Core {
         wall: Arc<dyn WallClock>,
     ) -> Result<(Core, Wiring), AgentError> {
         let config = &settings.config;
-        let base = settings.base_topic.clone();
-        let Hardware {
-            leds,
-            matrix,
-            button,
-            display,
-            buzzer,
-            sim,
-        } = hardware;
-        let (display_errors_tx, display_errors) = mpsc::channel::<HardwareError>(8);
-        let (led_errors_tx, led_errors) = mpsc::channel::<HardwareError>(8);
-        let (matrix_states_tx, matrix_states) = watch::channel(MatrixState {
-            on: false,
-            effect: None,
-            frame: Frame::OFF,
-        });
-        let (matrix_errors_tx, matrix_errors) = mpsc::channel::<HardwareError>(8);
         let library =
             Arc::new(Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?);
-        let mut tasks = Vec::new();
-        let board = match display {
-            Some(panel) => {
-                let refresh = refresh_of(&config.display, panel.as_ref());
-                let (handle, task) = display::spawn(panel, refresh, display_errors_tx);
-                tasks.push(task);
-                let (board, first) = Board::new(settings.time_zone, wall.now());
-                handle.show(first);
-                Some(MessageBoard {
-                    board,
-                    display: handle,
-                })
-            }
-            None => None,
-        };
-        let safe = Safe {
-            led_duty: f64::from(config.safety.led_percent) / 100.0,
-            matrix: config
-                .safety
-                .matrix_frame()
-                .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
-        };
         let started_at = wall.now().with_timezone(&settings.time_zone);
-        let parts = Parts {
-            safe,
-            topics: Topics::new(base.clone(), config.verbs()),
-            wall,
-            leds: (!leds.is_empty()).then(|| {
-                let timing = LedTiming {
-                    write_interval: Duration::from_millis(config.tilt.write_interval_ms),
-                    tilt_timeout: Duration::from_millis(config.tilt.timeout_ms),
-                    publish_interval: Duration::from_millis(config.tilt.state_interval_ms),
-                };
-                LedGroup::new(leds, timing, led_errors_tx)
-            }),
-            matrix: match matrix {
-                Some(outputs) => {
-                    let (engine, task) = matrix_engine::spawn(
-                        outputs,
-                        matrix_states_tx,
-                        matrix_errors_tx,
-                        safe.matrix,
-                    )?;
-                    Some(MatrixPart {
-                        engine,
-                        task,
-                        state: MatrixState {
-                            on: false,
-                            effect: None,
-                            frame: Frame::OFF,
-                        },
-                        last: None,
-                    })
-                }
-                None => None,
-            },
-            board,
-            buzzer: buzzer
-                .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
-                .transpose()?,
-            button_injector: sim.as_ref().and_then(|s| s.button.clone()),
-            error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
-        };
+        let sim_faults = hardware.sim.is_some();
+        let (parts, mut wiring) = Parts::build(settings, hardware, wall)?;
         let router = Router::new(
-            base.clone(),
-            Catalog {
-                leds: parts
-                    .leds
-                    .as_ref()
-                    .map(|l| l.names().to_vec())
-                    .unwrap_or_default(),
-                matrix: parts.matrix.as_ref().map(|_| Arc::clone(&library)),
-                sim_button: parts.button_injector.is_some(),
-                sim_faults: sim.is_some(),
-                display: parts
-                    .board
-                    .as_ref()
-                    .map(|_| config.display.max_message_chars),
-                buzzer: parts.buzzer.as_ref().map(|_| config.buzzer.max_beep_ms),
-                tilt: parts
-                    .leds
-                    .as_ref()
-                    .is_some_and(|l| l.names().iter().any(|n| n == "left")),
-            },
+            settings.base_topic.clone(),
+            parts.catalog(settings, sim_faults, &library),
         );
-        let links = Links::new(&base, &config.links);
+        let links = Links::new(&settings.base_topic, &config.links);
         let ha_status = config
             .homeassistant
             .enabled
@@ -651,16 +676,10 @@ impl Core {
         wanted.extend(links.filters());
         // A broker sends a message once per subscription it matches: no two
         // filters may match one topic, or a command would run twice.
-        let filters = topic::disjoint(&wanted);
-        if filters.iter().any(|f| !wanted.contains(f)) || filters.len() < wanted.len() {
-            info!(?filters, "links' filters overlap the agent's own: subscribed to filters that cover both, so each message arrives once");
-        }
-        let (button_tx, button_events) = mpsc::channel::<ButtonEvent>(16);
-        let mut button = button;
-        if let Some(input) = button.as_mut() {
-            let edges = input.edges()?;
-            let timing = Timing::from_config(&config.button);
-            tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
+        wiring.filters = topic::disjoint(&wanted);
+        if wiring.filters.iter().any(|f| !wanted.contains(f)) || wiring.filters.len() < wanted.len()
+        {
+            info!(filters = ?wiring.filters, "links' filters overlap the agent's own: subscribed to filters that cover both, so each message arrives once");
         }
         let core = Core {
             topics: router.topics().clone(),
@@ -674,16 +693,6 @@ impl Core {
             went_safe: false,
             started_at,
             announcements: crate::discovery::announcements(settings, &library.names()),
-        };
-        let wiring = Wiring {
-            filters,
-            tasks,
-            button,
-            button_events,
-            matrix_states,
-            display_errors,
-            led_errors,
-            matrix_errors,
         };
         Ok((core, wiring))
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::info;
 
-use self::core::{Core, Input, Output};
+use self::core::{Core, Input, Output, Wiring};
 use crate::clock::{self, SystemClock, WallClock};
 use crate::config::Settings;
 use crate::hardware::{Hardware, HardwareError};
@@ -117,16 +117,7 @@ pub async fn run_with_clock(
                 Some(e) = wiring.display_errors.recv() => Input::Failed(state::DISPLAY, e),
                 Ok(()) = link.changed() => {
                     let now = *link.borrow_and_update();
-                    match now {
-                        Link::Up => {
-                            systemd.online();
-                            let dropped = publisher.take_dropped_events();
-                            if dropped > 0 {
-                                info!(dropped, "events dropped while the broker was away");
-                            }
-                        }
-                        Link::Down => systemd.offline(),
-                    }
+                    tell_systemd(now, &mut systemd, &publisher);
                     Input::Link(now)
                 }
             };
@@ -145,20 +136,41 @@ pub async fn run_with_clock(
     if let Err(panic) = &looped {
         tracing::error!(panic = %panic_message(panic.as_ref()), "the agent loop panicked: outputs to their safe values, going offline");
     }
-
     info!("shutting down: outputs off, going offline");
     systemd.stopping();
+    let off = stop(core, wiring, transport).await;
+    if let Err(panic) = looped {
+        return Err(AgentError::Panicked(panic_message(panic.as_ref())));
+    }
+    off.map_err(AgentError::Hardware)
+}
+
+/// The shutdown's order: the parts' tasks end, the outputs go to their safe
+/// values and their states are published, then `offline` and DISCONNECT.
+async fn stop(core: Core, mut wiring: Wiring, transport: Transport) -> Result<(), HardwareError> {
     drop(wiring.button.take());
     for t in wiring.tasks.drain(..) {
         t.abort();
     }
     let (outputs, off) = core.stop().await;
-    send(&publisher, outputs);
+    send(&transport.publisher(), outputs);
     transport.shutdown(GOODBYE).await;
-    if let Err(panic) = looped {
-        return Err(AgentError::Panicked(panic_message(panic.as_ref())));
+    off
+}
+
+/// Tells systemd what the connection did; back online, logs the events
+/// that were dropped while the broker was away.
+fn tell_systemd(link: Link, systemd: &mut crate::service::Systemd, publisher: &Publisher) {
+    match link {
+        Link::Up => {
+            systemd.online();
+            let dropped = publisher.take_dropped_events();
+            if dropped > 0 {
+                info!(dropped, "events dropped while the broker was away");
+            }
+        }
+        Link::Down => systemd.offline(),
     }
-    off.map_err(AgentError::Hardware)
 }
 
 /// Hands the core's outputs to the transport, in order.

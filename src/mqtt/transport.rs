@@ -826,27 +826,14 @@ async fn run_loop(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Ok(topic) = String::from_utf8(p.topic.to_vec()) else {
-                    warn!("ignored a message whose topic is not UTF-8");
+                let Some(msg) = inbound_of(p) else {
                     continue;
                 };
-                let reply_to = p.properties.as_ref().and_then(|props| {
-                    props.response_topic.as_ref().map(|t| ReplyTo {
-                        topic: t.clone(),
-                        correlation: props.correlation_data.clone(),
-                    })
-                });
                 if stopping {
                     continue;
                 }
-                held_bytes += p.payload.len();
-                held.push_back(Inbound {
-                    ack: Ack::of(&p),
-                    topic,
-                    payload: p.payload,
-                    retained: p.retain,
-                    reply_to,
-                });
+                held_bytes += msg.payload.len();
+                held.push_back(msg);
                 // The next turn hands held messages over as the agent has
                 // room, polling meanwhile (the agent's replies go out only
                 // through this loop). Holding too much, it stops reading
@@ -872,17 +859,7 @@ async fn run_loop(
             Ok(Event::Outgoing(Outgoing::Disconnect)) if stopping => break,
             Ok(_) => {}
             Err(e) => {
-                let was_up = {
-                    let mut s = lock(&publisher.shared);
-                    s.link_lost();
-                    std::mem::replace(&mut s.link, Link::Down) == Link::Up
-                };
-                if was_up {
-                    let _ = link.send(Link::Down);
-                    warn!(broker = %endpoint, error = %describe(&e), "connection lost");
-                } else if failures == 0 || failures.is_power_of_two() {
-                    warn!(broker = %endpoint, error = %describe(&e), attempt = failures + 1, "cannot connect");
-                }
+                lost(&publisher, &link, &endpoint, &e, failures);
                 if stopping || *stop.borrow() {
                     break;
                 }
@@ -897,6 +874,50 @@ async fn run_loop(
     }
     lock(&publisher.shared).link = Link::Down;
     let _ = link.send(Link::Down);
+}
+
+/// A received PUBLISH as the agent takes it; `None` (logged) for a topic
+/// that is not UTF-8.
+fn inbound_of(p: Publish) -> Option<Inbound> {
+    let Ok(topic) = String::from_utf8(p.topic.to_vec()) else {
+        warn!("ignored a message whose topic is not UTF-8");
+        return None;
+    };
+    let reply_to = p.properties.as_ref().and_then(|props| {
+        props.response_topic.as_ref().map(|t| ReplyTo {
+            topic: t.clone(),
+            correlation: props.correlation_data.clone(),
+        })
+    });
+    Some(Inbound {
+        ack: Ack::of(&p),
+        topic,
+        payload: p.payload,
+        retained: p.retain,
+        reply_to,
+    })
+}
+
+/// The connection failed (`failures` before in a row): the link is down,
+/// said once when it was up, and at powers of two while it cannot connect.
+fn lost(
+    publisher: &Publisher,
+    link: &watch::Sender<Link>,
+    endpoint: &str,
+    e: &ConnectionError,
+    failures: u32,
+) {
+    let was_up = {
+        let mut s = lock(&publisher.shared);
+        s.link_lost();
+        std::mem::replace(&mut s.link, Link::Down) == Link::Up
+    };
+    if was_up {
+        let _ = link.send(Link::Down);
+        warn!(broker = %endpoint, error = %describe(e), "connection lost");
+    } else if failures == 0 || failures.is_power_of_two() {
+        warn!(broker = %endpoint, error = %describe(e), attempt = failures + 1, "cannot connect");
+    }
 }
 
 fn describe(e: &ConnectionError) -> String {

@@ -29,7 +29,7 @@ pub enum MatrixCommand {
 }
 
 /// What the matrix shows, for the state topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MatrixState {
     /// Running a program or showing a lit frame.
     pub on: bool,
