@@ -12,16 +12,16 @@ use crate::hardware::Hardware;
 use crate::mqtt::topic::{Topics, Verb};
 
 /// Exit code for a configuration that was refused.
-pub const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure while running.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit code after a panic in one of the agent's tasks (outputs were made safe).
-pub const EXIT_PANIC: u8 = 70;
+pub(crate) const EXIT_PANIC: u8 = 70;
 
 /// edge-agent: a Raspberry Pi-class board as a well-behaved MQTT device.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file, read after /etc/edge-agent/config.toml.
     #[arg(long, short, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -32,7 +32,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Run the agent (the default).
     Run,
     /// Show a message on the configured device's display and wait for its answer.
@@ -59,7 +59,7 @@ pub enum Cmd {
 
 /// What `config` does.
 #[derive(Debug, Subcommand)]
-pub enum ConfigAction {
+pub(crate) enum ConfigAction {
     /// Validate the merged configuration; exit non-zero with one line if it is bad.
     Check,
     /// Print the merged configuration as TOML, secrets shown as ***.

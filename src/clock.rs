@@ -65,7 +65,7 @@ impl WallClock for TokioClock {
 }
 
 /// The next whole minute of `tz` strictly after `now`.
-pub fn next_minute(now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
+pub(crate) fn next_minute(now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
     let local = now.with_timezone(&tz);
     // Whole minutes of the zone: every zone in use today has an offset of
     // whole minutes, so truncating the UTC instant is the same as truncating
@@ -76,12 +76,12 @@ pub fn next_minute(now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
 
 /// How often the minute clock reads the wall clock between minutes, so that
 /// a tick after the clock is set comes within this of the new whole minute.
-pub const STEP_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const STEP_CHECK: Duration = Duration::from_secs(1);
 
 /// The smallest jump of the wall clock, against the time that passed, that
 /// counts as the clock being set; smaller differences (NTP slewing, a late
 /// read on a busy board) are followed without a report.
-pub const STEP_THRESHOLD: Duration = Duration::from_secs(1);
+pub(crate) const STEP_THRESHOLD: Duration = Duration::from_secs(1);
 
 /// The wall clock was set (NTP at boot on a board without a clock chip, or
 /// by hand), or the board was suspended: the wall clock moved by a different
@@ -98,7 +98,7 @@ pub struct Step {
 impl Step {
     /// A time read from the wall clock before the step, as the wall clock
     /// reads it since (e.g. when the agent started).
-    pub fn correct<T: TimeZone>(&self, before: DateTime<T>) -> DateTime<T> {
+    pub(crate) fn correct<T: TimeZone>(&self, before: DateTime<T>) -> DateTime<T> {
         before + self.by
     }
 }
@@ -165,7 +165,7 @@ async fn minute_clock(wall: Arc<dyn WallClock>, tz: Tz, tx: mpsc::Sender<ClockEv
 
 /// The time zone named in the config, or the system's (`TZ`, then
 /// `/etc/localtime`), or UTC.
-pub fn resolve_zone(name: Option<&str>) -> Result<Tz, String> {
+pub(crate) fn resolve_zone(name: Option<&str>) -> Result<Tz, String> {
     match name {
         Some(n) => n
             .parse::<Tz>()
@@ -187,7 +187,7 @@ fn system_zone() -> Option<Tz> {
 }
 
 /// Formats a time as RFC 3339 with its offset and whole seconds.
-pub fn rfc3339<T: TimeZone>(t: &DateTime<T>) -> String
+pub(crate) fn rfc3339<T: TimeZone>(t: &DateTime<T>) -> String
 where
     T::Offset: std::fmt::Display,
 {

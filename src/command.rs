@@ -70,7 +70,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The commands the device has, in the topic table's terms.
-    pub fn verbs(&self) -> Vec<Verb> {
+    pub(crate) fn verbs(&self) -> Vec<Verb> {
         let has = [
             (Verb::Led, !self.leds.is_empty()),
             (Verb::Tilt, self.tilt),
@@ -118,7 +118,7 @@ impl Router {
     }
 
     /// Whether `topic` is one this router answers (a command topic below base).
-    pub fn is_command_topic(&self, topic: &str) -> bool {
+    pub(crate) fn is_command_topic(&self, topic: &str) -> bool {
         self.topics.route(topic) != Route::NotOurs
     }
 

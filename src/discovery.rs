@@ -11,7 +11,7 @@ use crate::parts::{self, Entity};
 
 /// One discovery config: its topic and payload (empty = remove the entity).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
+pub(crate) struct Announcement {
     /// `<prefix>/<component>/<device_id>/<object_id>/config`.
     pub topic: String,
     /// The config JSON, or empty to remove the entity.
@@ -20,7 +20,7 @@ pub struct Announcement {
 
 /// Every entity's config (or removal) for these settings; `effects` are the
 /// matrix's named patterns.
-pub fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announcement> {
+pub(crate) fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announcement> {
     let c = &settings.config;
     let id = &settings.device_id;
     let topics = Topics::new(settings.base_topic.clone(), c.verbs());

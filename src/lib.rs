@@ -1,4 +1,4 @@
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 //! edge-agent turns a Raspberry Pi-class Linux board into a well-behaved MQTT
 //! device: LEDs, an LED matrix and a button driven through local backends,
 //! commanded over MQTT, with an optional embedded broker.
@@ -19,11 +19,11 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod hardware;
-pub mod links;
+pub(crate) mod links;
 pub mod mqtt;
 pub mod parts;
-pub mod quote;
-pub mod rate;
+pub(crate) mod quote;
+pub(crate) mod rate;
 pub mod service;

@@ -10,7 +10,7 @@ use crate::rate::PerSecond;
 
 /// A command a link asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trigger {
+pub(crate) struct Trigger {
     /// Which link (its index in the config).
     pub link: usize,
     /// The full command topic, `<base>/<do>`.
@@ -21,7 +21,7 @@ pub struct Trigger {
 
 /// What matching a message gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fired {
+pub(crate) enum Fired {
     /// A command to carry out.
     Run(Trigger),
     /// A link over its rate; the message was dropped for it.
@@ -39,14 +39,14 @@ struct Link {
 }
 
 /// The configured links.
-pub struct Links {
+pub(crate) struct Links {
     base: String,
     links: Vec<Link>,
 }
 
 impl Links {
     /// Links for the device whose topics are below `base`.
-    pub fn new(base: &str, configs: &[LinkConfig]) -> Self {
+    pub(crate) fn new(base: &str, configs: &[LinkConfig]) -> Self {
         let now = Instant::now();
         Links {
             base: base.to_string(),
@@ -61,7 +61,7 @@ impl Links {
     }
 
     /// The filters the links listen on (this device's own topics too).
-    pub fn filters(&self) -> Vec<String> {
+    pub(crate) fn filters(&self) -> Vec<String> {
         let mut f: Vec<String> = self.links.iter().map(|l| l.config.on.clone()).collect();
         f.sort();
         f.dedup();
@@ -71,7 +71,7 @@ impl Links {
     /// The commands `topic` triggers now, with rate limits applied. A
     /// `retained` message (one the broker hands over on subscribing, as after
     /// every reconnection) fires only the links that ask for it.
-    pub fn fire(
+    pub(crate) fn fire(
         &mut self,
         topic: &str,
         payload: &[u8],

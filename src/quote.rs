@@ -5,11 +5,11 @@ use std::borrow::Cow;
 
 /// The most characters of any one piece of input (a topic, a field or node
 /// name, a value) that an error message or the log quotes.
-pub const MAX_ECHO: usize = 200;
+pub(crate) const MAX_ECHO: usize = 200;
 
 /// `s` as a message may quote it: whole, or cut to `max_chars` characters,
 /// the last of them "…"; at most `max_chars` characters either way.
-pub fn clip(s: &str, max_chars: usize) -> Cow<'_, str> {
+pub(crate) fn clip(s: &str, max_chars: usize) -> Cow<'_, str> {
     if s.char_indices().nth(max_chars).is_none() {
         return Cow::Borrowed(s);
     }

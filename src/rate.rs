@@ -5,7 +5,7 @@ use tokio::time::{Duration, Instant};
 
 /// At most `limit` admissions in each one-second window; counts the rest.
 #[derive(Debug, Clone)]
-pub struct PerSecond {
+pub(crate) struct PerSecond {
     limit: u32,
     window_start: Instant,
     admitted: u32,
@@ -14,7 +14,7 @@ pub struct PerSecond {
 
 impl PerSecond {
     /// A budget of `limit` per second, its first window starting `now`.
-    pub fn new(limit: u32, now: Instant) -> Self {
+    pub(crate) fn new(limit: u32, now: Instant) -> Self {
         PerSecond {
             limit,
             window_start: now,
@@ -24,12 +24,12 @@ impl PerSecond {
     }
 
     /// The limit per second.
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit
     }
 
     /// Whether one more fits in the budget at `now`.
-    pub fn admit(&mut self, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, now: Instant) -> bool {
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.admitted = 0;
@@ -43,7 +43,7 @@ impl PerSecond {
     }
 
     /// How many were refused since the last call; resets the count.
-    pub fn take_refused(&mut self) -> u64 {
+    pub(crate) fn take_refused(&mut self) -> u64 {
         std::mem::take(&mut self.refused)
     }
 }

@@ -15,14 +15,14 @@ use tracing::{debug, warn};
 
 /// The agent's link to systemd's service manager.
 #[derive(Debug)]
-pub struct Systemd {
+pub(crate) struct Systemd {
     ready_sent: bool,
     watchdog: Option<Duration>,
 }
 
 impl Systemd {
     /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` from the environment.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Systemd {
             ready_sent: false,
             // `WATCHDOG_USEC=0` is no watchdog, not one fed without pause.
@@ -37,7 +37,7 @@ impl Systemd {
     }
 
     /// Tells systemd the service is up: its parts run, with or without a broker.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         if !self.ready_sent {
             self.ready_sent = true;
             debug!("READY=1");
@@ -49,27 +49,27 @@ impl Systemd {
     }
 
     /// Shows in `systemctl status` that the agent is online.
-    pub fn online(&self) {
+    pub(crate) fn online(&self) {
         self.send(&[NotifyState::Status("online")]);
     }
 
     /// Shows in `systemctl status` that the broker is away.
-    pub fn offline(&self) {
+    pub(crate) fn offline(&self) {
         self.send(&[NotifyState::Status("broker away, reconnecting")]);
     }
 
     /// How often to feed the watchdog, if systemd asked for it.
-    pub fn watchdog_interval(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)
     }
 
     /// Feeds the watchdog.
-    pub fn feed(&self) {
+    pub(crate) fn feed(&self) {
         self.send(&[NotifyState::Watchdog]);
     }
 
     /// Tells systemd the service is stopping.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send(&[NotifyState::Stopping]);
     }
 }
@@ -82,7 +82,7 @@ thread_local! {
 /// Marks the calling thread as one of the agent's: a panic on it stops the
 /// agent ([`next_panic`]). Threads of libraries running in the same process
 /// (an in-process broker) are not the agent's and are never claimed.
-pub fn claim_thread() {
+pub(crate) fn claim_thread() {
     AGENT_THREAD.with(|c| c.set(true));
 }
 

@@ -43,7 +43,7 @@ use crate::rate::PerSecond;
 /// What the core decided to publish, as a value; the loop hands each to the
 /// transport in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// A retained state (the latest per topic is what counts).
     Retain {
         /// The full topic.
@@ -80,7 +80,7 @@ pub enum Output {
 
 /// The outputs of one step, in order.
 #[derive(Debug, Default)]
-pub struct Outbox(Vec<Output>);
+pub(crate) struct Outbox(Vec<Output>);
 
 impl Outbox {
     fn retain(&mut self, topic: &str, payload: impl Into<Bytes>) {
@@ -117,7 +117,7 @@ impl Outbox {
 
 /// A timer of the core's, due at the instant [`Core::deadline`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// A beep ends.
     Buzzer,
     /// The broker has been away for `safety.offline_timeout_ms`.
@@ -128,7 +128,7 @@ pub enum Timer {
 
 /// One thing that happened, for [`Core::step`].
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// A message arrived on a subscribed topic.
     Message(Inbound),
     /// The connection came up or went down.
@@ -179,7 +179,7 @@ struct Parts {
 /// Rejected commands logged and published one by one, per second; a flood
 /// of bad commands beyond it is counted and reported as one line. Replies
 /// to requests are not limited: each goes to its own requester.
-pub const ERROR_REPORTS_PER_SECOND: u32 = 50;
+pub(crate) const ERROR_REPORTS_PER_SECOND: u32 = 50;
 
 /// The outputs' safe values (`[safety]`).
 #[derive(Debug, Clone, Copy)]
@@ -613,7 +613,7 @@ impl Parts {
 
 /// The agent's decisions: the parts, the router and links, and what the
 /// connection's history requires (safe state after a long outage).
-pub struct Core {
+pub(crate) struct Core {
     parts: Parts,
     router: Router,
     links: Links,
@@ -630,7 +630,7 @@ pub struct Core {
 }
 
 /// What the loop listens to for the core, and keeps alive while it runs.
-pub struct Wiring {
+pub(crate) struct Wiring {
     /// The filters to subscribe to: no two match one topic.
     pub filters: Vec<String>,
     /// The parts' tasks (display worker, button watcher), aborted at the end.
@@ -651,7 +651,7 @@ pub struct Wiring {
 
 impl Core {
     /// The core for these settings on this hardware, and its wiring.
-    pub fn new(
+    pub(crate) fn new(
         settings: &Settings,
         hardware: Hardware,
         wall: Arc<dyn WallClock>,
@@ -699,7 +699,7 @@ impl Core {
 
     /// What goes out before the first connection: every part's state, the
     /// agent's info, the discovery configs.
-    pub fn announce(&mut self) -> Vec<Output> {
+    pub(crate) fn announce(&mut self) -> Vec<Output> {
         let mut out = Outbox::default();
         self.parts.publish_all(&mut out);
         out.retain(&self.topics.at(state::INFO), self.info());
@@ -718,7 +718,7 @@ impl Core {
     }
 
     /// The next timer due, if any, as of `now`.
-    pub fn deadline(&self, now: Instant) -> Option<(Instant, Timer)> {
+    pub(crate) fn deadline(&self, now: Instant) -> Option<(Instant, Timer)> {
         let buzzer = self
             .parts
             .buzzer
@@ -742,7 +742,7 @@ impl Core {
     }
 
     /// Decides what `input` changes, at `now`; returns what to publish, in order.
-    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Output> {
+    pub(crate) fn step(&mut self, input: Input, now: Instant) -> Vec<Output> {
         let mut out = Outbox::default();
         match input {
             Input::Message(msg) => self.message(msg, now, &mut out),
@@ -869,7 +869,7 @@ impl Core {
     /// Puts every output at its safe value and stops the parts (shutdown);
     /// returns the states they are left in, to publish, and the first
     /// hardware failure.
-    pub async fn stop(mut self) -> (Vec<Output>, Result<(), HardwareError>) {
+    pub(crate) async fn stop(mut self) -> (Vec<Output>, Result<(), HardwareError>) {
         let mut out = Outbox::default();
         let result = self.parts.all_safe(&mut out).await;
         (out.0, result)

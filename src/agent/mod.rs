@@ -22,7 +22,7 @@ use crate::mqtt::transport::{
 };
 
 /// How long the MQTT goodbye (`offline`, DISCONNECT) may take at shutdown.
-pub const GOODBYE: Duration = Duration::from_millis(500);
+pub(crate) const GOODBYE: Duration = Duration::from_millis(500);
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]

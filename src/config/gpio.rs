@@ -52,15 +52,15 @@ impl Default for HardwareConfig {
 
 /// The lines of the Raspberry Pi's SPI0 that the Waveshare panel uses (BCM),
 /// besides its reset, data/command and busy lines.
-pub const WAVESHARE_SPI_LINES: [(u32, &str); 3] =
+pub(crate) const WAVESHARE_SPI_LINES: [(u32, &str); 3] =
     [(8, "SPI0 CE0"), (10, "SPI0 MOSI"), (11, "SPI0 SCLK")];
 
 /// The highest BCM number rppal may drive: the 40-pin header has BCM 0 to 27
 /// on every Pi (higher numbers are internal lines, or absent on a Pi 5).
-pub const MAX_BCM_LINE: u32 = 27;
+pub(crate) const MAX_BCM_LINE: u32 = 27;
 
 /// The highest line offset accepted on a GPIO character device (or simulated).
-pub const MAX_CHIP_LINE: u32 = 1023;
+pub(crate) const MAX_CHIP_LINE: u32 = 1023;
 
 /// A GPIO line a part uses, for the range and conflict checks.
 #[derive(Debug, Clone)]

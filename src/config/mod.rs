@@ -5,7 +5,6 @@
 //! file given by `--config`, and `EDGE_AGENT_<SECTION>__<KEY>` environment
 //! variables. `config/edge-agent.toml` in the repository documents every key.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +19,7 @@ pub(crate) mod secret;
 
 pub use self::error::ConfigError;
 use self::error::{one_line, quote};
-pub use self::gpio::{Backend, HardwareConfig, MAX_BCM_LINE, MAX_CHIP_LINE, WAVESHARE_SPI_LINES};
+pub use self::gpio::{Backend, HardwareConfig};
 use self::gpio::{GpioPlan, UsedLine};
 pub use self::secret::Secret;
 use crate::mqtt::broker::{connect_host, EmbeddedBroker};
@@ -32,15 +31,15 @@ pub use crate::parts::matrix::config::{MatrixConfig, DEFAULT_MATRIX_LINES};
 pub use crate::parts::message_board::config::{DisplayBackend, DisplayConfig};
 
 /// The system-wide configuration file, read when it exists.
-pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
+pub(crate) const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 
 /// Prefix of the environment variables that override the files.
-pub const ENV_PREFIX: &str = "EDGE_AGENT_";
+pub(crate) const ENV_PREFIX: &str = "EDGE_AGENT_";
 
 /// Keys whose environment variables are taken as the exact text given, never
 /// as a number or a boolean: `EDGE_AGENT_MQTT__PASSWORD=0123` is the password
 /// `0123`. Passwords, user names and ids; every one is a string key.
-pub const RAW_ENV_KEYS: [&str; 8] = [
+pub(crate) const RAW_ENV_KEYS: [&str; 8] = [
     "mqtt.password",
     "mqtt.username",
     "broker.password",
@@ -52,7 +51,7 @@ pub const RAW_ENV_KEYS: [&str; 8] = [
 ];
 
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
-pub const MIN_KEEP_ALIVE_S: u64 = 5;
+pub(crate) const MIN_KEEP_ALIVE_S: u64 = 5;
 
 /// The whole configuration, as merged from all layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -111,7 +110,7 @@ impl Default for SafetyConfig {
 
 impl SafetyConfig {
     /// The matrix frame of the safe state (`off` is the dark frame).
-    pub fn matrix_frame(&self) -> Result<crate::parts::matrix::Frame, String> {
+    pub(crate) fn matrix_frame(&self) -> Result<crate::parts::matrix::Frame, String> {
         if self.matrix == "off" {
             Ok(crate::parts::matrix::Frame::OFF)
         } else {
@@ -342,10 +341,10 @@ pub struct BrokerConfig {
 }
 
 /// The default `broker.max_connections`: a few hundred clients.
-pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = 500;
+pub(crate) const DEFAULT_BROKER_MAX_CONNECTIONS: usize = 500;
 
 /// The largest `broker.max_connections` accepted.
-pub const MAX_BROKER_CONNECTIONS: usize = 10_000;
+pub(crate) const MAX_BROKER_CONNECTIONS: usize = 10_000;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -375,7 +374,7 @@ pub struct Sources {
 
 impl Sources {
     /// The layers the command line uses: system file, `--config`, environment.
-    pub fn standard(file: Option<PathBuf>) -> Self {
+    pub(crate) fn standard(file: Option<PathBuf>) -> Self {
         Sources {
             system_file: Some(PathBuf::from(SYSTEM_CONFIG)),
             file,
@@ -386,7 +385,7 @@ impl Sources {
 
 impl Config {
     /// The commands this configuration enables, in the topic table's terms.
-    pub fn verbs(&self) -> Vec<Verb> {
+    pub(crate) fn verbs(&self) -> Vec<Verb> {
         let sim = self.hardware.backend == Backend::Sim;
         let has = [
             (Verb::Led, self.tilt.enabled),
@@ -441,7 +440,7 @@ impl Config {
     }
 
     /// Checks every value and derives the settings the agent runs with.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub(crate) fn validate(self) -> Result<Settings, ConfigError> {
         let (device_id, base_topic, client_id) = self.identity()?;
         self.check_timing()?;
         let broker = self.embedded_broker()?;
@@ -826,7 +825,7 @@ pub struct Settings {
 
 impl Settings {
     /// The merged configuration as TOML, with secrets shown as `***`.
-    pub fn to_redacted_toml(&self) -> String {
+    pub(crate) fn to_redacted_toml(&self) -> String {
         let mut shown = self.config.clone();
         shown.device.id = Some(self.device_id.clone());
         shown.device.name = Some(self.device_name.clone());
@@ -856,7 +855,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// The host name, lower-cased, with characters outside `[a-z0-9_-]` replaced by `_`.
-pub fn sanitize_device_id(host: &str) -> String {
+pub(crate) fn sanitize_device_id(host: &str) -> String {
     let id: String = host
         .trim()
         .to_lowercase()
@@ -1051,20 +1050,10 @@ fn plain_type(expected: &str) -> String {
     }
 }
 
-/// Lists the parts that are enabled, by name, for the start-up banner.
-pub fn enabled_parts(config: &Config) -> BTreeMap<&'static str, bool> {
-    BTreeMap::from([
-        ("display", config.display.enabled),
-        ("button", config.button.enabled),
-        ("tilt", config.tilt.enabled),
-        ("matrix", config.matrix.enabled),
-        ("buzzer", config.buzzer.enabled),
-    ])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::gpio::WAVESHARE_SPI_LINES;
 
     #[test]
     fn defaults_are_valid_and_use_the_embedded_broker() {

@@ -15,7 +15,7 @@ impl Secret {
         Secret(value.into())
     }
     /// The secret itself, for handing to the MQTT connection.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

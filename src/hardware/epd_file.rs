@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use super::{BitFrame, Display, HardwareError};
 
 /// The byte written to `command` for a full update.
-pub const UPDATE: &[u8] = b"U";
+pub(crate) const UPDATE: &[u8] = b"U";
 
 /// A panel driven through the EPD file interface.
-pub struct EpdFile {
+pub(crate) struct EpdFile {
     dir: PathBuf,
     size: (u32, u32),
 }
@@ -28,7 +28,7 @@ fn err(dir: &Path, e: impl std::fmt::Display) -> HardwareError {
 }
 
 /// Reads `WxH` from the `panel` line, e.g. `EPD 2.7 264x176 COG 2 FILM 231`.
-pub fn parse_panel(line: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_panel(line: &str) -> Option<(u32, u32)> {
     let mut words = line.split_whitespace();
     if words.next() != Some("EPD") {
         return None;
@@ -41,7 +41,7 @@ pub fn parse_panel(line: &str) -> Option<(u32, u32)> {
 }
 
 /// Packs a frame in the driver's order: LSB = leftmost pixel, 1 = black.
-pub fn pack(frame: &BitFrame) -> Vec<u8> {
+pub(crate) fn pack(frame: &BitFrame) -> Vec<u8> {
     let row = (frame.width / 8) as usize;
     let mut out = vec![0u8; row * frame.height as usize];
     for y in 0..frame.height as usize {
@@ -56,7 +56,7 @@ pub fn pack(frame: &BitFrame) -> Vec<u8> {
 
 impl EpdFile {
     /// Opens the driver folder and reads the panel size from `panel`.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, HardwareError> {
+    pub(crate) fn open(dir: impl Into<PathBuf>) -> Result<Self, HardwareError> {
         let dir = dir.into();
         let panel = std::fs::read_to_string(dir.join("panel"))
             .map_err(|e| err(&dir, format!("panel: {e}")))?;

@@ -22,14 +22,18 @@ fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
 }
 
 /// Lines of one chip requested together and written in one call.
-pub struct LineSet {
+pub(crate) struct LineSet {
     request: Request,
     offsets: Vec<Offset>,
 }
 
 impl LineSet {
     /// Requests `offsets` on `chip` as outputs, all inactive.
-    pub fn request(chip: &str, offsets: &[u32], consumer: &str) -> Result<Self, HardwareError> {
+    pub(crate) fn request(
+        chip: &str,
+        offsets: &[u32],
+        consumer: &str,
+    ) -> Result<Self, HardwareError> {
         let request = Request::builder()
             .on_chip(chip)
             .with_consumer(consumer)

@@ -91,7 +91,7 @@ pub trait Display: Send {
 }
 
 /// A PWM channel and the name of the LED on it.
-pub type NamedPwm = (String, Box<dyn PwmChannel>);
+pub(crate) type NamedPwm = (String, Box<dyn PwmChannel>);
 
 /// The hardware parts the configuration enables.
 pub struct Hardware {

@@ -68,7 +68,7 @@ fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Encodes a frame as a 1-bit grayscale PNG (black on white).
-pub fn encode(frame: &BitFrame) -> Result<Vec<u8>, png::EncodingError> {
+pub(crate) fn encode(frame: &BitFrame) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, frame.width, frame.height);

@@ -21,7 +21,7 @@ fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
 }
 
 /// The hardware PWM channel of a BCM pin, if it has one.
-pub fn pwm_channel(pin: u32) -> Option<Channel> {
+pub(crate) fn pwm_channel(pin: u32) -> Option<Channel> {
     match pin {
         12 | 18 => Some(Channel::Pwm0),
         13 | 19 => Some(Channel::Pwm1),

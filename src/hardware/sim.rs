@@ -14,7 +14,7 @@ use super::{
 use crate::config::Config;
 
 /// How many writes a recording keeps; older ones are dropped (the count goes on).
-pub const RECORD_LIMIT: usize = 100_000;
+pub(crate) const RECORD_LIMIT: usize = 100_000;
 
 /// A bounded, shared log of timestamped writes.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl<T: Clone> Recording<T> {
     }
 
     /// Appends a write at the current (tokio) time.
-    pub fn record(&self, value: T) {
+    pub(crate) fn record(&self, value: T) {
         let mut log = self.lock();
         if log.entries.len() == RECORD_LIMIT {
             log.entries.pop_front();
@@ -90,7 +90,7 @@ impl<T: Clone> Recording<T> {
 }
 
 /// Simulated digital outputs.
-pub struct SimOutputs {
+pub(crate) struct SimOutputs {
     len: usize,
     /// Every set written.
     pub writes: Recording<Vec<bool>>,
@@ -98,7 +98,7 @@ pub struct SimOutputs {
 
 impl SimOutputs {
     /// A set of `len` outputs.
-    pub fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         SimOutputs {
             len,
             writes: Recording::new(),
@@ -125,7 +125,7 @@ impl DigitalOutputs for SimOutputs {
 
 /// A simulated PWM channel.
 #[derive(Default)]
-pub struct SimPwm {
+pub(crate) struct SimPwm {
     /// Every duty cycle written.
     pub writes: Recording<f64>,
 }
@@ -154,7 +154,7 @@ pub struct ButtonInjector {
 }
 
 /// How long an injected press holds the button down.
-pub const INJECTED_PRESS: Duration = Duration::from_millis(100);
+pub(crate) const INJECTED_PRESS: Duration = Duration::from_millis(100);
 
 impl ButtonInjector {
     /// Presses and releases the button (held for [`INJECTED_PRESS`]).
@@ -198,7 +198,7 @@ impl InputEdges for SimInput {
 }
 
 /// A simulated 1-bit display.
-pub struct SimDisplay {
+pub(crate) struct SimDisplay {
     size: (u32, u32),
     /// Every frame shown.
     pub frames: Recording<BitFrame>,
@@ -206,7 +206,7 @@ pub struct SimDisplay {
 
 impl SimDisplay {
     /// A display of the given size.
-    pub fn new(width: u32, height: u32) -> Self {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
         SimDisplay {
             size: (width, height),
             frames: Recording::new(),

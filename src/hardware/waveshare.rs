@@ -16,7 +16,7 @@ use crate::config::DisplayConfig;
 type Panel = Epd2in7b<SimpleHalSpiDevice, InputPin, OutputPin, OutputPin, Delay>;
 
 /// The panel and its SPI device.
-pub struct Waveshare27 {
+pub(crate) struct Waveshare27 {
     spi: SimpleHalSpiDevice,
     epd: Panel,
     delay: Delay,
@@ -31,7 +31,7 @@ fn err(e: impl std::fmt::Debug) -> HardwareError {
 
 impl Waveshare27 {
     /// Opens SPI0 CE0 and the reset, data/command and busy lines of `[display]`.
-    pub fn open(c: &DisplayConfig) -> Result<Self, HardwareError> {
+    pub(crate) fn open(c: &DisplayConfig) -> Result<Self, HardwareError> {
         let gpio = Gpio::new().map_err(err)?;
         let busy = gpio.get(c.busy_pin as u8).map_err(err)?.into_input();
         let dc = gpio.get(c.dc_pin as u8).map_err(err)?.into_output();
@@ -46,7 +46,7 @@ impl Waveshare27 {
 
 /// Packs a landscape frame for the portrait panel: MSB = leftmost pixel of
 /// the panel's row, a set bit white.
-pub fn pack(frame: &BitFrame) -> Vec<u8> {
+pub(crate) fn pack(frame: &BitFrame) -> Vec<u8> {
     let (pw, ph) = (WIDTH as usize, HEIGHT as usize);
     let row = pw / 8;
     let mut out = vec![0xFFu8; row * ph];

@@ -17,7 +17,7 @@ use crate::config::error::one_line;
 use crate::config::secret::Secret;
 
 /// The built-in rumqttd settings: `broker/rumqttd.toml` of the repository.
-pub const DEFAULT_RUMQTTD_TOML: &str = include_str!("../../broker/rumqttd.toml");
+pub(crate) const DEFAULT_RUMQTTD_TOML: &str = include_str!("../../broker/rumqttd.toml");
 
 /// Validated settings of the embedded broker.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct EmbeddedBroker {
 }
 
 /// The host to connect to for a listener: loopback when it listens on all addresses.
-pub fn connect_host(addr: SocketAddr) -> String {
+pub(crate) fn connect_host(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         if addr.is_ipv4() {
             "127.0.0.1".into()
@@ -82,7 +82,7 @@ pub struct BrokerHandle {
 
 /// The rumqttd configuration for these settings: the rumqttd file with the
 /// agent's listen addresses, credentials and connection limit.
-pub fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, BrokerError> {
+pub(crate) fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Config, BrokerError> {
     let text = settings
         .rumqttd_toml
         .as_deref()
@@ -158,13 +158,13 @@ fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
 
 /// Open files the broker may need: one per connection, and some to spare
 /// for listeners, the runtime and the agent.
-pub fn files_needed(max_connections: usize) -> u64 {
+pub(crate) fn files_needed(max_connections: usize) -> u64 {
     max_connections as u64 + 64
 }
 
 /// Raises this process's soft limit of open files to `needed` (as far as
 /// the hard limit allows; never lowers it) and returns the limit now set.
-pub fn raise_open_files(needed: u64) -> std::io::Result<u64> {
+pub(crate) fn raise_open_files(needed: u64) -> std::io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -200,7 +200,7 @@ const ENCODER_PANICS_TOLERATED: usize = 16;
 /// restarts it whenever it ends, and waits until both listeners accept
 /// connections. Both processes end when the calling process does. Call it
 /// while the process has one thread (before any runtime starts): it forks.
-pub fn start_isolated(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
+pub(crate) fn start_isolated(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
     let config = rumqttd_config(settings)?;
     check_free(settings)?;
     let needed = files_needed(config.router.max_connections);

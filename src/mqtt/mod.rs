@@ -2,5 +2,5 @@
 //! broker.
 
 pub mod broker;
-pub mod topic;
-pub mod transport;
+pub(crate) mod topic;
+pub(crate) mod transport;

@@ -5,11 +5,11 @@
 //! link check are all derived from it.
 
 /// The PWM LEDs, by the name their topics carry.
-pub const LED_NAMES: [&str; 2] = ["left", "right"];
+pub(crate) const LED_NAMES: [&str; 2] = ["left", "right"];
 
 /// How many levels below base a `/set` topic may have and still be answered
 /// (`<base>/a/b/c/d/e/f/set`); deeper ones are not subscribed to.
-pub const SET_DEPTH: usize = 6;
+pub(crate) const SET_DEPTH: usize = 6;
 
 /// What a command topic asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +34,7 @@ pub enum Verb {
 
 /// One command topic of the vocabulary.
 #[derive(Debug)]
-pub struct CommandTopic {
+pub(crate) struct CommandTopic {
     /// What it asks for.
     pub verb: Verb,
     /// Its levels below base; in `led/+/set` the `+` is an LED's name.
@@ -45,7 +45,7 @@ pub struct CommandTopic {
 }
 
 /// Every command topic, in the order the banner and error messages list them.
-pub const COMMANDS: &[CommandTopic] = &[
+pub(crate) const COMMANDS: &[CommandTopic] = &[
     CommandTopic {
         verb: Verb::Led,
         path: "led/+/set",
@@ -89,26 +89,26 @@ pub const COMMANDS: &[CommandTopic] = &[
 ];
 
 /// The state and event topics below base.
-pub mod state {
+pub(crate) mod state {
     /// `online` / `offline`, retained; the last will.
-    pub const STATUS: &str = "status";
+    pub(crate) const STATUS: &str = "status";
     /// Version and start time, retained.
-    pub const INFO: &str = "info";
+    pub(crate) const INFO: &str = "info";
     /// Rejected commands and failures, not retained.
-    pub const ERROR: &str = "error";
+    pub(crate) const ERROR: &str = "error";
     /// The LED matrix, retained.
-    pub const MATRIX: &str = "matrix";
+    pub(crate) const MATRIX: &str = "matrix";
     /// The message board, retained.
-    pub const DISPLAY: &str = "display";
+    pub(crate) const DISPLAY: &str = "display";
     /// The buzzer, retained.
-    pub const BUZZER: &str = "buzzer";
+    pub(crate) const BUZZER: &str = "buzzer";
     /// Button presses, events.
-    pub const BUTTON_EVENT: &str = "button/event";
+    pub(crate) const BUTTON_EVENT: &str = "button/event";
     /// The minute clock, events.
-    pub const CLOCK_TICK: &str = "clock/tick";
+    pub(crate) const CLOCK_TICK: &str = "clock/tick";
 
     /// One LED's state topic (`led/<name>`), retained.
-    pub fn led(name: &str) -> String {
+    pub(crate) fn led(name: &str) -> String {
         format!("led/{name}")
     }
 }
@@ -260,7 +260,7 @@ impl Topics {
 }
 
 /// Whether `filter` is a valid MQTT topic filter.
-pub fn valid_filter(filter: &str) -> bool {
+pub(crate) fn valid_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.contains('\0') || filter.len() > 65535 {
         return false;
     }
@@ -273,7 +273,7 @@ pub fn valid_filter(filter: &str) -> bool {
 }
 
 /// Whether `topic` matches the MQTT topic filter `filter`.
-pub fn matches(filter: &str, topic: &str) -> bool {
+pub(crate) fn matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && !filter.starts_with('$') {
         return false;
     }
@@ -297,7 +297,7 @@ fn wild_takes(level: &str, first: bool) -> bool {
 }
 
 /// Whether some topic matches both filters.
-pub fn overlap(a: &str, b: &str) -> bool {
+pub(crate) fn overlap(a: &str, b: &str) -> bool {
     let (mut x, mut y) = (a.split('/'), b.split('/'));
     let mut first = true;
     loop {
@@ -319,7 +319,7 @@ pub fn overlap(a: &str, b: &str) -> bool {
 }
 
 /// Whether every topic that matches `inner` matches `outer`.
-pub fn covers(outer: &str, inner: &str) -> bool {
+pub(crate) fn covers(outer: &str, inner: &str) -> bool {
     let (mut o, mut i) = (outer.split('/'), inner.split('/'));
     let mut first = true;
     loop {
@@ -359,7 +359,7 @@ fn join(a: &str, b: &str) -> String {
 /// of them the same topic: a broker sends a message once per matching
 /// subscription, and each message must arrive once. A filter another covers
 /// is left out; two that overlap otherwise become the one that covers both.
-pub fn disjoint(wanted: &[String]) -> Vec<String> {
+pub(crate) fn disjoint(wanted: &[String]) -> Vec<String> {
     let mut set: Vec<String> = Vec::new();
     for w in wanted {
         if !set.contains(w) {

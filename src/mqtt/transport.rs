@@ -31,9 +31,9 @@ use tracing::{debug, info, warn};
 use crate::config::Settings;
 
 /// Payload of `<base>/status` while the agent runs.
-pub const ONLINE: &str = "online";
+pub(crate) const ONLINE: &str = "online";
 /// Payload of `<base>/status` after a stop, and of the last will.
-pub const OFFLINE: &str = "offline";
+pub(crate) const OFFLINE: &str = "offline";
 
 /// Largest packet the agent accepts from the broker.
 const MAX_INCOMING_PACKET: u32 = 2 * 1024 * 1024;
@@ -57,7 +57,7 @@ const ACK_BATCH: usize = 16;
 
 /// Events (button presses, ticks, error reports) the outbox holds while the
 /// connection cannot take them; more are dropped and counted.
-pub const EVENT_BACKLOG: usize = 1024;
+pub(crate) const EVENT_BACKLOG: usize = 1024;
 
 /// Payload bytes of received messages the connection task holds while the
 /// agent is busy; beyond it (or [`HELD_MESSAGES`]), it stops reading (TCP
@@ -72,7 +72,7 @@ const HELD_MESSAGES: usize = 8 * RECEIVE_MAXIMUM as usize;
 
 /// Where the answer to a command goes (MQTT 5 request/response).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyTo {
+pub(crate) struct ReplyTo {
     /// The response topic the sender asked for.
     pub topic: String,
     /// Correlation data to hand back unchanged.
@@ -81,7 +81,7 @@ pub struct ReplyTo {
 
 /// A message that arrived on a subscribed topic.
 #[derive(Debug, Clone)]
-pub struct Inbound {
+pub(crate) struct Inbound {
     /// What acknowledges it to the broker once handled (QoS 1); `None` for
     /// a message the agent made itself (a link's command).
     pub ack: Option<Ack>,
@@ -97,7 +97,7 @@ pub struct Inbound {
 
 /// The acknowledgement a received QoS 1 or 2 message is owed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
+pub(crate) struct Ack {
     pkid: u16,
     qos: QoS,
 }
@@ -131,7 +131,7 @@ impl Ack {
 
 /// The connection's state as the rest of the agent sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
+pub(crate) enum Link {
     /// Not (yet, or no longer) connected.
     Down,
     /// Connected, subscribed, and `online` published.
@@ -140,7 +140,7 @@ pub enum Link {
 
 /// Settings of the connection, taken from the validated configuration.
 #[derive(Debug, Clone)]
-pub struct TransportOptions {
+pub(crate) struct TransportOptions {
     /// MQTT client id.
     pub client_id: String,
     /// Broker host.
@@ -170,7 +170,7 @@ pub struct TransportOptions {
 
 impl TransportOptions {
     /// Options for the agent described by `settings`, subscribing to `filters`.
-    pub fn from_settings(settings: &Settings, filters: Vec<String>) -> Self {
+    pub(crate) fn from_settings(settings: &Settings, filters: Vec<String>) -> Self {
         let mqtt = &settings.config.mqtt;
         TransportOptions {
             client_id: settings.client_id.clone(),
@@ -327,7 +327,7 @@ impl Shared {
 
 /// Publishes on behalf of the agent; cheap to clone.
 #[derive(Clone)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     client: AsyncClient,
     shared: Arc<Mutex<Shared>>,
     status_topic: Arc<str>,
@@ -338,7 +338,7 @@ pub struct Publisher {
 }
 
 /// The running transport: the handle that stops it and the event-loop task.
-pub struct Transport {
+pub(crate) struct Transport {
     publisher: Publisher,
     task: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
@@ -347,7 +347,7 @@ pub struct Transport {
 
 /// Capped exponential backoff between reconnect attempts.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
@@ -355,7 +355,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `min`, doubles per failure, never above `max`.
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Backoff {
             min,
             max,
@@ -363,13 +363,13 @@ impl Backoff {
         }
     }
     /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
         d
     }
     /// Back to `min` after a successful connection.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.min;
     }
 }
@@ -418,7 +418,7 @@ fn mqtt_options(
 
 /// Why a one-off request got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// The connection could not be set up.
     #[error("{0}")]
     Setup(#[from] TransportError),
@@ -442,7 +442,7 @@ pub enum RequestError {
 
 /// Publishes one MQTT 5 request (response topic + correlation data) and
 /// returns the answer's payload; for `edge-agent send`.
-pub async fn request(
+pub(crate) async fn request(
     options: &TransportOptions,
     topic: &str,
     payload: Bytes,
@@ -522,7 +522,7 @@ impl Transport {
     /// [`Transport::connect`] on, so that the retained state registered
     /// before is all published before `online`. Incoming messages on the
     /// filters go to `inbound`; link changes to the returned watch.
-    pub fn start(
+    pub(crate) fn start(
         options: TransportOptions,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<(Transport, watch::Receiver<Link>), TransportError> {
@@ -573,20 +573,20 @@ impl Transport {
     }
 
     /// Starts connecting (and reconnecting) to the broker.
-    pub fn connect(&mut self) {
+    pub(crate) fn connect(&mut self) {
         if let Some(go) = self.go.take() {
             let _ = go.send(());
         }
     }
 
     /// A handle for publishing.
-    pub fn publisher(&self) -> Publisher {
+    pub(crate) fn publisher(&self) -> Publisher {
         self.publisher.clone()
     }
 
     /// Publishes `offline`, disconnects cleanly (so the broker drops the last
     /// will) and stops, taking at most `within`.
-    pub async fn shutdown(mut self, within: Duration) {
+    pub(crate) async fn shutdown(mut self, within: Duration) {
         // Never connected: the loop ends without starting.
         drop(self.go.take());
         // What the agent said before the stop goes out first (replies, the
@@ -611,7 +611,7 @@ impl Transport {
 
 impl Publisher {
     /// Publishes retained state: kept, and republished after every reconnection.
-    pub fn retain(&self, topic: &str, payload: impl Into<Bytes>) {
+    pub(crate) fn retain(&self, topic: &str, payload: impl Into<Bytes>) {
         let payload = payload.into();
         let mut s = lock(&self.shared);
         s.retained.insert(topic.to_string(), payload.clone());
@@ -624,7 +624,7 @@ impl Publisher {
     }
 
     /// Publishes every retained topic again (Home Assistant came back).
-    pub fn republish_retained(&self) {
+    pub(crate) fn republish_retained(&self) {
         let mut s = lock(&self.shared);
         if s.link != Link::Up {
             return;
@@ -640,7 +640,7 @@ impl Publisher {
     }
 
     /// Publishes an event; dropped (and counted) while the broker is away.
-    pub fn event(&self, topic: &str, payload: impl Into<Bytes>) {
+    pub(crate) fn event(&self, topic: &str, payload: impl Into<Bytes>) {
         lock(&self.shared).push(OutKind::Event {
             topic: topic.to_string(),
             payload: payload.into(),
@@ -649,7 +649,7 @@ impl Publisher {
 
     /// Publishes an error report (`<base>/error`): kept while the broker
     /// is away, sent when it is back.
-    pub fn report(&self, topic: &str, payload: impl Into<Bytes>) {
+    pub(crate) fn report(&self, topic: &str, payload: impl Into<Bytes>) {
         lock(&self.shared).push(OutKind::Answer {
             topic: topic.to_string(),
             payload: payload.into(),
@@ -658,7 +658,7 @@ impl Publisher {
     }
 
     /// Answers a command on its MQTT 5 response topic.
-    pub fn reply(&self, to: &ReplyTo, payload: impl Into<Bytes>) {
+    pub(crate) fn reply(&self, to: &ReplyTo, payload: impl Into<Bytes>) {
         let props = PublishProperties {
             correlation_data: to.correlation.clone(),
             ..Default::default()
@@ -672,7 +672,7 @@ impl Publisher {
 
     /// Acknowledges a handled command to the broker, after everything it
     /// caused has been published.
-    pub fn ack(&self, ack: Ack) {
+    pub(crate) fn ack(&self, ack: Ack) {
         lock(&self.shared).push(OutKind::Ack(ack));
     }
 
@@ -681,7 +681,7 @@ impl Publisher {
     /// command until it has (the outbox holds more than a short batch of
     /// acknowledgements, and the connection task is not itself waiting for
     /// the agent to take a message).
-    pub fn pressure(&self) -> (bool, bool) {
+    pub(crate) fn pressure(&self) -> (bool, bool) {
         let s = lock(&self.shared);
         (s.link == Link::Up && !s.outbox.is_empty(), s.backlogged())
     }
@@ -690,7 +690,7 @@ impl Publisher {
     /// until the outbox is empty, the link is down, or the connection task
     /// waits for the agent. Cancel-safe: an entry leaves the outbox once the
     /// connection has it.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         loop {
             let next = {
                 let s = lock(&self.shared);
@@ -737,7 +737,7 @@ impl Publisher {
     }
 
     /// Events dropped since the last call (offline, or beyond the backlog).
-    pub fn take_dropped_events(&self) -> u64 {
+    pub(crate) fn take_dropped_events(&self) -> u64 {
         std::mem::take(&mut lock(&self.shared).dropped)
     }
 

@@ -3,7 +3,7 @@
 
 pub mod button;
 pub mod buzzer;
-pub mod input;
+pub(crate) mod input;
 pub mod leds;
 pub mod matrix;
 pub mod message_board;

@@ -1,6 +1,6 @@
 //! The button: debounced presses, double and long presses.
 
-pub mod config;
+pub(crate) mod config;
 mod device;
 
 pub use device::*;

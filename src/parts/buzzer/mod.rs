@@ -1,7 +1,7 @@
 //! The buzzer: on, off, and beeps of a given length.
 
-pub mod command;
-pub mod config;
+pub(crate) mod command;
+pub(crate) mod config;
 mod device;
 
 pub use device::*;

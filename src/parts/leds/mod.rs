@@ -1,7 +1,7 @@
 //! The two PWM LEDs and the tilt that drives them.
 
-pub mod command;
-pub mod config;
+pub(crate) mod command;
+pub(crate) mod config;
 mod device;
 
 pub use device::*;
@@ -12,7 +12,7 @@ use crate::mqtt::topic::{state, Verb, LED_NAMES};
 use crate::parts::Entity;
 
 /// The LEDs' Home Assistant entities: a dimmable JSON light each.
-pub fn entities(enabled: bool) -> Vec<Entity> {
+pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
     LED_NAMES
         .iter()
         .map(|&name| Entity {

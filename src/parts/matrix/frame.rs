@@ -13,11 +13,11 @@ pub struct Frame(u32);
 
 impl Frame {
     /// Number of LEDs in the matrix.
-    pub const LEDS: usize = 25;
+    pub(crate) const LEDS: usize = 25;
     /// No LED lit.
     pub const OFF: Frame = Frame(0);
     /// Every LED lit.
-    pub const ALL: Frame = Frame((1 << Self::LEDS) - 1);
+    pub(crate) const ALL: Frame = Frame((1 << Self::LEDS) - 1);
 
     /// Only LED `i` (row by row from the top left) lit; `OFF` beyond the matrix.
     pub const fn led(i: usize) -> Frame {
@@ -55,17 +55,17 @@ impl Frame {
     }
 
     /// Whether LED `i` is lit.
-    pub const fn is_lit(self, i: usize) -> bool {
+    pub(crate) const fn is_lit(self, i: usize) -> bool {
         i < Self::LEDS && self.0 & (1 << i) != 0
     }
 
     /// Whether no LED is lit.
-    pub const fn is_off(self) -> bool {
+    pub(crate) const fn is_off(self) -> bool {
         self.0 == 0
     }
 
     /// The lit LEDs' indexes, in order.
-    pub fn lit(self) -> impl Iterator<Item = usize> {
+    pub(crate) fn lit(self) -> impl Iterator<Item = usize> {
         (0..Self::LEDS).filter(move |&i| self.is_lit(i))
     }
 

@@ -1,8 +1,8 @@
 //! The 5×5 LED matrix: its frame type, its pattern language and the engine
 //! that plays a pattern on the outputs.
 
-pub mod command;
-pub mod config;
+pub(crate) mod command;
+pub(crate) mod config;
 pub mod engine;
 mod frame;
 pub mod pattern;

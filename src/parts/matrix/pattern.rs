@@ -104,7 +104,7 @@ impl Names for NoNames {
 }
 
 /// The named patterns shipped with the agent (`patterns/patterns.json`).
-pub const LIBRARY_JSON: &str = include_str!("../../../patterns/patterns.json");
+pub(crate) const LIBRARY_JSON: &str = include_str!("../../../patterns/patterns.json");
 
 /// The named patterns, parsed; names whose program is a single frame are
 /// also selections (`"leds": "smiley"`).
@@ -138,7 +138,7 @@ impl Library {
     }
 
     /// A library from a JSON object of name → program.
-    pub fn from_json(text: &str) -> Result<Library, PatternError> {
+    pub(crate) fn from_json(text: &str) -> Result<Library, PatternError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| PatternError(format!("patterns: {e}")))?;
         let map = v
@@ -163,7 +163,7 @@ impl Library {
     }
 
     /// Every name, in the file's order.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.patterns.iter().map(|(n, _)| n.as_str()).collect()
     }
 }
@@ -484,7 +484,7 @@ fn mul(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// How long a node runs, in ms; `None` = for ever. Saturates on overflow.
-pub fn duration(n: &Node) -> Option<u64> {
+pub(crate) fn duration(n: &Node) -> Option<u64> {
     match n {
         Node::Frame(_) => Some(0),
         Node::On { ms, .. } => *ms,

@@ -9,7 +9,7 @@ use crate::parts::message_board::render::Screen;
 
 /// What the board shows and whether the clock runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoardState {
+pub(crate) struct BoardState {
     /// The screen on the panel (the clock's time, or the message).
     pub screen: Screen,
     /// Whether the clock redraws every minute.
@@ -20,14 +20,14 @@ pub struct BoardState {
 
 /// The board.
 #[derive(Debug, Clone)]
-pub struct Board {
+pub(crate) struct Board {
     tz: Tz,
     state: BoardState,
 }
 
 impl Board {
     /// A board that starts with the running clock; also returns the first screen.
-    pub fn new(tz: Tz, now: DateTime<Utc>) -> (Self, Screen) {
+    pub(crate) fn new(tz: Tz, now: DateTime<Utc>) -> (Self, Screen) {
         let now = now.with_timezone(&tz);
         let screen = Screen::Clock(now);
         let board = Board {
@@ -42,17 +42,22 @@ impl Board {
     }
 
     /// The current state.
-    pub fn state(&self) -> &BoardState {
+    pub(crate) fn state(&self) -> &BoardState {
         &self.state
     }
 
     /// The board's time zone.
-    pub fn time_zone(&self) -> Tz {
+    pub(crate) fn time_zone(&self) -> Tz {
         self.tz
     }
 
     /// A message arrived: the clock stops and the message is drawn.
-    pub fn message(&mut self, text: String, from: Option<String>, now: DateTime<Utc>) -> Screen {
+    pub(crate) fn message(
+        &mut self,
+        text: String,
+        from: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Screen {
         let at = now.with_timezone(&self.tz);
         let screen = Screen::Message { text, from, at };
         self.state = BoardState {
@@ -65,7 +70,7 @@ impl Board {
 
     /// `ON` (true) or `OFF` (false). ON while the clock runs changes nothing;
     /// OFF freezes whatever is shown.
-    pub fn set_clock(&mut self, on: bool, now: DateTime<Utc>) -> Option<Screen> {
+    pub(crate) fn set_clock(&mut self, on: bool, now: DateTime<Utc>) -> Option<Screen> {
         match (on, self.state.clock_running) {
             (true, false) => {
                 let now = now.with_timezone(&self.tz);
@@ -86,12 +91,12 @@ impl Board {
     }
 
     /// A button press: restarts a stopped clock; nothing while it runs.
-    pub fn press(&mut self, now: DateTime<Utc>) -> Option<Screen> {
+    pub(crate) fn press(&mut self, now: DateTime<Utc>) -> Option<Screen> {
         self.set_clock(true, now)
     }
 
     /// A whole minute passed: the new clock screen, if the clock runs.
-    pub fn tick(&mut self, at: DateTime<Tz>) -> Option<Screen> {
+    pub(crate) fn tick(&mut self, at: DateTime<Tz>) -> Option<Screen> {
         if !self.state.clock_running {
             return None;
         }

@@ -7,7 +7,7 @@ use crate::parts::input::{json_error, on_off, text, CommandError};
 use crate::quote::clip;
 
 /// Longest sender name accepted, in characters.
-pub const MAX_FROM_CHARS: usize = 64;
+pub(crate) const MAX_FROM_CHARS: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,20 +12,20 @@ use crate::parts::message_board::render::{render, Screen};
 
 /// Hands screens to the display worker; cheap to clone.
 #[derive(Clone)]
-pub struct DisplayHandle {
+pub(crate) struct DisplayHandle {
     tx: watch::Sender<Option<Screen>>,
 }
 
 impl DisplayHandle {
     /// Asks for `screen` to be drawn next, replacing any screen still waiting.
-    pub fn show(&self, screen: Screen) {
+    pub(crate) fn show(&self, screen: Screen) {
         self.tx.send_replace(Some(screen));
     }
 }
 
 /// How the worker treats the backend.
 #[derive(Debug, Clone, Copy)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     /// Run `show` on a blocking thread (real panels take seconds).
     pub blocking: bool,
     /// Extra time a refresh takes (simulated panels).
@@ -33,7 +33,7 @@ pub struct Refresh {
 }
 
 /// Starts the worker. Failed refreshes are reported on `errors`.
-pub fn spawn(
+pub(crate) fn spawn(
     display: Box<dyn Display>,
     refresh: Refresh,
     errors: mpsc::Sender<HardwareError>,

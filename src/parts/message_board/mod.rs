@@ -1,10 +1,10 @@
 //! The e-paper message board: a message or the minute clock, drawn on the
 //! panel by a worker of its own.
 
-pub mod board;
-pub mod command;
-pub mod config;
-pub mod display;
+pub(crate) mod board;
+pub(crate) mod command;
+pub(crate) mod config;
+pub(crate) mod display;
 pub mod render;
 
 use serde_json::json;
@@ -14,11 +14,11 @@ use crate::mqtt::topic::{state, Verb};
 use crate::parts::Entity;
 
 /// The longest text Home Assistant's text entity holds.
-pub const HA_TEXT_MAX: usize = 255;
+pub(crate) const HA_TEXT_MAX: usize = 255;
 
 /// The board's Home Assistant entities: the message as a text, the minute
 /// clock as a timestamp sensor.
-pub fn entities(display: &DisplayConfig) -> Vec<Entity> {
+pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
     vec![
         Entity {
             component: "text",

@@ -54,17 +54,17 @@ pub fn samples() -> Vec<(&'static str, Screen)> {
 }
 
 /// The character drawn in place of one the font does not have.
-pub const REPLACEMENT: char = '?';
+pub(crate) const REPLACEMENT: char = '?';
 
 /// A drawing surface over a [`BitFrame`]; `BinaryColor::On` is black.
-pub struct Canvas {
+pub(crate) struct Canvas {
     /// The frame drawn into.
     pub frame: BitFrame,
 }
 
 impl Canvas {
     /// A white canvas of the given size.
-    pub fn new(width: u32, height: u32) -> Self {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
         Canvas {
             frame: BitFrame {
                 width,
@@ -244,7 +244,7 @@ fn draw_clock(canvas: &mut Canvas, now: &DateTime<Tz>) {
 
 /// Replaces characters the font cannot draw with [`REPLACEMENT`]; drops
 /// carriage returns and turns tabs into spaces.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     let probe = text_renderer(TEXT_SIZES - 1);
     text.chars()
         .filter(|&c| c != '\r')
@@ -290,7 +290,7 @@ fn box_style() -> TextBoxStyle {
 
 /// The text as it will be drawn in `area`: the largest font in which it
 /// fits, or the smallest with the text cut and an ellipsis.
-pub fn fit_text(text: &str, area: Size) -> (usize, String) {
+pub(crate) fn fit_text(text: &str, area: Size) -> (usize, String) {
     let style = box_style();
     let fits =
         |i: usize, t: &str| style.measure_text_height(&text_style(i), t, area.width) <= area.height;
