@@ -11,8 +11,7 @@ use gpiocdev::request::Request;
 use gpiocdev::tokio::AsyncRequest;
 use tokio::sync::mpsc;
 
-use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges};
-use crate::config::Config;
+use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, Wiring};
 
 fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
     HardwareError::Backend {
@@ -106,42 +105,40 @@ impl InputEdges for Button {
 }
 
 /// Builds the parts the configuration enables on the character device.
-pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
-    let chip = config.hardware.chip.as_str();
-    let matrix = if config.matrix.enabled {
-        let mchip = config.matrix.chip.as_deref().unwrap_or(chip);
-        Some(Box::new(LineSet::request(
-            mchip,
-            &config.matrix.lines,
-            "edge-agent matrix",
-        )?) as Box<dyn DigitalOutputs>)
+pub fn build(wiring: &Wiring) -> Result<Hardware, HardwareError> {
+    let chip = wiring.chip.as_str();
+    let matrix = if let Some((mchip, lines)) = &wiring.matrix {
+        Some(
+            Box::new(LineSet::request(mchip, lines, "edge-agent matrix")?)
+                as Box<dyn DigitalOutputs>,
+        )
     } else {
         None
     };
-    let button = if config.button.enabled {
+    let button = if let Some(line) = wiring.button {
         let request = Request::builder()
             .on_chip(chip)
             .with_consumer("edge-agent button")
-            .with_line(config.button.pin)
+            .with_line(line)
             .as_input()
             .as_active_low()
             .with_bias(Bias::PullUp)
             .with_edge_detection(EdgeDetection::BothEdges)
             .request()
-            .map_err(|e| err(&format!("button.pin {} on {chip}", config.button.pin), e))?;
+            .map_err(|e| err(&format!("button.pin {line} on {chip}"), e))?;
         Some(Box::new(Button {
             request: Some(request),
         }) as Box<dyn InputEdges>)
     } else {
         None
     };
-    let leds = super::rppal_backend::leds(config)?;
+    let leds = super::rppal_backend::leds(wiring)?;
     Ok(Hardware {
         leds,
         matrix,
         button,
         display: None,
-        buzzer: super::rppal_backend::buzzer(config)?,
+        buzzer: super::rppal_backend::buzzer(wiring)?,
         sim: None,
     })
 }

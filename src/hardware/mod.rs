@@ -15,7 +15,7 @@ pub mod waveshare;
 
 use tokio::sync::mpsc;
 
-use crate::config::{Backend, DisplayBackend, Settings};
+use crate::config::{Backend, Config, DisplayBackend, Settings};
 
 /// A hardware write or set-up that failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,48 @@ pub trait Display: Send {
 /// A PWM channel and the name of the LED on it.
 pub(crate) type NamedPwm = (String, Box<dyn PwmChannel>);
 
+/// Which line each enabled part is on, as the backends take it: a small
+/// value derived from the configuration, so no backend reads the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wiring {
+    /// The GPIO character device of parts that name none of their own.
+    pub chip: String,
+    /// The LEDs' BCM pins by name, and their PWM frequency (Hz).
+    pub leds: Option<([(&'static str, u32); 2], f64)>,
+    /// The matrix's character device and its 25 lines, row by row.
+    pub matrix: Option<(String, Vec<u32>)>,
+    /// The button's line.
+    pub button: Option<u32>,
+    /// The buzzer's BCM pin and tone (0: a digital output).
+    pub buzzer: Option<(u32, f64)>,
+}
+
+impl Wiring {
+    /// The wiring of the parts `config` enables.
+    pub fn of(config: &Config) -> Wiring {
+        let chip = config.hardware.chip.clone();
+        let t = &config.tilt;
+        Wiring {
+            leds: t.enabled.then_some((
+                [("left", t.left_pin), ("right", t.right_pin)],
+                t.frequency_hz,
+            )),
+            matrix: config.matrix.enabled.then(|| {
+                (
+                    config.matrix.chip.clone().unwrap_or_else(|| chip.clone()),
+                    config.matrix.lines.clone(),
+                )
+            }),
+            button: config.button.enabled.then_some(config.button.pin),
+            buzzer: config
+                .buzzer
+                .enabled
+                .then_some((config.buzzer.pin, config.buzzer.tone_hz)),
+            chip,
+        }
+    }
+}
+
 /// The hardware parts the configuration enables.
 pub struct Hardware {
     /// The PWM LEDs by name (`left`, `right`).
@@ -112,10 +154,11 @@ pub struct Hardware {
 impl Hardware {
     /// Builds the backend the configuration asks for.
     pub fn from_settings(settings: &Settings) -> Result<Hardware, HardwareError> {
+        let wiring = Wiring::of(&settings.config);
         let mut hw = match settings.config.hardware.backend {
-            Backend::Sim => sim::build(&settings.config),
-            Backend::Rppal => rppal_backend::build(&settings.config)?,
-            Backend::Gpiocdev => gpiocdev_backend::build(&settings.config)?,
+            Backend::Sim => sim::build(&wiring),
+            Backend::Rppal => rppal_backend::build(&wiring)?,
+            Backend::Gpiocdev => gpiocdev_backend::build(&wiring)?,
         };
         let d = &settings.config.display;
         if d.enabled {
@@ -141,5 +184,27 @@ impl Hardware {
             });
         }
         Ok(hw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wiring_has_the_enabled_parts_lines_only() {
+        let mut c = Config::default();
+        c.buzzer.enabled = true;
+        c.button.enabled = false;
+        let w = Wiring::of(&c);
+        assert_eq!(w.leds, Some(([("left", 5), ("right", 18)], 1000.0)));
+        let (chip, lines) = w.matrix.unwrap();
+        assert_eq!((chip.as_str(), lines.len()), ("/dev/gpiochip0", 25));
+        assert_eq!((w.button, w.buzzer), (None, Some((28, 0.0))));
+        c.matrix.chip = Some("/dev/gpiochip4".into());
+        c.tilt.enabled = false;
+        let w = Wiring::of(&c);
+        assert_eq!(w.matrix.unwrap().0, "/dev/gpiochip4");
+        assert_eq!(w.leds, None);
     }
 }

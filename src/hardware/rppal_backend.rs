@@ -10,8 +10,9 @@ use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
 use rppal::pwm::{Channel, Polarity, Pwm};
 use tokio::sync::mpsc;
 
-use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, NamedPwm, PwmChannel};
-use crate::config::Config;
+use super::{
+    DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, NamedPwm, PwmChannel, Wiring,
+};
 
 fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
     HardwareError::Backend {
@@ -69,21 +70,20 @@ impl PwmChannel for OnOff {
 }
 
 /// The buzzer: a digital output, or software PWM at its tone frequency.
-pub fn buzzer(config: &Config) -> Result<Option<Box<dyn PwmChannel>>, HardwareError> {
-    if !config.buzzer.enabled {
+pub(crate) fn buzzer(wiring: &Wiring) -> Result<Option<Box<dyn PwmChannel>>, HardwareError> {
+    let Some((bcm, tone_hz)) = wiring.buzzer else {
         return Ok(None);
-    }
-    let b = &config.buzzer;
-    let part = format!("buzzer.pin {}", b.pin);
+    };
+    let part = format!("buzzer.pin {bcm}");
     let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
     let pin = gpio
-        .get(b.pin as u8)
+        .get(bcm as u8)
         .map_err(|e| err(&part, e))?
         .into_output_low();
-    Ok(Some(if b.tone_hz > 0.0 {
+    Ok(Some(if tone_hz > 0.0 {
         Box::new(SoftPwm {
             pin,
-            frequency: b.tone_hz,
+            frequency: tone_hz,
         })
     } else {
         Box::new(OnOff(pin))
@@ -140,19 +140,15 @@ impl InputEdges for Button {
 }
 
 /// The tilt LEDs' PWM channels, named `left` and `right` (none if tilt is off).
-pub fn leds(config: &Config) -> Result<Vec<NamedPwm>, HardwareError> {
+pub(crate) fn leds(wiring: &Wiring) -> Result<Vec<NamedPwm>, HardwareError> {
     let mut leds: Vec<NamedPwm> = Vec::new();
-    if !config.tilt.enabled {
+    let Some((pins, freq)) = wiring.leds else {
         return Ok(leds);
-    }
+    };
     let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
     {
-        let freq = config.tilt.frequency_hz;
         let mut used = Vec::new();
-        for (name, pin) in [
-            ("left", config.tilt.left_pin),
-            ("right", config.tilt.right_pin),
-        ] {
+        for (name, pin) in pins {
             let part = format!("tilt.{name}_pin {pin}");
             let channel = pwm_channel(pin).filter(|c| !used.contains(&(*c as u8)));
             let ch: Box<dyn PwmChannel> = match channel {
@@ -182,13 +178,11 @@ pub fn leds(config: &Config) -> Result<Vec<NamedPwm>, HardwareError> {
 }
 
 /// Builds the parts the configuration enables on a Raspberry Pi.
-pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
-    let leds = leds(config)?;
+pub fn build(wiring: &Wiring) -> Result<Hardware, HardwareError> {
+    let leds = leds(wiring)?;
     let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
-    let matrix = if config.matrix.enabled {
-        let pins = config
-            .matrix
-            .lines
+    let matrix = if let Some((_, lines)) = &wiring.matrix {
+        let pins = lines
             .iter()
             .map(|&l| {
                 gpio.get(l as u8)
@@ -200,10 +194,10 @@ pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
     } else {
         None
     };
-    let button = if config.button.enabled {
+    let button = if let Some(line) = wiring.button {
         let pin = gpio
-            .get(config.button.pin as u8)
-            .map_err(|e| err(&format!("button.pin {}", config.button.pin), e))?
+            .get(line as u8)
+            .map_err(|e| err(&format!("button.pin {line}"), e))?
             .into_input_pullup();
         Some(Box::new(Button {
             pin,
@@ -217,7 +211,7 @@ pub fn build(config: &Config) -> Result<Hardware, HardwareError> {
         matrix,
         button,
         display: None,
-        buzzer: buzzer(config)?,
+        buzzer: buzzer(wiring)?,
         sim: None,
     })
 }
@@ -235,9 +229,9 @@ mod tests {
 
     #[test]
     fn without_a_pi_the_error_says_so() {
-        let mut c = Config::default();
+        let mut c = crate::config::Config::default();
         c.matrix.enabled = false;
-        match build(&c) {
+        match build(&Wiring::of(&c)) {
             Ok(_) => {} // running on a Pi
             Err(e) => assert!(e.to_string().contains("Raspberry Pi"), "{e}"),
         }

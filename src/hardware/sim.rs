@@ -9,9 +9,8 @@ use tokio::time::{Duration, Instant};
 
 use super::{
     BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, NamedPwm,
-    PwmChannel,
+    PwmChannel, Wiring,
 };
-use crate::config::Config;
 
 /// How many writes a recording keeps; older ones are dropped (the count goes on).
 pub(crate) const RECORD_LIMIT: usize = 100_000;
@@ -258,30 +257,30 @@ impl SimHandles {
 }
 
 /// Builds simulated hardware for the parts the configuration enables.
-pub fn build(config: &Config) -> Hardware {
+pub fn build(wiring: &Wiring) -> Hardware {
     let mut leds: Vec<NamedPwm> = Vec::new();
     let mut led_recs = Vec::new();
-    if config.tilt.enabled {
-        for name in ["left", "right"] {
+    if let Some((pins, _)) = &wiring.leds {
+        for (name, _) in pins {
             let pwm = SimPwm::default();
             led_recs.push((name.to_string(), pwm.writes.clone()));
             leds.push((name.to_string(), Box::new(pwm)));
         }
     }
-    let (matrix, matrix_rec) = if config.matrix.enabled {
+    let (matrix, matrix_rec) = if wiring.matrix.is_some() {
         let m = SimOutputs::new(25);
         let rec = m.writes.clone();
         (Some(Box::new(m) as Box<dyn DigitalOutputs>), Some(rec))
     } else {
         (None, None)
     };
-    let (button, injector) = if config.button.enabled {
+    let (button, injector) = if wiring.button.is_some() {
         let (i, inj) = input();
         (Some(Box::new(i) as Box<dyn InputEdges>), Some(inj))
     } else {
         (None, None)
     };
-    let (buzzer, buzzer_rec) = if config.buzzer.enabled {
+    let (buzzer, buzzer_rec) = if wiring.buzzer.is_some() {
         let b = SimPwm::default();
         let rec = b.writes.clone();
         (Some(Box::new(b) as Box<dyn PwmChannel>), Some(rec))
