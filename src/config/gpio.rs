@@ -62,6 +62,12 @@ pub(crate) const MAX_BCM_LINE: u32 = 27;
 /// The highest line offset accepted on a GPIO character device (or simulated).
 pub(crate) const MAX_CHIP_LINE: u32 = 1023;
 
+/// The GPIO lines the parts use, as their checks add them.
+pub(crate) type Lines = Vec<UsedLine>;
+
+/// What a part's check of its section gives: nothing, or the refused value.
+pub(crate) type Checked = Result<(), ConfigError>;
+
 /// A GPIO line a part uses, for the range and conflict checks.
 #[derive(Debug, Clone)]
 pub(crate) struct UsedLine {

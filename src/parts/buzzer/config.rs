@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
-use crate::config::gpio::{GpioPlan, UsedLine};
+use crate::config::gpio::{Checked, GpioPlan, Lines};
 
 /// The buzzer's default line. The defaults of the matrix, the LEDs and the
 /// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
@@ -39,11 +39,7 @@ impl Default for BuzzerConfig {
 
 impl BuzzerConfig {
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(
-        &self,
-        gpio: &GpioPlan<'_>,
-        lines: &mut Vec<UsedLine>,
-    ) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let b = self;
         if !(b.tone_hz.is_finite() && (b.tone_hz == 0.0 || (20.0..=20_000.0).contains(&b.tone_hz)))
         {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
-use crate::config::gpio::{GpioPlan, UsedLine};
+use crate::config::gpio::{Checked, GpioPlan, Lines};
 
 /// The two tilt LEDs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,11 +41,7 @@ impl Default for TiltConfig {
 
 impl TiltConfig {
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(
-        &self,
-        gpio: &GpioPlan<'_>,
-        lines: &mut Vec<UsedLine>,
-    ) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if !(self.frequency_hz.is_finite() && (1.0..=1_000_000.0).contains(&self.frequency_hz)) {
             return Err(ConfigError::new(
                 "tilt.frequency_hz",

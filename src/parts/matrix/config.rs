@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
-use crate::config::gpio::{GpioPlan, UsedLine};
+use crate::config::gpio::{Checked, GpioPlan, Lines};
 
 /// The 5×5 LED matrix.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,11 +35,7 @@ impl Default for MatrixConfig {
 
 impl MatrixConfig {
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(
-        &self,
-        gpio: &GpioPlan<'_>,
-        lines: &mut Vec<UsedLine>,
-    ) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if self.lines.len() != 25 {
             return Err(ConfigError::new(
                 "matrix.lines",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::{quote, ConfigError};
 use crate::config::gpio::WAVESHARE_SPI_LINES;
-use crate::config::gpio::{GpioPlan, UsedLine};
+use crate::config::gpio::{Checked, GpioPlan, Lines};
 
 /// Which panel shows the message board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -87,11 +87,7 @@ impl Default for DisplayConfig {
 
 impl DisplayConfig {
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(
-        &self,
-        gpio: &GpioPlan<'_>,
-        lines: &mut Vec<UsedLine>,
-    ) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let d = self;
         if !(8..=4096).contains(&d.width) || d.width % 8 != 0 {
             return Err(ConfigError::new(
