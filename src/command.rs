@@ -109,7 +109,7 @@ impl Router {
         &self.topics
     }
 
-    /// The topic filters the commands arrive on ([`Topics::filters`]). Not
+    /// The topic filters the commands arrive on (`Topics::filters`). Not
     /// `<base>/#`: the agent does not need its own state echoed back, and
     /// each echo costs a broker-to-agent packet that can hold up the next
     /// command (docs/known-issues.md).

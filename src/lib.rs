@@ -10,7 +10,7 @@
 //!   rumqttc) and the embedded rumqttd broker;
 //! - [`command`]: topic + payload → typed command;
 //! - [`config`]: layered configuration and its validation;
-//! - [`links`]: messages turned into local commands;
+//! - `links`: messages turned into local commands;
 //! - [`agent`]: wires them together and shuts down safely;
 //! - [`cli`]: the command line.
 

@@ -87,7 +87,7 @@ pub(crate) fn claim_thread() {
 }
 
 /// Completes with the message of the next panic on one of the agent's
-/// threads ([`claim_thread`]) after this call, so the agent can put its
+/// threads (`claim_thread`) after this call, so the agent can put its
 /// outputs in their safe state and stop. Every panic is still reported on
 /// stderr as usual. The first call installs the panic hook; later calls
 /// share it.

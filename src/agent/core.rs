@@ -1,5 +1,5 @@
 //! The agent's decisions as a pure core, in the manner of rumqttc's
-//! `MqttState` beside its `EventLoop`: [`Core::step`] takes one input (a
+//! `MqttState` beside its `EventLoop`: `Core::step` takes one input (a
 //! message, a change of the link, a timer, a part's report) and returns what
 //! to publish, as values, in order. It owns the parts and never touches the
 //! network; the loop in [`super`] feeds it and hands its outputs to the

@@ -1,6 +1,6 @@
 //! The agent: a thin loop around its pure [`core`]. The loop waits for
 //! whatever happens (a message, the link, a timer, a part's report), hands it
-//! to [`Core::step`] and gives the outputs to the transport; it shuts down to
+//! to `Core::step` and gives the outputs to the transport; it shuts down to
 //! a safe state.
 
 pub mod core;

@@ -156,7 +156,7 @@ pub struct ButtonInjector {
 pub(crate) const INJECTED_PRESS: Duration = Duration::from_millis(100);
 
 impl ButtonInjector {
-    /// Presses and releases the button (held for [`INJECTED_PRESS`]).
+    /// Presses and releases the button (held for `INJECTED_PRESS`).
     pub async fn press(&self) {
         self.hold(INJECTED_PRESS).await;
     }

@@ -3,7 +3,7 @@
 //!
 //! rumqttd serves MQTT 3.1.1 and MQTT 5 on separate listeners that share one
 //! router; it has no stop call. `edge-agent run` starts it in a process of
-//! its own ([`start_isolated`]), watched by a small supervisor process that
+//! its own (`start_isolated`), watched by a small supervisor process that
 //! starts it again whenever it ends: a client that makes rumqttd panic (it
 //! has several such bugs, docs/known-issues.md) costs a reconnection, never
 //! the agent. [`start`] runs it on threads of the calling process instead

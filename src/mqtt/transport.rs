@@ -10,7 +10,7 @@
 //! What the agent publishes goes to an outbox that [`Publisher::flush`]
 //! hands to the connection, waiting while the connection's queue is full.
 //! The agent takes the next command only once the outbox is empty
-//! ([`Publisher::backlogged`]): back-pressure instead of dropped replies.
+//! ([`Publisher::pressure`]): back-pressure instead of dropped replies.
 //! Retained updates of one topic coalesce in the outbox, and events beyond
 //! [`EVENT_BACKLOG`] are dropped and counted, so it stays small. QoS 1
 //! commands are acknowledged to the broker ([`Publisher::ack`]) only after
@@ -752,7 +752,7 @@ impl Publisher {
         }
     }
 
-    /// After a connection: subscribe, then `online`, then the retained state.
+    /// After a connection: subscribe, then the retained state, then `online`.
     fn announce(&self, filters: &[String]) {
         let subs: Vec<Filter> = filters
             .iter()
