@@ -9,7 +9,7 @@ use crate::config::gpio::{Checked, GpioPlan, Lines};
 /// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
 /// gets the next number: free of every other default, it can be enabled on
 /// the simulated hardware as it is; on a board it needs a header line that
-/// another part gives up (rppal refuses 28: see [`crate::config::gpio::MAX_BCM_LINE`]).
+/// another part gives up (rppal refuses 28: see `config::gpio::MAX_BCM_LINE`).
 pub const DEFAULT_BUZZER_PIN: u32 = 28;
 
 /// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
