@@ -142,7 +142,7 @@ fn send(
     };
     if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
         return fail(format!(
-            "--timeout {timeout}: a number of seconds from 0 to 3600"
+            "--timeout {timeout}: a number of seconds more than 0 and at most 3600 (e.g. 0.5 or 10)"
         ));
     }
     let base = match device {
@@ -285,13 +285,54 @@ fn run(settings: Settings) -> ExitCode {
     }
 }
 
+/// Logs to stderr: in colour only on a terminal (and not with `NO_COLOR`);
+/// under systemd (`JOURNAL_STREAM`), plain lines with the journal's level
+/// prefix (`<4>` for a warning) and no time stamp, which the journal adds.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
-    let _ = tracing_subscriber::fmt()
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(colour && !journal);
+    let _ = if journal {
+        builder
+            .event_format(Journal(tracing_subscriber::fmt::format().without_time()))
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A log line formatter that puts the journal's priority (syslog level)
+/// before each line, so `journalctl -p warning` finds the warnings.
+struct Journal<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Journal<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// Completes on the first SIGINT, SIGTERM, SIGHUP or SIGQUIT: each is the

@@ -3,7 +3,7 @@
 use crate::common;
 use crate::scenarios;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use scenarios::Broker;
@@ -208,4 +208,57 @@ async fn tells_systemd_it_is_ready_and_feeds_the_watchdog() {
         stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
     }
     assert!(stopping, "STOPPING=1 at shutdown");
+}
+
+/// Off a terminal the log carries no colour codes and each line starts with
+/// its time; under systemd (`JOURNAL_STREAM`) each line starts with the
+/// journal's priority instead (`<6>` info, `<4>` warning), which the journal
+/// reads as the line's level, and carries no time (the journal adds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_plain_off_a_terminal_and_carry_levels_for_the_journal() {
+    for journal in [false, true] {
+        let (v4, v5) = (free_port(), free_port());
+        let env: &[(&str, &str)] = if journal {
+            &[("JOURNAL_STREAM", "8:12345")]
+        } else {
+            &[]
+        };
+        let mut agent = Agent::start_with_env(&embedded_config("logs", v4, v5), env);
+        assert!(wait_port(v5, Duration::from_secs(5)));
+        let c = Client::connect(v5, "logs-c").await;
+        let logged = |needle: &str| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && !agent.stderr_text().contains(needle) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            agent.stderr_text()
+        };
+        logged("online");
+        c.publish("edge/logs/toaster/set", "ON").await;
+        let log = logged("command rejected");
+        drop(c);
+        agent.terminate();
+        assert!(!log.contains('\x1b'), "colour codes in a piped log:\n{log}");
+        let line = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"))
+                .to_string()
+        };
+        let (online, rejected) = (line("online"), line("command rejected"));
+        if journal {
+            assert!(online.starts_with("<6>"), "{online}");
+            assert!(rejected.starts_with("<4>"), "{rejected}");
+            assert!(
+                !online.contains(&chrono::Utc::now().format("%Y-%m-%dT").to_string()),
+                "{online}"
+            );
+        } else {
+            assert!(
+                online.starts_with(&chrono::Utc::now().format("%Y-").to_string()),
+                "{online}"
+            );
+            assert!(rejected.contains("WARN"), "{rejected}");
+        }
+    }
 }

@@ -506,6 +506,19 @@ async fn edge_agent_send_waits_for_the_answer() {
 }
 
 #[test]
+fn a_timeout_out_of_range_says_what_is_accepted() {
+    let cfg = external_config("nobroker", free_port());
+    for t in ["0", "3601", "NaN"] {
+        let (code, _, err) = send(&cfg, &["hi", "--timeout", t]);
+        assert_eq!(code, Some(1), "{t}");
+        assert!(
+            err.contains("more than 0 and at most 3600"),
+            "--timeout {t}: {err}"
+        );
+    }
+}
+
+#[test]
 fn edge_agent_send_to_an_unreachable_broker_fails_with_one_line() {
     let port = free_port(); // nothing listens there
     let cfg = external_config("nobroker", port);
