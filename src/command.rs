@@ -238,13 +238,10 @@ mod tests {
     fn subscribes_to_every_set_depth_and_the_sim_topics_not_to_state() {
         let f = router().filters();
         assert_eq!(f[0], "edge/t/+/set");
-        assert_eq!(
-            f[crate::mqtt::topic::SET_DEPTH - 1],
-            "edge/t/+/+/+/+/+/+/set"
-        );
+        assert_eq!(f[crate::mqtt::topic::SET_DEPTH - 1], "edge/t/+/+/+/+/+/set");
+        assert_eq!(f[crate::mqtt::topic::SET_DEPTH], "edge/t/+/+/+/+/+/+/+/#");
         assert!(f.contains(&"edge/t/sim/button/press".to_string()));
         assert!(f.contains(&"edge/t/sim/panic".to_string()));
-        assert!(!f.iter().any(|x| x.ends_with('#')), "{f:?}");
         // A deep unknown command is answered, not ignored.
         assert!(matches!(
             router().parse("edge/t/a/b/c/d/e/f/set", b"ON"),
@@ -449,6 +446,16 @@ mod tests {
         let smiley_mask = Frame::parse(smiley).unwrap();
         assert_eq!(run(smiley), (smiley_mask, None));
         assert_eq!(run("smiley"), (smiley_mask, Some("smiley".into())));
+        // Names are words like ON and OFF: any case, answered as the library spells them.
+        assert_eq!(run("SMILEY"), (smiley_mask, Some("smiley".into())));
+        assert_eq!(
+            run(r#"{"state": "on", "effect": "Smiley"}"#),
+            (smiley_mask, Some("smiley".into()))
+        );
+        assert_eq!(
+            run(r#"{"blink": {"leds": "SMILEY", "interval_ms": 100}}"#),
+            (smiley_mask, None)
+        );
         assert_eq!(
             run(r#"{"state": "ON", "effect": "smiley"}"#),
             (smiley_mask, Some("smiley".into()))

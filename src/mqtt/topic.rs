@@ -7,9 +7,12 @@
 /// The PWM LEDs, by the name their topics carry.
 pub(crate) const LED_NAMES: [&str; 2] = ["left", "right"];
 
-/// How many levels below base a `/set` topic may have and still be answered
-/// (`<base>/a/b/c/d/e/f/set`); deeper ones are not subscribed to.
-pub(crate) const SET_DEPTH: usize = 6;
+/// Levels before `/set` that a filter of its own names (`<base>/+/set` to
+/// `<base>/+/+/+/+/+/set`); deeper topics, however deep, arrive through one
+/// filter for everything with more levels below base than any state topic
+/// has, so every `/set` is answered and no state of the agent's own is
+/// echoed back to it.
+pub(crate) const SET_DEPTH: usize = 5;
 
 /// What a command topic asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,12 +196,13 @@ impl Topics {
     }
 
     /// The filters the device's commands arrive on: every `/set` below base
-    /// up to [`SET_DEPTH`] levels (known or not, so an unknown one is
-    /// answered), and the enabled commands outside that form.
+    /// (known or not, so an unknown one is answered; see [`SET_DEPTH`]), and
+    /// the enabled commands outside that form.
     pub fn filters(&self) -> Vec<String> {
         let mut f: Vec<String> = (1..=SET_DEPTH)
             .map(|depth| self.at(&format!("{}set", "+/".repeat(depth))))
             .collect();
+        f.push(self.at(&format!("{}#", "+/".repeat(SET_DEPTH + 2))));
         for c in COMMANDS {
             if !c.path.ends_with("/set") && self.has(c.verb) {
                 f.push(self.at(c.path));
@@ -430,6 +434,36 @@ mod tests {
             );
         }
         assert_eq!(t.command(Verb::Led, "right"), "edge/t/led/right/set");
+        // However deep, a /set is subscribed to, and answered as unknown.
+        for deep in ["edge/t/a/b/c/d/e/f/set", "edge/t/a/b/c/d/e/f/g/h/i/j/set"] {
+            assert_eq!(t.route(deep), Route::Unknown, "{deep}");
+            assert_eq!(
+                t.filters().iter().filter(|f| matches(f, deep)).count(),
+                1,
+                "{deep}"
+            );
+        }
+        // No state topic of the agent's own comes back to it.
+        let states = [
+            state::STATUS,
+            state::INFO,
+            state::ERROR,
+            state::MATRIX,
+            state::DISPLAY,
+            state::BUZZER,
+            state::BUTTON_EVENT,
+            state::CLOCK_TICK,
+            "led/left",
+        ];
+        for s in states {
+            let topic = t.at(s);
+            assert!(!t.filters().iter().any(|f| matches(f, &topic)), "{topic}");
+        }
+        assert_eq!(
+            disjoint(&t.filters()),
+            t.filters(),
+            "no two filters overlap"
+        );
     }
 
     #[test]

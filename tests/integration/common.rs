@@ -143,6 +143,8 @@ pub fn command(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Command, t
         }
     }
     cmd.env("RUST_LOG", "info,rumqttd=off");
+    // How the agent logs depends on these; a test that wants one sets it.
+    cmd.env_remove("NO_COLOR").env_remove("JOURNAL_STREAM");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -624,6 +626,9 @@ pub async fn check_rejections(client: &mut Client, base: &str) {
     let bad: Vec<(String, Vec<u8>)> = vec![
         (format!("{base}/toaster/set"), b"ON".to_vec()),
         (format!("{base}/a/b/c/set"), b"ON".to_vec()),
+        // Deeper than any filter of its own names: answered all the same.
+        (format!("{base}/a/b/c/d/e/f/g/set"), b"ON".to_vec()),
+        (format!("{base}/a/b/c/d/e/f/g/h/i/j/k/set"), b"ON".to_vec()),
         (format!("{base}/led/left/set"), b"bright!".to_vec()),
         (format!("{base}/led/left/set"), vec![0xff, 0xfe, 0x00]),
         (

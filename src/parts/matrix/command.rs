@@ -32,8 +32,8 @@ struct JsonLightMatrix {
 }
 
 pub(crate) fn named(name: &str, lib: &Library) -> Result<MatrixSet, CommandError> {
-    lib.get(name)
-        .map(|p| MatrixSet::Run {
+    lib.find(name)
+        .map(|(name, p)| MatrixSet::Run {
             program: p.clone(),
             effect: Some(name.to_string()),
         })

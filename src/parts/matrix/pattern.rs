@@ -156,10 +156,16 @@ impl Library {
 
     /// The program called `name`.
     pub fn get(&self, name: &str) -> Option<&std::sync::Arc<Node>> {
+        self.find(name).map(|(_, p)| p)
+    }
+
+    /// The pattern called `name` in any case (`Smiley` is `smiley`, as `on`
+    /// is `ON`), with its name as the library spells it.
+    pub(crate) fn find(&self, name: &str) -> Option<(&str, &std::sync::Arc<Node>)> {
         self.patterns
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(n, p)| (n.as_str(), p))
     }
 
     /// Every name, in the file's order.
@@ -821,6 +827,11 @@ mod tests {
     #[test]
     fn the_library_parses_and_names_frames() {
         let lib = Library::builtin().unwrap();
+        // Found in any case; spelt one way, so no two names differ by case alone.
+        for name in lib.names() {
+            assert_eq!(name, name.to_lowercase(), "{name}");
+            assert_eq!(lib.find(&name.to_uppercase()).map(|(n, _)| n), Some(name));
+        }
         for name in [
             "smiley",
             "rows",
