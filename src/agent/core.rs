@@ -342,37 +342,17 @@ impl Parts {
     }
 
     fn publish_matrix(&self, out: &mut Outbox, state: &MatrixState) {
-        let payload = json!({
-            "state": if state.on { "ON" } else { "OFF" },
-            "effect": state.effect,
-            "frame": state.frame.to_text(),
-        });
-        out.retain(&self.topics.at(state::MATRIX), payload.to_string());
+        out.retain(&self.topics.at(state::MATRIX), state.payload());
     }
 
     fn publish_board(&self, out: &mut Outbox) {
         let Some(mb) = &self.board else { return };
-        let s = mb.board.state();
-        let (mode, text, from) = match &s.screen {
-            Screen::Clock(_) => ("clock", None, None),
-            Screen::Message { text, from, .. } => ("message", Some(text), from.as_ref()),
-        };
-        let payload = json!({
-            "mode": mode,
-            "text": text,
-            "from": from,
-            "shown_at": rfc3339(&s.shown_at),
-            "clock": if s.clock_running { "ON" } else { "OFF" },
-        });
-        out.retain(&self.topics.at(state::DISPLAY), payload.to_string());
+        out.retain(&self.topics.at(state::DISPLAY), mb.board.state().payload());
     }
 
     fn publish_buzzer(&self, out: &mut Outbox) {
         if let Some(b) = &self.buzzer {
-            out.retain(
-                &self.topics.at(state::BUZZER),
-                if b.is_on() { "ON" } else { "OFF" },
-            );
+            out.retain(&self.topics.at(state::BUZZER), b.payload());
         }
     }
 
@@ -528,8 +508,7 @@ impl Parts {
             .unwrap_or(Tz::UTC);
         out.event(
             &self.topics.at(state::BUTTON_EVENT),
-            json!({ "event_type": ev.event_type(), "at": rfc3339(&at.with_timezone(&tz)) })
-                .to_string(),
+            ev.payload(&at.with_timezone(&tz)),
         );
         if ev == ButtonEvent::Press {
             let screen = self.board.as_mut().and_then(|mb| mb.board.press(at));
@@ -878,11 +857,7 @@ impl Core {
 
 /// Publishes one LED's state on `<base>/led/<name>`.
 fn publish_led_state(out: &mut Outbox, topics: &Topics, name: &str, state: LedState) {
-    let payload = json!({
-        "state": if state.on { "ON" } else { "OFF" },
-        "brightness": state.brightness,
-    });
-    out.retain(&topics.at(&state::led(name)), payload.to_string());
+    out.retain(&topics.at(&state::led(name)), state.payload());
 }
 
 /// Says on `<base>/error` what went wrong with `topic`

@@ -35,6 +35,12 @@ impl ButtonEvent {
         }
     }
 
+    /// Its event report: `{"event_type": "press", "at": RFC 3339}`.
+    pub(crate) fn payload(&self, at: &chrono::DateTime<chrono_tz::Tz>) -> String {
+        serde_json::json!({ "event_type": self.event_type(), "at": crate::clock::rfc3339(at) })
+            .to_string()
+    }
+
     /// Every event type, for discovery.
     pub const ALL: [ButtonEvent; 3] = [
         ButtonEvent::Press,

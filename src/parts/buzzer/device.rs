@@ -26,6 +26,15 @@ impl Buzzer {
         })
     }
 
+    /// Its state report: `ON` or `OFF`.
+    pub(crate) fn payload(&self) -> &'static str {
+        if self.is_on() {
+            "ON"
+        } else {
+            "OFF"
+        }
+    }
+
     /// Whether it sounds.
     pub fn is_on(&self) -> bool {
         self.on

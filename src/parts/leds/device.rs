@@ -20,6 +20,17 @@ pub struct LedState {
     pub brightness: u8,
 }
 
+impl LedState {
+    /// Its state report, as a Home Assistant JSON light reads it.
+    pub(crate) fn payload(&self) -> String {
+        serde_json::json!({
+            "state": if self.on { "ON" } else { "OFF" },
+            "brightness": self.brightness,
+        })
+        .to_string()
+    }
+}
+
 impl Default for LedState {
     fn default() -> Self {
         LedState {

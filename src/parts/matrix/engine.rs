@@ -28,6 +28,18 @@ pub enum MatrixCommand {
     Off,
 }
 
+impl MatrixState {
+    /// Its state report: `{"state": "ON", "effect": ..., "frame": "01110/..."}`.
+    pub(crate) fn payload(&self) -> String {
+        serde_json::json!({
+            "state": if self.on { "ON" } else { "OFF" },
+            "effect": self.effect,
+            "frame": self.frame.to_text(),
+        })
+        .to_string()
+    }
+}
+
 /// What the matrix shows, for the state topic.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MatrixState {

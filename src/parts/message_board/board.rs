@@ -18,6 +18,25 @@ pub(crate) struct BoardState {
     pub shown_at: DateTime<Tz>,
 }
 
+impl BoardState {
+    /// Its state report: `{"mode": "clock"|"message", "text", "from",
+    /// "shown_at", "clock": "ON"|"OFF"}`.
+    pub(crate) fn payload(&self) -> String {
+        let (mode, text, from) = match &self.screen {
+            Screen::Clock(_) => ("clock", None, None),
+            Screen::Message { text, from, .. } => ("message", Some(text), from.as_ref()),
+        };
+        serde_json::json!({
+            "mode": mode,
+            "text": text,
+            "from": from,
+            "shown_at": crate::clock::rfc3339(&self.shown_at),
+            "clock": if self.clock_running { "ON" } else { "OFF" },
+        })
+        .to_string()
+    }
+}
+
 /// The board.
 #[derive(Debug, Clone)]
 pub(crate) struct Board {
