@@ -512,6 +512,85 @@ mod tests {
         assert!(!covers("#", "$SYS/x"));
     }
 
+    /// Every valid filter and every topic of up to three levels over a small
+    /// alphabet (with a `$` level), for exhaustive checks.
+    fn universe() -> (Vec<String>, Vec<String>) {
+        let words = ["a", "b", "$s"];
+        let mut topics: Vec<String> = Vec::new();
+        let mut filters: Vec<String> = Vec::new();
+        let mut level: Vec<String> = vec![String::new()];
+        for depth in 1..=3 {
+            let mut next = Vec::new();
+            for prefix in &level {
+                for w in words.iter().chain(["+", "#"].iter()) {
+                    if depth > 1 && w.starts_with('$') {
+                        continue;
+                    }
+                    let t = if prefix.is_empty() {
+                        w.to_string()
+                    } else {
+                        format!("{prefix}/{w}")
+                    };
+                    if valid_filter(&t) {
+                        filters.push(t.clone());
+                    }
+                    if !w.contains(['+', '#']) && !prefix.contains(['+', '#']) {
+                        topics.push(t.clone());
+                    }
+                    if !t.ends_with('#') {
+                        next.push(t);
+                    }
+                }
+            }
+            level = next;
+        }
+        (filters, topics)
+    }
+
+    #[test]
+    fn overlap_covers_and_disjoint_agree_with_matching_everywhere() {
+        let (filters, topics) = universe();
+        let hits = |f: &str| -> Vec<bool> { topics.iter().map(|t| matches(f, t)).collect() };
+        let table: Vec<Vec<bool>> = filters.iter().map(|f| hits(f)).collect();
+        for (i, a) in filters.iter().enumerate() {
+            for (j, b) in filters.iter().enumerate() {
+                let both = table[i].iter().zip(&table[j]).any(|(x, y)| *x && *y);
+                assert_eq!(overlap(a, b), both, "overlap({a}, {b})");
+                if covers(a, b) {
+                    assert!(
+                        table[j].iter().zip(&table[i]).all(|(y, x)| !*y || *x),
+                        "covers({a}, {b})"
+                    );
+                }
+            }
+        }
+        // Pairs and triples of wanted filters (every pair, a spread of
+        // triples): each topic one of them matches arrives through exactly
+        // one subscription.
+        let n = filters.len();
+        let mut sets: Vec<Vec<String>> = Vec::new();
+        for i in 0..n {
+            for j in i..n {
+                sets.push(vec![filters[i].clone(), filters[j].clone()]);
+                let k = (i * 31 + j * 17) % n;
+                sets.push(vec![
+                    filters[i].clone(),
+                    filters[j].clone(),
+                    filters[k].clone(),
+                ]);
+            }
+        }
+        for wanted in sets {
+            let got = disjoint(&wanted);
+            for t in &topics {
+                let want = wanted.iter().any(|w| matches(w, t));
+                let n = got.iter().filter(|g| matches(g, t)).count();
+                assert!(n <= 1, "{t} twice through {got:?} (wanted {wanted:?})");
+                assert!(!want || n == 1, "{t} lost by {got:?} (wanted {wanted:?})");
+            }
+        }
+    }
+
     #[test]
     fn disjoint_filters_match_what_was_wanted_and_no_topic_twice() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
