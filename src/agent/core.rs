@@ -153,6 +153,26 @@ struct MessageBoard {
     display: DisplayHandle,
 }
 
+impl MessageBoard {
+    /// The board on `panel`, showing its first screen, with its panel's worker.
+    fn start(
+        settings: &Settings,
+        panel: Box<dyn Display>,
+        now: DateTime<chrono::Utc>,
+        errors: mpsc::Sender<HardwareError>,
+    ) -> (MessageBoard, JoinHandle<()>) {
+        let refresh = refresh_of(&settings.config.display, panel.as_ref());
+        let (handle, task) = display::spawn(panel, refresh, errors);
+        let (board, first) = Board::new(settings.time_zone, now);
+        handle.show(first);
+        let board = MessageBoard {
+            board,
+            display: handle,
+        };
+        (board, task)
+    }
+}
+
 /// The matrix's pattern engine and what it last reported.
 struct MatrixPart {
     engine: MatrixHandle,
@@ -212,20 +232,11 @@ impl Parts {
         let (matrix_states_tx, matrix_states) = watch::channel(MatrixState::default());
         let (matrix_errors_tx, matrix_errors) = mpsc::channel::<HardwareError>(8);
         let mut tasks = Vec::new();
-        let board = match display {
-            Some(panel) => {
-                let refresh = refresh_of(&config.display, panel.as_ref());
-                let (handle, task) = display::spawn(panel, refresh, display_errors_tx);
-                tasks.push(task);
-                let (board, first) = Board::new(settings.time_zone, wall.now());
-                handle.show(first);
-                Some(MessageBoard {
-                    board,
-                    display: handle,
-                })
-            }
-            None => None,
-        };
+        let board = display.map(|panel| {
+            let (board, task) = MessageBoard::start(settings, panel, wall.now(), display_errors_tx);
+            tasks.push(task);
+            board
+        });
         let safe = Safe {
             led_duty: f64::from(config.safety.led_percent) / 100.0,
             matrix: config

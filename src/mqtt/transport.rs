@@ -842,14 +842,7 @@ async fn run_loop(
                 if held_bytes > HELD_BYTES || held.len() > HELD_MESSAGES {
                     if let Some(msg) = held.pop_front() {
                         let size = msg.payload.len();
-                        lock(&publisher.shared).waiting = true;
-                        publisher.wake.notify_one();
-                        let sent = tokio::select! {
-                            sent = inbound.send(msg) => sent.is_ok(),
-                            _ = stop.changed() => true,
-                        };
-                        lock(&publisher.shared).waiting = false;
-                        if !sent {
+                        if !hand_over(msg, &publisher, &inbound, &mut stop).await {
                             break 'poll; // the agent has gone
                         }
                         held_bytes -= size;
@@ -874,6 +867,25 @@ async fn run_loop(
     }
     lock(&publisher.shared).link = Link::Down;
     let _ = link.send(Link::Down);
+}
+
+/// Hands `msg` to the agent, waiting for room: rings the agent so that a
+/// flush waiting for the connection gives way (otherwise each would wait for
+/// the other). Whether the agent is still there.
+async fn hand_over(
+    msg: Inbound,
+    publisher: &Publisher,
+    inbound: &mpsc::Sender<Inbound>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    lock(&publisher.shared).waiting = true;
+    publisher.wake.notify_one();
+    let sent = tokio::select! {
+        sent = inbound.send(msg) => sent.is_ok(),
+        _ = stop.changed() => true,
+    };
+    lock(&publisher.shared).waiting = false;
+    sent
 }
 
 /// A received PUBLISH as the agent takes it; `None` (logged) for a topic
