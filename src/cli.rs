@@ -286,13 +286,14 @@ fn run(settings: Settings) -> ExitCode {
 }
 
 /// Logs to stderr: in colour only on a terminal (and not with `NO_COLOR`);
-/// under systemd (`JOURNAL_STREAM`), plain lines with the journal's level
-/// prefix (`<4>` for a warning) and no time stamp, which the journal adds.
+/// to the journal (stderr is `JOURNAL_STREAM`), plain lines with the
+/// journal's level prefix (`<4>` for a warning) and no time stamp, which the
+/// journal adds.
 fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journal = journal_stream();
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
@@ -306,6 +307,23 @@ fn init_logging() {
     } else {
         builder.try_init()
     };
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` names its
+/// device and inode (systemd sets it; a child whose stderr was redirected
+/// inherits the variable, but no longer matches it).
+fn journal_stream() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(stderr.dev()) && ino.parse() == Ok(stderr.ino())
 }
 
 /// A log line formatter that puts the journal's priority (syslog level)

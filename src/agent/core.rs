@@ -469,10 +469,11 @@ impl Parts {
         Ok(())
     }
 
-    /// Reports a rejected command or a dropped link trigger, for the message
-    /// that came on `topic`, within [`ERROR_REPORTS_PER_SECOND`] (log and
-    /// `<base>/error`); beyond it they are counted and reported as one.
-    fn report(&mut self, out: &mut Outbox, topic: &str, error: &str) {
+    /// Reports a rejected command or a dropped link trigger (`what`, for the
+    /// log), for the message that came on `topic`, within
+    /// [`ERROR_REPORTS_PER_SECOND`] (log and `<base>/error`); beyond it they
+    /// are counted and reported as one.
+    fn report(&mut self, out: &mut Outbox, what: &'static str, topic: &str, error: &str) {
         if !self.error_reports.admit(Instant::now()) {
             return;
         }
@@ -493,7 +494,7 @@ impl Parts {
             );
         }
         let topic = crate::quote::clip(topic, crate::quote::MAX_ECHO);
-        warn!(%topic, %error, "command rejected");
+        warn!(%topic, %error, "{what}");
         publish_error(out, &self.topics, topic.as_ref(), error);
     }
 
@@ -667,9 +668,9 @@ impl Core {
         // A broker sends a message once per subscription it matches: no two
         // filters may match one topic, or a command would run twice.
         wiring.filters = topic::disjoint(&wanted);
-        if wiring.filters.iter().any(|f| !wanted.contains(f)) || wiring.filters.len() < wanted.len()
-        {
-            info!(filters = ?wiring.filters, "links' filters overlap the agent's own: subscribed to filters that cover both, so each message arrives once");
+        for wider in wiring.filters.iter().filter(|f| !wanted.contains(f)) {
+            let covers: Vec<&String> = wanted.iter().filter(|w| topic::covers(wider, w)).collect();
+            warn!(filter = %wider, ?covers, "link filters overlap others in part: subscribed to one filter that covers them, so each message arrives once; messages on it that no link or command wants are ignored");
         }
         let core = Core {
             topics: router.topics().clone(),
@@ -753,7 +754,11 @@ impl Core {
             }
             Input::Failed(part, e) => {
                 let error = e.to_string();
-                warn!(part, %error, "hardware write failed");
+                match part {
+                    state::MATRIX => warn!(%error, "matrix write failed"),
+                    state::DISPLAY => warn!(%error, "display refresh failed"),
+                    _ => warn!(%error, "LED write failed"),
+                }
                 publish_error(&mut out, &self.topics, self.topics.at(part), &error);
             }
         }
@@ -789,8 +794,12 @@ impl Core {
                 Fired::Dropped { link, limit } => {
                     let error =
                         format!("link[{link}] fired more than {limit} times in a second; dropped");
-                    self.parts
-                        .report(out, came_on.as_deref().unwrap_or_default(), &error);
+                    self.parts.report(
+                        out,
+                        "link fired too often; message dropped",
+                        came_on.as_deref().unwrap_or_default(),
+                        &error,
+                    );
                 }
             }
         }
@@ -909,7 +918,7 @@ fn answer(router: &Router, parts: &mut Parts, out: &mut Outbox, msg: Inbound) {
         }
         Err(e) => {
             let error = e.to_string();
-            parts.report(out, &msg.topic, &error);
+            parts.report(out, "command rejected", &msg.topic, &error);
             if let Some(to) = &msg.reply_to {
                 out.reply(to, json!({ "ok": false, "error": error }).to_string());
             }
@@ -1069,6 +1078,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_router_and_the_config_check_see_the_same_commands() {
+        use crate::mqtt::topic::COMMANDS;
+        for config in [
+            "",
+            "[buzzer]\nenabled = true\n",
+            // (Below core()'s [display] table: the first line is its.)
+            "enabled = false\n[tilt]\nenabled = false\n[matrix]\nenabled = false\n[button]\nenabled = false\n",
+        ] {
+            let (core, _w, _sim) = core(config);
+            let settings = Config::from_toml(&format!(
+                "[device]\nid = \"t\"\n[display]\nbackend = \"sim\"\nrefresh_ms = 0\n{config}"
+            ))
+            .unwrap();
+            let checked = settings.config.verbs();
+            for c in COMMANDS {
+                assert_eq!(
+                    core.router.topics().has(c.verb),
+                    checked.contains(&c.verb),
+                    "{:?} with {config:?}",
+                    c.verb
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn zero_offline_timeout_is_never() {
         let (mut core, _w, _sim) = core("[safety]\noffline_timeout_ms = 0\n");
         core.step(Input::Link(Link::Down), Instant::now());
@@ -1076,7 +1111,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_link_fires_on_live_messages_after_their_own_command() {
+    async fn a_link_fires_on_live_messages_only() {
         let (mut core, _w, _sim) = core(
             "[[link]]\non = \"edge/o/button/event\"\ndo = \"led/left/set\"\npayload = \"ON\"\n",
         );

@@ -23,7 +23,7 @@ pub use self::gpio::{Backend, HardwareConfig};
 use self::gpio::{GpioPlan, UsedLine};
 pub use self::secret::Secret;
 use crate::mqtt::broker::{connect_host, EmbeddedBroker};
-use crate::mqtt::topic::{matches, valid_filter, Topics, Verb};
+use crate::mqtt::topic::{covers, disjoint, matches, valid_filter, Topics, Verb};
 pub use crate::parts::button::config::ButtonConfig;
 pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
 pub use crate::parts::leds::config::TiltConfig;
@@ -242,6 +242,40 @@ fn check_links(links: &[LinkConfig], topics: &Topics) -> Result<(), ConfigError>
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses links whose filters overlap others only in part so widely that
+/// hearing each message once would take a subscription to every top-level
+/// topic of the broker (`+/+/#`): the agent subscribes to disjoint filters
+/// (`topic::disjoint`), and merging those would flood it.
+fn check_subscriptions(
+    links: &[LinkConfig],
+    topics: &Topics,
+    ha_status: Option<String>,
+) -> Result<(), ConfigError> {
+    let mut wanted = topics.filters();
+    wanted.extend(ha_status);
+    wanted.extend(links.iter().map(|l| l.on.clone()));
+    let spans_all = |f: &str| matches!(f.split('/').next(), Some("+" | "#"));
+    for merged in disjoint(&wanted) {
+        if !spans_all(&merged) || wanted.contains(&merged) {
+            continue;
+        }
+        let part: Vec<String> = links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| covers(&merged, &l.on))
+            .map(|(i, l)| format!("link[{i}].on = {:?}", l.on))
+            .collect();
+        return Err(ConfigError::new(
+            "link",
+            part.join(", "),
+            format!(
+                "link filters that overlap each other only in part this widely would need a subscription to {merged:?}, nearly every topic on the broker, to hear each message once: narrow them, or make one cover the other"
+            ),
+        ));
     }
     Ok(())
 }
@@ -782,7 +816,11 @@ impl Config {
                 ));
             }
         }
-        check_links(&self.links, &Topics::new(base_topic, self.verbs()))?;
+        let topics = Topics::new(base_topic, self.verbs());
+        check_links(&self.links, &topics)?;
+        let ha_status = (self.homeassistant.enabled)
+            .then(|| format!("{}/status", self.homeassistant.discovery_prefix));
+        check_subscriptions(&self.links, &topics, ha_status)?;
         if self.button.enabled {
             self.button.check(&gpio, &mut lines)?;
         }
@@ -1348,6 +1386,31 @@ mod tests {
         let e = link("$share/g/edge/other/button/event", "matrix/set").unwrap_err();
         assert_eq!(e.key, "link[0].on");
         assert!(e.allowed.contains("$share"), "{e}");
+    }
+
+    #[test]
+    fn links_that_would_need_a_subscription_to_everything_are_refused() {
+        let links = |ons: &[&str]| {
+            let mut t = String::from("[device]\nid = \"me\"\n");
+            for on in ons {
+                t.push_str(&format!(
+                    "[[link]]\non = \"{on}\"\ndo = \"matrix/set\"\npayload = \"smiley\"\n"
+                ));
+            }
+            Config::from_toml(&t)
+        };
+        let e = links(&[
+            "edge/kitchen/#",
+            "edge/+/button/event",
+            "+/kitchen/button/event",
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "link");
+        assert!(e.allowed.contains("\"+/+/#\""), "{e}");
+        // Merging within one prefix is fine; so is a wide filter asked for as it is.
+        links(&["edge/kitchen/#", "edge/+/button/event"]).unwrap();
+        links(&["+/kitchen/button/event"]).unwrap();
+        links(&["#"]).unwrap_err(); // (a loop: it hears its own state)
     }
 
     #[test]

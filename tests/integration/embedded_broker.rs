@@ -211,54 +211,73 @@ async fn tells_systemd_it_is_ready_and_feeds_the_watchdog() {
 }
 
 /// Off a terminal the log carries no colour codes and each line starts with
-/// its time; under systemd (`JOURNAL_STREAM`) each line starts with the
-/// journal's priority instead (`<6>` info, `<4>` warning), which the journal
-/// reads as the line's level, and carries no time (the journal adds it).
+/// its time; when stderr is the journal's stream (`JOURNAL_STREAM` names its
+/// device and inode, as systemd sets it) each line starts with the journal's
+/// priority instead (`<6>` info, `<4>` warning), which the journal reads as
+/// the line's level, and carries no time (the journal adds it). A
+/// `JOURNAL_STREAM` that names another file (inherited) changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_plain_off_a_terminal_and_carry_levels_for_the_journal() {
-    for journal in [false, true] {
+    use std::os::unix::fs::MetadataExt;
+    for case in ["piped", "journal", "inherited"] {
         let (v4, v5) = (free_port(), free_port());
-        let env: &[(&str, &str)] = if journal {
-            &[("JOURNAL_STREAM", "8:12345")]
-        } else {
-            &[]
+        let logs = tempfile::tempdir().expect("temp dir");
+        let path = logs.path().join("stderr");
+        let file = std::fs::File::create(&path).expect("log file");
+        let meta = file.metadata().expect("stat");
+        let stream = match case {
+            "journal" => Some(format!("{}:{}", meta.dev(), meta.ino())),
+            "inherited" => Some(format!("{}:{}", meta.dev(), meta.ino() + 1)),
+            _ => None,
         };
-        let mut agent = Agent::start_with_env(&embedded_config("logs", v4, v5), env);
-        assert!(wait_port(v5, Duration::from_secs(5)));
-        let c = Client::connect(v5, "logs-c").await;
+        let env: Vec<(&str, &str)> = stream
+            .iter()
+            .map(|s| ("JOURNAL_STREAM", s.as_str()))
+            .collect();
+        let (mut cmd, _dir) = command(&embedded_config("logs", v4, v5), &["run"], &env);
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(file))
+            .spawn()
+            .expect("spawn edge-agent");
+        let log = || std::fs::read_to_string(&path).unwrap_or_default();
         let logged = |needle: &str| {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && !agent.stderr_text().contains(needle) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !log().contains(needle) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            agent.stderr_text()
         };
+        assert!(wait_port(v5, Duration::from_secs(10)));
+        let c = Client::connect(v5, "logs-c").await;
         logged("online");
         c.publish("edge/logs/toaster/set", "ON").await;
-        let log = logged("command rejected");
+        logged("command rejected");
         drop(c);
-        agent.terminate();
-        assert!(!log.contains('\x1b'), "colour codes in a piped log:\n{log}");
+        signal(child.id(), "TERM");
+        let _ = child.wait();
+        let log = log();
+        assert!(
+            !log.contains('\x1b'),
+            "{case}: colour codes off a terminal:\n{log}"
+        );
         let line = |needle: &str| {
             log.lines()
                 .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"))
+                .unwrap_or_else(|| panic!("{case}: no {needle:?} in\n{log}"))
                 .to_string()
         };
         let (online, rejected) = (line("online"), line("command rejected"));
-        if journal {
-            assert!(online.starts_with("<6>"), "{online}");
+        let year = chrono::Utc::now().format("%Y-").to_string();
+        if case == "journal" {
+            assert!(
+                online.starts_with("<6>") && !online.contains(&year),
+                "{online}"
+            );
             assert!(rejected.starts_with("<4>"), "{rejected}");
-            assert!(
-                !online.contains(&chrono::Utc::now().format("%Y-%m-%dT").to_string()),
-                "{online}"
-            );
         } else {
-            assert!(
-                online.starts_with(&chrono::Utc::now().format("%Y-").to_string()),
-                "{online}"
-            );
-            assert!(rejected.contains("WARN"), "{rejected}");
+            assert!(online.starts_with(&year), "{case}: {online}");
+            assert!(rejected.contains("WARN"), "{case}: {rejected}");
         }
     }
 }

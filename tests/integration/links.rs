@@ -166,7 +166,9 @@ async fn a_dropped_trigger_names_its_topic(broker: &Broker, device: &str) {
     }
     let got = w.drain(Duration::from_millis(1000)).await;
     let errors: Vec<_> = got.iter().filter(|m| m.topic.ends_with("/error")).collect();
-    assert_eq!(errors.len(), 3, "{got:?}");
+    // One a second fires; the rest of the four sent at once are dropped (all
+    // three, unless the machine is so slow that a second passes between them).
+    assert!((1..=3).contains(&errors.len()), "{got:?}");
     for e in errors {
         assert_eq!(e.json()["topic"], came_on.as_str(), "{}", e.text());
         assert!(e.text().contains("link[0]"), "{}", e.text());
