@@ -95,6 +95,8 @@ Description: turns a Raspberry Pi-class Linux board into an MQTT device
  .
  Built for $triple.
 EOF
+(cd "$pkg" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum) > "$pkg/DEBIAN/md5sums"
+chmod 0644 "$pkg/DEBIAN/md5sums"
 find "$pkg" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p dist
 out="dist/edge-agent_${version}_${arch}.deb"
