@@ -35,7 +35,7 @@ esac
 # Versions known to work together (docs/DEPLOY.md, "ARM builds").
 zig_pkgs=(ziglang==0.17.1 cargo-zigbuild==0.24.1)
 
-pkgs=(rustc-web cargo-web rust-web-src python3-venv)
+pkgs=(rustc-web cargo-web rust-web-src python3-venv file)
 [ -n "$qemu" ] && pkgs+=(qemu-user)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
