@@ -11,9 +11,9 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 arch=$(uname -m)
 case "$arch" in
-  x86_64) triple=x86_64-unknown-linux-gnu ;;
-  aarch64) triple=aarch64-unknown-linux-gnu ;;
-  armv7l) triple=armv7-unknown-linux-gnueabihf ;;
+  x86_64) triple=x86_64-unknown-linux-musl ;;
+  aarch64) triple=aarch64-unknown-linux-musl ;;
+  armv7l) triple=armv7-unknown-linux-musleabihf ;;
   *) echo "no release triple for $arch" >&2; exit 1 ;;
 esac
 mkdir -p "$root/dist"
@@ -56,14 +56,14 @@ diff "$root/kitchen/etc/edge-agent/config.toml" "$root/porch/etc/edge-agent/conf
 # so `config check` still works), the facts overridden per run.
 echo "== the release is chosen by the host's architecture"
 mkdir -p "$root/arch-dist"
-for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf arm-unknown-linux-gnueabihf x86_64-unknown-linux-gnu; do
+for t in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf x86_64-unknown-linux-musl; do
   cp "$binary" "$root/arch-dist/edge-agent-$t"
   printf '%s' "$t" >> "$root/arch-dist/edge-agent-$t"
 done
-for case in "kitchen aarch64 64 aarch64-unknown-linux-gnu" \
-            "porch armv7l 32 armv7-unknown-linux-gnueabihf" \
-            "kitchen aarch64 32 armv7-unknown-linux-gnueabihf" \
-            "porch armv6l 32 arm-unknown-linux-gnueabihf"; do
+for case in "kitchen aarch64 64 aarch64-unknown-linux-musl" \
+            "porch armv7l 32 armv7-unknown-linux-musleabihf" \
+            "kitchen aarch64 32 armv7-unknown-linux-musleabihf" \
+            "porch armv6l 32 arm-unknown-linux-musleabihf"; do
   read -r host machine bits want <<<"$case"
   play --limit "$host" -e "ansible_architecture=$machine" -e "ansible_userspace_bits=$bits" \
     -e "edge_agent_artifact_dir=$root/arch-dist" -e "edge_agent_root=$root/arch-$machine-$bits/{{ inventory_hostname }}" \
@@ -79,4 +79,38 @@ grep -q "no edge-agent release for riscv64" "$root/arch.log" \
   || { cat "$root/arch.log"; echo "FAIL: no clear message for an unknown architecture" >&2; exit 1; }
 echo "porch as riscv64: refused (no edge-agent release for riscv64)"
 
-echo "apply-local: 2 hosts applied, configs valid and different, second run changed=0, release chosen by architecture"
+# The same with edge_agent_install=package: one marked package per Debian
+# architecture (a minimal one: the binary, as dpkg-deb packs it), unpacked
+# into the test root; twice, the second changing nothing.
+echo "== edge_agent_install=package: the package is chosen by the host's architecture"
+mkdir -p "$root/deb-dist"
+version=0.1.0-1
+for a in arm64 armhf amd64; do
+  p="$root/deb-$a"
+  mkdir -p "$p/DEBIAN" "$p/usr/bin"
+  cp "$binary" "$p/usr/bin/edge-agent"
+  printf '%s' "$a" >> "$p/usr/bin/edge-agent"
+  printf 'Package: edge-agent\nVersion: %s\nArchitecture: %s\nMaintainer: test <test@example.org>\nDescription: test\n' \
+    "$version" "$a" > "$p/DEBIAN/control"
+  dpkg-deb --root-owner-group -Znone --build "$p" "$root/deb-dist/edge-agent_${version}_$a.deb" >/dev/null
+done
+for case in "kitchen aarch64 64 arm64" "porch armv7l 32 armhf" "kitchen aarch64 32 armhf" \
+            "porch armv6l 32 armhf" "kitchen x86_64 64 amd64"; do
+  read -r host machine bits want <<<"$case"
+  dest="$root/pkg-$machine-$bits"
+  for run in first second; do
+    play --limit "$host" -e edge_agent_install=package -e "ansible_architecture=$machine" \
+      -e "ansible_userspace_bits=$bits" -e "edge_agent_artifact_dir=$root/deb-dist" \
+      -e "edge_agent_root=$dest/{{ inventory_hostname }}" >"$root/pkg-$run.log" || { cat "$root/pkg-$run.log"; exit 1; }
+  done
+  grep -E "^$host +:.*changed=0 " "$root/pkg-second.log" >/dev/null \
+    || { cat "$root/pkg-second.log"; echo "FAIL: the second package run changed $host" >&2; exit 1; }
+  cmp -s "$dest/$host/usr/bin/edge-agent" "$root/deb-$want/usr/bin/edge-agent" \
+    || { echo "FAIL: $host as $machine ($bits-bit userland) did not get the $want package" >&2; exit 1; }
+  test ! -e "$dest/$host/usr/local/bin/edge-agent" && test ! -e "$dest/$host/etc/systemd/system/edge-agent.service" \
+    || { echo "FAIL: package mode left a bare binary or the role's unit" >&2; exit 1; }
+  "$binary" config check --config "$dest/$host/etc/edge-agent/config.toml"
+  echo "$host as $machine, $bits-bit userland: edge-agent_${version}_$want.deb, second run changed=0"
+done
+
+echo "apply-local: 2 hosts applied, configs valid and different, second run changed=0, release chosen by architecture, as a binary and as a package"
