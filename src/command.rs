@@ -118,17 +118,35 @@ impl Router {
     }
 
     /// Whether `topic` is one this router answers (a command topic below base).
+    #[cfg(test)]
     pub(crate) fn is_command_topic(&self, topic: &str) -> bool {
         self.topics.route(topic) != Route::NotOurs
     }
 
+    /// The command a message asks for, or why not; `None` when its topic is
+    /// none of this device's command topics (a link's, Home Assistant's).
+    /// The topic is routed once.
+    pub(crate) fn answerable(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Option<Result<Command, CommandError>> {
+        match self.topics.route(topic) {
+            Route::NotOurs => None,
+            route => Some(self.parse_route(route, payload)),
+        }
+    }
+
     /// Parses one message into a command.
     pub fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
-        let unknown = || CommandError::UnknownTopic {
-            known: self.topics.known(),
-        };
-        let Route::Command { verb, led } = self.topics.route(topic) else {
-            return Err(unknown());
+        self.parse_route(self.topics.route(topic), payload)
+    }
+
+    fn parse_route(&self, route: Route<'_>, payload: &[u8]) -> Result<Command, CommandError> {
+        let Route::Command { verb, led } = route else {
+            return Err(CommandError::UnknownTopic {
+                known: self.topics.known(),
+            });
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(CommandError::TooLarge(payload.len()));

@@ -904,12 +904,10 @@ fn handle(router: &Router, parts: &mut Parts, out: &mut Outbox, mut msg: Inbound
 }
 
 fn answer(router: &Router, parts: &mut Parts, out: &mut Outbox, msg: Inbound) {
-    if !router.is_command_topic(&msg.topic) {
+    let Some(parsed) = router.answerable(&msg.topic, &msg.payload) else {
         return; // a link's topic, Home Assistant's status
-    }
-    let result = router
-        .parse(&msg.topic, &msg.payload)
-        .and_then(|cmd| parts.execute(cmd, out));
+    };
+    let result = parsed.and_then(|cmd| parts.execute(cmd, out));
     match result {
         Ok(()) => {
             if let Some(to) = &msg.reply_to {
