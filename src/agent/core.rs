@@ -608,7 +608,6 @@ pub(crate) struct Core {
     parts: Parts,
     router: Router,
     links: Links,
-    topics: Topics,
     /// `<discovery_prefix>/status`, when Home Assistant is enabled.
     ha_status: Option<String>,
     offline_timeout: Duration,
@@ -673,7 +672,6 @@ impl Core {
             warn!(filter = %wider, ?covers, "link filters overlap others in part: subscribed to one filter that covers them, so each message arrives once; messages on it that no link or command wants are ignored");
         }
         let core = Core {
-            topics: router.topics().clone(),
             parts,
             router,
             links,
@@ -693,7 +691,7 @@ impl Core {
     pub(crate) fn announce(&mut self) -> Vec<Output> {
         let mut out = Outbox::default();
         self.parts.publish_all(&mut out);
-        out.retain(&self.topics.at(state::INFO), self.info());
+        out.retain(&self.router.topics().at(state::INFO), self.info());
         for a in &self.announcements {
             out.retain(&a.topic, a.payload.clone());
         }
@@ -742,7 +740,7 @@ impl Core {
             Input::Stepped(step) => {
                 self.started_at = step.correct(self.started_at);
                 info!(by_s = step.by.num_seconds(), "the wall clock was set");
-                out.retain(&self.topics.at(state::INFO), self.info());
+                out.retain(&self.router.topics().at(state::INFO), self.info());
             }
             Input::Button(ev) => self.parts.button(ev, &mut out),
             Input::Timer(timer) => self.timer(timer, &mut out),
@@ -759,7 +757,12 @@ impl Core {
                     state::DISPLAY => warn!(%error, "display refresh failed"),
                     _ => warn!(%error, "LED write failed"),
                 }
-                publish_error(&mut out, &self.topics, self.topics.at(part), &error);
+                publish_error(
+                    &mut out,
+                    self.router.topics(),
+                    self.router.topics().at(part),
+                    &error,
+                );
             }
         }
         out.0
@@ -808,13 +811,13 @@ impl Core {
     fn link(&mut self, link: Link, now: Instant, out: &mut Outbox) {
         match link {
             Link::Up => {
-                info!(base = %self.topics.base(), "online");
+                info!(base = %self.router.topics().base(), "online");
                 if let Some(since) = self.offline_since.take() {
                     if self.went_safe {
                         publish_error(
                             out,
-                            &self.topics,
-                            self.topics.at(state::STATUS),
+                            self.router.topics(),
+                            self.router.topics().at(state::STATUS),
                             &format!(
                                 "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
                                 now.saturating_duration_since(since).as_millis(),
