@@ -657,13 +657,8 @@ impl Core {
             parts.catalog(settings, sim_faults, &library),
         );
         let links = Links::new(&settings.base_topic, &config.links);
-        let ha_status = config
-            .homeassistant
-            .enabled
-            .then(|| format!("{}/status", config.homeassistant.discovery_prefix));
-        let mut wanted = router.filters();
-        wanted.extend(ha_status.clone());
-        wanted.extend(links.filters());
+        let ha_status = config.homeassistant.status_topic();
+        let wanted = router.topics().wanted(ha_status.clone(), links.filters());
         // A broker sends a message once per subscription it matches: no two
         // filters may match one topic, or a command would run twice.
         wiring.filters = topic::disjoint(&wanted);

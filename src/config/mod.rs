@@ -129,6 +129,14 @@ pub struct HomeAssistantConfig {
     pub discovery_prefix: String,
 }
 
+impl HomeAssistantConfig {
+    /// `<discovery_prefix>/status`, which the agent listens to when enabled.
+    pub(crate) fn status_topic(&self) -> Option<String> {
+        self.enabled
+            .then(|| format!("{}/status", self.discovery_prefix))
+    }
+}
+
 impl Default for HomeAssistantConfig {
     fn default() -> Self {
         HomeAssistantConfig {
@@ -255,9 +263,7 @@ fn check_subscriptions(
     topics: &Topics,
     ha_status: Option<String>,
 ) -> Result<(), ConfigError> {
-    let mut wanted = topics.filters();
-    wanted.extend(ha_status);
-    wanted.extend(links.iter().map(|l| l.on.clone()));
+    let wanted = topics.wanted(ha_status, links.iter().map(|l| l.on.clone()));
     let spans_all = |f: &str| matches!(f.split('/').next(), Some("+" | "#"));
     for merged in disjoint(&wanted) {
         if !spans_all(&merged) || wanted.contains(&merged) {
@@ -818,9 +824,7 @@ impl Config {
         }
         let topics = Topics::new(base_topic, self.verbs());
         check_links(&self.links, &topics)?;
-        let ha_status = (self.homeassistant.enabled)
-            .then(|| format!("{}/status", self.homeassistant.discovery_prefix));
-        check_subscriptions(&self.links, &topics, ha_status)?;
+        check_subscriptions(&self.links, &topics, self.homeassistant.status_topic())?;
         if self.button.enabled {
             self.button.check(&gpio, &mut lines)?;
         }

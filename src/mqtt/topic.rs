@@ -211,6 +211,20 @@ impl Topics {
         f
     }
 
+    /// Every filter the agent needs: its commands', Home Assistant's status
+    /// (when enabled) and the links'; before [`disjoint`] makes them one
+    /// subscription per topic.
+    pub fn wanted(
+        &self,
+        ha_status: Option<String>,
+        links: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        let mut wanted = self.filters();
+        wanted.extend(ha_status);
+        wanted.extend(links);
+        wanted
+    }
+
     /// The enabled command topics below base, as an error message lists them.
     pub fn known(&self) -> String {
         let mut k = Vec::new();
