@@ -53,6 +53,18 @@ pub fn wait_port(port: u16, within: Duration) -> bool {
     false
 }
 
+/// Until nothing listens on 127.0.0.1:`port`, for at most `within`; whether it came free.
+pub fn wait_port_free(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
 /// The processes whose parent is `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

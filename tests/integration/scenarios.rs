@@ -54,9 +54,18 @@ impl Broker {
 
     pub fn kill(&mut self) {
         match self {
-            Broker::Embedded { hub, .. } => {
+            Broker::Embedded { hub, v4, v5 } => {
                 if let Some(mut h) = hub.take() {
                     h.kill();
+                    // The broker runs in the hub's child processes, which end
+                    // with it a moment later: only then are its ports free
+                    // for the next hub (which would find them busy, and the
+                    // test would reach the dying broker).
+                    assert!(
+                        wait_port_free(*v4, Duration::from_secs(5))
+                            && wait_port_free(*v5, Duration::from_secs(5)),
+                        "the killed hub's broker still listens"
+                    );
                 }
             }
             Broker::Mosquitto(m) => m.kill(),
