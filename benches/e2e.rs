@@ -199,7 +199,7 @@ async fn latency_round(device: &str, port: u16, n: u32, rate: u32) -> Round {
     let matrix = hardware
         .sim
         .as_ref()
-        .and_then(|s| s.matrix.clone())
+        .and_then(|s| s.outputs("matrix").cloned())
         .expect("sim matrix");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();

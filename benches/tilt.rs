@@ -72,7 +72,7 @@ async fn latency(rate: u32, n: u32) {
     let right = hardware
         .sim
         .as_ref()
-        .and_then(|s| s.led("right").cloned())
+        .and_then(|s| s.pwm("led/right").cloned())
         .expect("right LED");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // The agent on its own thread and the binary's runtime, as `edge-agent run`.

@@ -219,14 +219,16 @@ impl Parts {
         wall: Arc<dyn WallClock>,
     ) -> Result<(Parts, Wiring), AgentError> {
         let config = &settings.config;
-        let Hardware {
-            leds,
-            matrix,
-            button,
-            display,
-            buzzer,
-            sim,
-        } = hardware;
+        let mut hardware = hardware;
+        let leds: Vec<_> = topic::LED_NAMES
+            .iter()
+            .filter_map(|&n| Some((n.to_string(), hardware.pwm(&state::led(n))?)))
+            .collect();
+        let matrix = hardware.outputs(state::MATRIX);
+        let button = hardware.input("button");
+        let buzzer = hardware.pwm(state::BUZZER);
+        let display = hardware.display.take();
+        let sim = hardware.sim.take();
         let (display_errors_tx, display_errors) = mpsc::channel::<HardwareError>(8);
         let (led_errors_tx, led_errors) = mpsc::channel::<HardwareError>(8);
         let (matrix_states_tx, matrix_states) = watch::channel(MatrixState::default());
@@ -282,7 +284,7 @@ impl Parts {
             buzzer: buzzer
                 .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
                 .transpose()?,
-            button_injector: sim.as_ref().and_then(|s| s.button.clone()),
+            button_injector: sim.as_ref().and_then(|s| s.input("button").cloned()),
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
         };
         let wiring = Wiring {
@@ -1059,7 +1061,7 @@ mod tests {
         assert!(topics_of(&out).contains(&"edge/t/matrix"), "{out:?}");
         assert_eq!(core.deadline(Instant::now()), None, "safe once");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(sim.led("left").and_then(|r| r.last()), Some(0.1));
+        assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.1));
         let out = core.step(Input::Link(Link::Up), t0 + Duration::from_secs(3));
         let [Output::Report { topic, payload }] = out.as_slice() else {
             panic!("{out:?}")
@@ -1164,7 +1166,7 @@ mod tests {
                 payload: Bytes::from_static(b"OFF")
             }]
         );
-        assert_eq!(sim.buzzer.unwrap().last(), Some(0.0));
+        assert_eq!(sim.pwm("buzzer").unwrap().last(), Some(0.0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1181,8 +1183,8 @@ mod tests {
             topics,
             ["edge/t/led/left", "edge/t/led/right", "edge/t/matrix"]
         );
-        assert_eq!(sim.led("right").and_then(|r| r.last()), Some(0.2));
-        assert_eq!(sim.led("left").and_then(|r| r.last()), Some(0.2));
+        assert_eq!(sim.pwm("led/right").and_then(|r| r.last()), Some(0.2));
+        assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.2));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use gpiocdev::request::Request;
 use gpiocdev::tokio::AsyncRequest;
 use tokio::sync::mpsc;
 
-use super::{DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, Wiring};
+use super::rppal_backend::Rppal;
+use super::{DigitalOutputs, Edge, HardwareError, InputEdges, Need, Pin, Wiring};
 
 fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
     HardwareError::Backend {
@@ -24,6 +25,8 @@ fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
 pub(crate) struct LineSet {
     request: Request,
     offsets: Vec<Offset>,
+    /// Who holds the lines (`edge-agent matrix`), for error messages.
+    consumer: String,
 }
 
 impl LineSet {
@@ -43,6 +46,7 @@ impl LineSet {
         Ok(LineSet {
             request,
             offsets: offsets.to_vec(),
+            consumer: consumer.to_string(),
         })
     }
 }
@@ -71,7 +75,7 @@ impl DigitalOutputs for LineSet {
         }
         self.request
             .set_values(&values(&self.offsets, levels))
-            .map_err(|e| err("matrix", e))
+            .map_err(|e| err(&self.consumer, e))
     }
 }
 
@@ -104,43 +108,38 @@ impl InputEdges for Button {
     }
 }
 
-/// Builds the parts the configuration enables on the character device.
-pub fn build(wiring: &Wiring) -> Result<Hardware, HardwareError> {
-    let chip = wiring.chip.as_str();
-    let matrix = if let Some((mchip, lines)) = &wiring.matrix {
-        Some(
-            Box::new(LineSet::request(mchip, lines, "edge-agent matrix")?)
-                as Box<dyn DigitalOutputs>,
-        )
-    } else {
-        None
-    };
-    let button = if let Some(line) = wiring.button {
-        let request = Request::builder()
-            .on_chip(chip)
-            .with_consumer("edge-agent button")
-            .with_line(line)
-            .as_input()
-            .as_active_low()
-            .with_bias(Bias::PullUp)
-            .with_edge_detection(EdgeDetection::BothEdges)
-            .request()
-            .map_err(|e| err(&format!("button.pin {line} on {chip}"), e))?;
-        Some(Box::new(Button {
-            request: Some(request),
-        }) as Box<dyn InputEdges>)
-    } else {
-        None
-    };
-    let leds = super::rppal_backend::leds(wiring)?;
-    Ok(Hardware {
-        leds,
-        matrix,
-        button,
-        display: None,
-        buzzer: super::rppal_backend::buzzer(wiring)?,
-        sim: None,
-    })
+/// Builds what each wire needs: outputs and inputs on the GPIO character
+/// device, PWM and tones through rppal.
+pub fn build(wiring: &Wiring) -> Result<Vec<(String, Pin)>, HardwareError> {
+    let mut rppal = Rppal::default();
+    let mut pins = Vec::new();
+    for wire in &wiring.wires {
+        let consumer = format!("edge-agent {}", wire.name);
+        let pin = match &wire.need {
+            Need::Outputs { chip, lines } => {
+                Pin::Outputs(Box::new(LineSet::request(chip, lines, &consumer)?))
+            }
+            &Need::Input { line } => {
+                let chip = wiring.chip.as_str();
+                let request = Request::builder()
+                    .on_chip(chip)
+                    .with_consumer(&consumer)
+                    .with_line(line)
+                    .as_input()
+                    .as_active_low()
+                    .with_bias(Bias::PullUp)
+                    .with_edge_detection(EdgeDetection::BothEdges)
+                    .request()
+                    .map_err(|e| err(&format!("{} {line} on {chip}", wire.key), e))?;
+                Pin::Input(Box::new(Button {
+                    request: Some(request),
+                }))
+            }
+            Need::Pwm { .. } | Need::Tone { .. } => rppal.pin(wire)?,
+        };
+        pins.push((wire.name.clone(), pin));
+    }
+    Ok(pins)
 }
 
 #[cfg(test)]

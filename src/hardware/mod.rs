@@ -90,75 +90,146 @@ pub trait Display: Send {
     }
 }
 
-/// A PWM channel and the name of the LED on it.
-pub(crate) type NamedPwm = (String, Box<dyn PwmChannel>);
+/// What one part needs of the pins, as every backend takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// A PWM channel at `hz` on BCM `pin`: hardware PWM where the pin has a
+    /// free channel, software PWM otherwise (an LED).
+    Pwm {
+        /// The BCM pin.
+        pin: u32,
+        /// The PWM frequency.
+        hz: f64,
+    },
+    /// A digital output driven as a 0/1 duty, or software PWM at `hz` when it
+    /// is not 0 (a buzzer, active or passive).
+    Tone {
+        /// The BCM pin.
+        pin: u32,
+        /// The tone; 0: a plain output.
+        hz: f64,
+    },
+    /// Outputs always written together, on `chip` (the matrix).
+    Outputs {
+        /// The GPIO character device.
+        chip: String,
+        /// Its lines, in the order written.
+        lines: Vec<u32>,
+    },
+    /// An active-low input with a pull-up, delivered as edges (a button).
+    Input {
+        /// The line, on the wiring's chip.
+        line: u32,
+    },
+}
 
-/// Which line each enabled part is on, as the backends take it: a small
-/// value derived from the configuration, so no backend reads the config.
+/// One part's need, under the name the part takes it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wire {
+    /// The name the part takes it by, its path below base (`led/left`,
+    /// `buzzer`, `button`); the simulated backend's recordings go by it too.
+    pub name: String,
+    /// The config key it comes from (`buzzer.pin`), for error messages.
+    pub key: &'static str,
+    /// What it needs.
+    pub need: Need,
+}
+
+/// Which lines the enabled parts are on, as the backends take it: a small
+/// value derived from the configuration, so no backend reads the config
+/// and none knows the parts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wiring {
     /// The GPIO character device of parts that name none of their own.
     pub chip: String,
-    /// The LEDs' BCM pins by name, and their PWM frequency (Hz).
-    pub leds: Option<([(&'static str, u32); 2], f64)>,
-    /// The matrix's character device and its 25 lines, row by row.
-    pub matrix: Option<(String, Vec<u32>)>,
-    /// The button's line.
-    pub button: Option<u32>,
-    /// The buzzer's BCM pin and tone (0: a digital output).
-    pub buzzer: Option<(u32, f64)>,
+    /// Every enabled part's needs.
+    pub wires: Vec<Wire>,
 }
 
 impl Wiring {
-    /// The wiring of the parts `config` enables.
+    /// The wiring of the parts `config` enables: one line per part.
     pub fn of(config: &Config) -> Wiring {
-        let chip = config.hardware.chip.clone();
-        let t = &config.tilt;
+        let chip = &config.hardware.chip;
+        let mut wires = Vec::new();
+        wires.extend(config.tilt.wires());
+        wires.extend(config.matrix.wires(chip));
+        wires.extend(config.button.wires());
+        wires.extend(config.buzzer.wires());
         Wiring {
-            leds: t.enabled.then_some((
-                [("left", t.left_pin), ("right", t.right_pin)],
-                t.frequency_hz,
-            )),
-            matrix: config.matrix.enabled.then(|| {
-                (
-                    config.matrix.chip.clone().unwrap_or_else(|| chip.clone()),
-                    config.matrix.lines.clone(),
-                )
-            }),
-            button: config.button.enabled.then_some(config.button.pin),
-            buzzer: config
-                .buzzer
-                .enabled
-                .then_some((config.buzzer.pin, config.buzzer.tone_hz)),
-            chip,
+            chip: chip.clone(),
+            wires,
         }
     }
 }
 
-/// The hardware parts the configuration enables.
+/// A backend's answer to one [`Need`].
+pub enum Pin {
+    /// For [`Need::Pwm`] and [`Need::Tone`].
+    Pwm(Box<dyn PwmChannel>),
+    /// For [`Need::Outputs`].
+    Outputs(Box<dyn DigitalOutputs>),
+    /// For [`Need::Input`].
+    Input(Box<dyn InputEdges>),
+}
+
+/// The hardware the configuration enables: each wire's pins by name, and
+/// the message board's panel.
 pub struct Hardware {
-    /// The PWM LEDs by name (`left`, `right`).
-    pub leds: Vec<NamedPwm>,
-    /// The 25 matrix outputs.
-    pub matrix: Option<Box<dyn DigitalOutputs>>,
-    /// The button input.
-    pub button: Option<Box<dyn InputEdges>>,
+    /// What the backend gave for each [`Wire`], by its name.
+    pins: Vec<(String, Pin)>,
     /// The message board's panel.
     pub display: Option<Box<dyn Display>>,
-    /// The buzzer (a digital output as a 0/1 duty, or a PWM tone).
-    pub buzzer: Option<Box<dyn PwmChannel>>,
     /// Controls of the simulated backend (button injection, recordings).
     pub sim: Option<sim::SimHandles>,
 }
 
 impl Hardware {
+    /// The hardware of a backend's pins, without a panel yet.
+    pub(crate) fn new(pins: Vec<(String, Pin)>, sim: Option<sim::SimHandles>) -> Hardware {
+        Hardware {
+            pins,
+            display: None,
+            sim,
+        }
+    }
+
+    /// Takes the pin of the wire `name`, if it is there.
+    fn take(&mut self, name: &str) -> Option<Pin> {
+        let i = self.pins.iter().position(|(n, _)| n == name)?;
+        Some(self.pins.swap_remove(i).1)
+    }
+
+    /// Takes the PWM channel of the wire `name`.
+    pub(crate) fn pwm(&mut self, name: &str) -> Option<Box<dyn PwmChannel>> {
+        match self.take(name)? {
+            Pin::Pwm(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Takes the outputs of the wire `name`.
+    pub(crate) fn outputs(&mut self, name: &str) -> Option<Box<dyn DigitalOutputs>> {
+        match self.take(name)? {
+            Pin::Outputs(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Takes the input of the wire `name`.
+    pub(crate) fn input(&mut self, name: &str) -> Option<Box<dyn InputEdges>> {
+        match self.take(name)? {
+            Pin::Input(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// Builds the backend the configuration asks for.
     pub fn from_settings(settings: &Settings) -> Result<Hardware, HardwareError> {
         let wiring = Wiring::of(&settings.config);
         let mut hw = match settings.config.hardware.backend {
             Backend::Sim => sim::build(&wiring),
-            Backend::Rppal => rppal_backend::build(&wiring)?,
-            Backend::Gpiocdev => gpiocdev_backend::build(&wiring)?,
+            Backend::Rppal => Hardware::new(rppal_backend::build(&wiring)?, None),
+            Backend::Gpiocdev => Hardware::new(gpiocdev_backend::build(&wiring)?, None),
         };
         let d = &settings.config.display;
         if d.enabled {
@@ -197,14 +268,33 @@ mod tests {
         c.buzzer.enabled = true;
         c.button.enabled = false;
         let w = Wiring::of(&c);
-        assert_eq!(w.leds, Some(([("left", 5), ("right", 18)], 1000.0)));
-        let (chip, lines) = w.matrix.unwrap();
+        let need = |w: &Wiring, name: &str| {
+            w.wires
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| x.need.clone())
+        };
+        assert_eq!(need(&w, "led/left"), Some(Need::Pwm { pin: 5, hz: 1000.0 }));
+        assert_eq!(
+            need(&w, "led/right"),
+            Some(Need::Pwm {
+                pin: 18,
+                hz: 1000.0
+            })
+        );
+        let Some(Need::Outputs { chip, lines }) = need(&w, "matrix") else {
+            panic!("no matrix in {w:?}");
+        };
         assert_eq!((chip.as_str(), lines.len()), ("/dev/gpiochip0", 25));
-        assert_eq!((w.button, w.buzzer), (None, Some((28, 0.0))));
+        assert_eq!(need(&w, "button"), None);
+        assert_eq!(need(&w, "buzzer"), Some(Need::Tone { pin: 28, hz: 0.0 }));
         c.matrix.chip = Some("/dev/gpiochip4".into());
         c.tilt.enabled = false;
         let w = Wiring::of(&c);
-        assert_eq!(w.matrix.unwrap().0, "/dev/gpiochip4");
-        assert_eq!(w.leds, None);
+        assert!(
+            matches!(need(&w, "matrix"), Some(Need::Outputs { chip, .. }) if chip == "/dev/gpiochip4")
+        );
+        assert_eq!(need(&w, "led/left"), None);
+        assert_eq!(w.wires.len(), 2);
     }
 }

@@ -10,9 +10,7 @@ use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
 use rppal::pwm::{Channel, Polarity, Pwm};
 use tokio::sync::mpsc;
 
-use super::{
-    DigitalOutputs, Edge, Hardware, HardwareError, InputEdges, NamedPwm, PwmChannel, Wiring,
-};
+use super::{DigitalOutputs, Edge, HardwareError, InputEdges, Need, Pin, PwmChannel, Wire, Wiring};
 
 fn err(part: &str, e: impl std::fmt::Display) -> HardwareError {
     HardwareError::Backend {
@@ -69,27 +67,6 @@ impl PwmChannel for OnOff {
     }
 }
 
-/// The buzzer: a digital output, or software PWM at its tone frequency.
-pub(crate) fn buzzer(wiring: &Wiring) -> Result<Option<Box<dyn PwmChannel>>, HardwareError> {
-    let Some((bcm, tone_hz)) = wiring.buzzer else {
-        return Ok(None);
-    };
-    let part = format!("buzzer.pin {bcm}");
-    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
-    let pin = gpio
-        .get(bcm as u8)
-        .map_err(|e| err(&part, e))?
-        .into_output_low();
-    Ok(Some(if tone_hz > 0.0 {
-        Box::new(SoftPwm {
-            pin,
-            frequency: tone_hz,
-        })
-    } else {
-        Box::new(OnOff(pin))
-    }))
-}
-
 /// Output pins written as one set.
 struct Outputs(Vec<OutputPin>);
 
@@ -139,81 +116,92 @@ impl InputEdges for Button {
     }
 }
 
-/// The tilt LEDs' PWM channels, named `left` and `right` (none if tilt is off).
-pub(crate) fn leds(wiring: &Wiring) -> Result<Vec<NamedPwm>, HardwareError> {
-    let mut leds: Vec<NamedPwm> = Vec::new();
-    let Some((pins, freq)) = wiring.leds else {
-        return Ok(leds);
-    };
-    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
-    {
-        let mut used = Vec::new();
-        for (name, pin) in pins {
-            let part = format!("tilt.{name}_pin {pin}");
-            let channel = pwm_channel(pin).filter(|c| !used.contains(&(*c as u8)));
-            let ch: Box<dyn PwmChannel> = match channel {
-                Some(c) => {
-                    used.push(c as u8);
-                    let pwm =
-                        Pwm::with_frequency(c, freq, 0.0, Polarity::Normal, true).map_err(|e| {
-                            err(&format!("{part} (hardware PWM: dtoverlay=pwm-2chan?)"), e)
-                        })?;
-                    Box::new(HardPwm(pwm))
-                }
-                None => {
-                    let pin = gpio
-                        .get(pin as u8)
-                        .map_err(|e| err(&part, e))?
-                        .into_output_low();
-                    Box::new(SoftPwm {
-                        pin,
-                        frequency: freq,
-                    })
-                }
-            };
-            leds.push((name.to_string(), ch));
-        }
-    }
-    Ok(leds)
+/// Builds what each wire needs on a Raspberry Pi.
+pub fn build(wiring: &Wiring) -> Result<Vec<(String, Pin)>, HardwareError> {
+    let mut rppal = Rppal::default();
+    wiring
+        .wires
+        .iter()
+        .map(|w| Ok((w.name.clone(), rppal.pin(w)?)))
+        .collect()
 }
 
-/// Builds the parts the configuration enables on a Raspberry Pi.
-pub fn build(wiring: &Wiring) -> Result<Hardware, HardwareError> {
-    let leds = leds(wiring)?;
-    let gpio = Gpio::new().map_err(|e| err("GPIO", e))?;
-    let matrix = if let Some((_, lines)) = &wiring.matrix {
-        let pins = lines
-            .iter()
-            .map(|&l| {
-                gpio.get(l as u8)
-                    .map(|p| p.into_output_low())
-                    .map_err(|e| err(&format!("matrix line {l}"), e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Some(Box::new(Outputs(pins)) as Box<dyn DigitalOutputs>)
-    } else {
-        None
-    };
-    let button = if let Some(line) = wiring.button {
-        let pin = gpio
-            .get(line as u8)
-            .map_err(|e| err(&format!("button.pin {line}"), e))?
-            .into_input_pullup();
-        Some(Box::new(Button {
-            pin,
-            started: false,
-        }) as Box<dyn InputEdges>)
-    } else {
-        None
-    };
-    Ok(Hardware {
-        leds,
-        matrix,
-        button,
-        display: None,
-        buzzer: buzzer(wiring)?,
-        sim: None,
-    })
+/// rppal's GPIO, opened on first use, and the hardware PWM channels given out.
+#[derive(Default)]
+pub(crate) struct Rppal {
+    gpio: Option<Gpio>,
+    used: Vec<Channel>,
+}
+
+impl Rppal {
+    fn gpio(&mut self) -> Result<&Gpio, HardwareError> {
+        if self.gpio.is_none() {
+            self.gpio = Some(Gpio::new().map_err(|e| err("GPIO", e))?);
+        }
+        self.gpio
+            .as_ref()
+            .ok_or_else(|| HardwareError::Invalid("GPIO not open".into()))
+    }
+
+    /// The output BCM `pin` of `part`, low.
+    fn output(&mut self, pin: u32, part: &str) -> Result<OutputPin, HardwareError> {
+        let pin = u8::try_from(pin).map_err(|e| err(part, e))?;
+        Ok(self
+            .gpio()?
+            .get(pin)
+            .map_err(|e| err(part, e))?
+            .into_output_low())
+    }
+
+    /// What `wire` needs, on this Pi.
+    pub(crate) fn pin(&mut self, wire: &Wire) -> Result<Pin, HardwareError> {
+        Ok(match &wire.need {
+            &Need::Pwm { pin, hz } => {
+                let part = format!("{} {pin}", wire.key);
+                let channel = pwm_channel(pin).filter(|c| !self.used.contains(c));
+                Pin::Pwm(match channel {
+                    Some(c) => {
+                        self.used.push(c);
+                        let pwm = Pwm::with_frequency(c, hz, 0.0, Polarity::Normal, true).map_err(
+                            |e| err(&format!("{part} (hardware PWM: dtoverlay=pwm-2chan?)"), e),
+                        )?;
+                        Box::new(HardPwm(pwm))
+                    }
+                    None => Box::new(SoftPwm {
+                        pin: self.output(pin, &part)?,
+                        frequency: hz,
+                    }),
+                })
+            }
+            &Need::Tone { pin, hz } => {
+                let out = self.output(pin, &format!("{} {pin}", wire.key))?;
+                Pin::Pwm(if hz > 0.0 {
+                    Box::new(SoftPwm {
+                        pin: out,
+                        frequency: hz,
+                    })
+                } else {
+                    Box::new(OnOff(out))
+                })
+            }
+            Need::Outputs { lines, .. } => {
+                let pins = lines
+                    .iter()
+                    .map(|&l| self.output(l, &format!("{} line {l}", wire.key)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Pin::Outputs(Box::new(Outputs(pins)))
+            }
+            &Need::Input { line } => {
+                let part = format!("{} {line}", wire.key);
+                let n = u8::try_from(line).map_err(|e| err(&part, e))?;
+                let pin = self.gpio()?.get(n).map_err(|e| err(&part, e))?;
+                Pin::Input(Box::new(Button {
+                    pin: pin.into_input_pullup(),
+                    started: false,
+                }))
+            }
+        })
+    }
 }
 
 #[cfg(test)]

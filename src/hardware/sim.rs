@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use super::{
-    BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, NamedPwm,
+    BitFrame, DigitalOutputs, Display, Edge, Hardware, HardwareError, InputEdges, Need, Pin,
     PwmChannel, Wiring,
 };
 
@@ -234,73 +234,68 @@ impl Display for SimDisplay {
     }
 }
 
-/// What a test or the sim command topics can reach of the simulated hardware.
-#[derive(Clone)]
+/// What a test or the sim command topics can reach of the simulated
+/// hardware: each wire's recording or injector, by the wire's name.
+#[derive(Clone, Default)]
 pub struct SimHandles {
-    /// Duty writes of each LED, by name.
-    pub leds: Vec<(String, Recording<f64>)>,
-    /// Frames written to the matrix.
-    pub matrix: Option<Recording<Vec<bool>>>,
-    /// Presses the button.
-    pub button: Option<ButtonInjector>,
+    /// Duty writes of each PWM channel and tone output.
+    pub pwm: Vec<(String, Recording<f64>)>,
+    /// Sets written to each group of outputs.
+    pub outputs: Vec<(String, Recording<Vec<bool>>)>,
+    /// What presses each input.
+    pub inputs: Vec<(String, ButtonInjector)>,
     /// Frames shown on the simulated display (`display.backend = "sim"`).
     pub display: Option<Recording<BitFrame>>,
-    /// Duty writes of the buzzer.
-    pub buzzer: Option<Recording<f64>>,
+}
+
+/// The entry called `name` of a list of recordings or injectors.
+fn named<'a, T>(list: &'a [(String, T)], name: &str) -> Option<&'a T> {
+    list.iter().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
 impl SimHandles {
-    /// Duty writes of the LED called `name`.
-    pub fn led(&self, name: &str) -> Option<&Recording<f64>> {
-        self.leds.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    /// Duty writes of the wire `name` (`led/left`, `buzzer`).
+    pub fn pwm(&self, name: &str) -> Option<&Recording<f64>> {
+        named(&self.pwm, name)
+    }
+
+    /// Sets written to the wire `name` (`matrix`).
+    pub fn outputs(&self, name: &str) -> Option<&Recording<Vec<bool>>> {
+        named(&self.outputs, name)
+    }
+
+    /// What presses the input of the wire `name` (`button`).
+    pub fn input(&self, name: &str) -> Option<&ButtonInjector> {
+        named(&self.inputs, name)
     }
 }
 
-/// Builds simulated hardware for the parts the configuration enables.
+/// Builds simulated hardware for the wires, each recorded under its name.
 pub fn build(wiring: &Wiring) -> Hardware {
-    let mut leds: Vec<NamedPwm> = Vec::new();
-    let mut led_recs = Vec::new();
-    if let Some((pins, _)) = &wiring.leds {
-        for (name, _) in pins {
-            let pwm = SimPwm::default();
-            led_recs.push((name.to_string(), pwm.writes.clone()));
-            leds.push((name.to_string(), Box::new(pwm)));
-        }
+    let mut pins = Vec::new();
+    let mut handles = SimHandles::default();
+    for wire in &wiring.wires {
+        let name = wire.name.clone();
+        let pin = match &wire.need {
+            Need::Pwm { .. } | Need::Tone { .. } => {
+                let pwm = SimPwm::default();
+                handles.pwm.push((name.clone(), pwm.writes.clone()));
+                Pin::Pwm(Box::new(pwm))
+            }
+            Need::Outputs { lines, .. } => {
+                let outputs = SimOutputs::new(lines.len());
+                handles.outputs.push((name.clone(), outputs.writes.clone()));
+                Pin::Outputs(Box::new(outputs))
+            }
+            Need::Input { .. } => {
+                let (input, injector) = input();
+                handles.inputs.push((name.clone(), injector));
+                Pin::Input(Box::new(input))
+            }
+        };
+        pins.push((name, pin));
     }
-    let (matrix, matrix_rec) = if wiring.matrix.is_some() {
-        let m = SimOutputs::new(25);
-        let rec = m.writes.clone();
-        (Some(Box::new(m) as Box<dyn DigitalOutputs>), Some(rec))
-    } else {
-        (None, None)
-    };
-    let (button, injector) = if wiring.button.is_some() {
-        let (i, inj) = input();
-        (Some(Box::new(i) as Box<dyn InputEdges>), Some(inj))
-    } else {
-        (None, None)
-    };
-    let (buzzer, buzzer_rec) = if wiring.buzzer.is_some() {
-        let b = SimPwm::default();
-        let rec = b.writes.clone();
-        (Some(Box::new(b) as Box<dyn PwmChannel>), Some(rec))
-    } else {
-        (None, None)
-    };
-    Hardware {
-        leds,
-        matrix,
-        button,
-        display: None,
-        buzzer,
-        sim: Some(SimHandles {
-            leds: led_recs,
-            matrix: matrix_rec,
-            button: injector,
-            display: None,
-            buzzer: buzzer_rec,
-        }),
-    }
+    Hardware::new(pins, Some(handles))
 }
 
 #[cfg(test)]

@@ -819,15 +819,18 @@ impl InProcess {
 
     /// The frames the matrix was given.
     pub fn matrix(&self) -> edge_agent::hardware::sim::Recording<Vec<bool>> {
-        self.sim.matrix.clone().expect("a simulated matrix")
+        self.sim
+            .outputs("matrix")
+            .cloned()
+            .expect("a simulated matrix")
     }
 
     /// Waits until the LEDs' last written duties are (left, right).
     pub async fn wait_duties(&self, left: f64, right: f64, within: Duration) -> bool {
         let duties = || {
             (
-                self.sim.led("left").and_then(|r| r.last()),
-                self.sim.led("right").and_then(|r| r.last()),
+                self.sim.pwm("led/left").and_then(|r| r.last()),
+                self.sim.pwm("led/right").and_then(|r| r.last()),
             )
         };
         let held = eventually(within, || duties() == (Some(left), Some(right))).await;

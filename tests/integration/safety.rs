@@ -44,7 +44,7 @@ async fn outputs_go_safe_when_the_broker_is_away_too_long_and_at_shutdown() {
     )
     .await;
     let sim = agent.sim.clone();
-    let matrix = sim.matrix.clone().expect("matrix");
+    let matrix = sim.outputs("matrix").cloned().expect("matrix");
     assert!(agent.wait_duties(1.0, 0.0, Duration::from_secs(2)).await);
     assert!(
         eventually(Duration::from_secs(2), || matrix.last()
@@ -57,7 +57,7 @@ async fn outputs_go_safe_when_the_broker_is_away_too_long_and_at_shutdown() {
     // Not before the timeout: a short outage changes nothing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        sim.led("left").and_then(|r| r.last()),
+        sim.pwm("led/left").and_then(|r| r.last()),
         Some(1.0),
         "too early"
     );
@@ -100,8 +100,8 @@ async fn outputs_go_safe_when_the_broker_is_away_too_long_and_at_shutdown() {
     .await;
     assert!(agent.wait_duties(0.1, 1.0, Duration::from_secs(2)).await);
     agent.stop().await;
-    assert_eq!(sim.led("left").and_then(|r| r.last()), Some(0.1));
-    assert_eq!(sim.led("right").and_then(|r| r.last()), Some(0.1));
+    assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.1));
+    assert_eq!(sim.pwm("led/right").and_then(|r| r.last()), Some(0.1));
     assert_eq!(matrix.last(), Some(safe_frame()));
 }
 
@@ -120,11 +120,11 @@ async fn a_short_outage_changes_nothing_and_zero_means_never() {
     c.publish(&format!("edge/{device}/led/left/set"), "ON")
         .await;
     assert!(agent.wait_duties(1.0, 0.0, Duration::from_secs(2)).await);
-    let writes = agent.sim.led("left").map(|r| r.total()).unwrap_or(0);
+    let writes = agent.sim.pwm("led/left").map(|r| r.total()).unwrap_or(0);
     broker.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
-        agent.sim.led("left").map(|r| r.total()).unwrap_or(0),
+        agent.sim.pwm("led/left").map(|r| r.total()).unwrap_or(0),
         writes,
         "no write while the broker is away"
     );
@@ -161,7 +161,7 @@ async fn a_panic_in_a_task_makes_the_outputs_safe_and_stops_the_agent() {
         .expect("online");
     c.publish(&format!("edge/{device}/led/left/set"), "ON")
         .await;
-    let left = sim.led("left").expect("left").clone();
+    let left = sim.pwm("led/left").expect("left").clone();
     assert!(eventually(Duration::from_secs(2), || left.last() == Some(1.0)).await);
     c.publish(&format!("edge/{device}/sim/panic"), "").await;
     let stopped = tokio::time::timeout(
@@ -175,7 +175,7 @@ async fn a_panic_in_a_task_makes_the_outputs_safe_and_stops_the_agent() {
     assert!(stopped.is_ok(), "{stopped:?}");
     assert_eq!(left.last(), Some(0.1));
     assert_eq!(
-        sim.matrix.as_ref().and_then(|m| m.last()),
+        sim.outputs("matrix").and_then(|m| m.last()),
         Some(safe_frame())
     );
     w.expect(Duration::from_secs(2), |m| m.text() == "offline")

@@ -47,8 +47,8 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
     // PWM writes follow the acknowledgement within the write interval (10 ms);
     // values replaced within it are never written (the newest wins).
     let (left_rec, right_rec) = (
-        sim.led("left").expect("left"),
-        sim.led("right").expect("right"),
+        sim.pwm("led/left").expect("left"),
+        sim.pwm("led/right").expect("right"),
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while (left_rec.last(), right_rec.last()) != (Some(0.0), Some(1.0)) {
@@ -64,7 +64,7 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
         "left LED duty writes {left:?}"
     );
     assert_eq!(right_rec.values(), vec![0.0, 1.0], "right LED duty writes");
-    let frames = sim.matrix.as_ref().expect("matrix").values();
+    let frames = sim.outputs("matrix").expect("matrix").values();
     assert_eq!(
         frames.len(),
         2,
@@ -77,7 +77,7 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
     assert_eq!(frames[1], x);
     // Writes carry increasing timestamps.
     let times: Vec<_> = sim
-        .led("left")
+        .pwm("led/left")
         .unwrap()
         .entries()
         .iter()
@@ -85,20 +85,20 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 
-    let writes_before = sim.led("right").unwrap().total();
+    let writes_before = sim.pwm("led/right").unwrap().total();
     agent.stop().await;
     assert_eq!(
-        sim.led("right").unwrap().last(),
+        sim.pwm("led/right").unwrap().last(),
         Some(0.0),
         "right LED off at shutdown"
     );
-    assert_eq!(sim.led("right").unwrap().total(), writes_before + 1);
+    assert_eq!(sim.pwm("led/right").unwrap().total(), writes_before + 1);
     assert_eq!(
-        sim.matrix.as_ref().unwrap().last(),
+        sim.outputs("matrix").unwrap().last(),
         Some(vec![false; 25]),
         "matrix off"
     );
-    let buzzer = sim.buzzer.as_ref().expect("buzzer").values();
+    let buzzer = sim.pwm("buzzer").expect("buzzer").values();
     assert_eq!(
         buzzer,
         vec![0.0, 0.5, 0.0],

@@ -82,7 +82,7 @@ async fn rejected_tilts_get_error_replies_and_change_nothing() {
     .await
     .expect("ok");
     assert!(agent.wait_duties(0.5, 0.0, Duration::from_secs(2)).await);
-    let writes = agent.sim.led("left").map(|r| r.total()).unwrap_or(0);
+    let writes = agent.sim.pwm("led/left").map(|r| r.total()).unwrap_or(0);
     let bad: Vec<Vec<u8>> = vec![
         b"1 NaN 3".to_vec(),
         b"1 inf 3".to_vec(),
@@ -131,7 +131,7 @@ async fn rejected_tilts_get_error_replies_and_change_nothing() {
     assert_eq!(errors, n, "each rejected tilt also went to {base}/error");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        agent.sim.led("left").map(|r| r.total()).unwrap_or(0),
+        agent.sim.pwm("led/left").map(|r| r.total()).unwrap_or(0),
         writes,
         "no PWM write"
     );
@@ -176,8 +176,8 @@ async fn a_flood_of_100_000_tilts_ends_at_the_last_value_without_queueing() {
             .await,
         "ends at the last value"
     );
-    let writes = agent.sim.led("right").map(|r| r.total()).unwrap_or(0)
-        + agent.sim.led("left").map(|r| r.total()).unwrap_or(0);
+    let writes = agent.sim.pwm("led/right").map(|r| r.total()).unwrap_or(0)
+        + agent.sim.pwm("led/left").map(|r| r.total()).unwrap_or(0);
     eprintln!(
         "{N} tilts: sent in {sent:?}, all handled after {drained:?}; {writes} PWM writes ({:.2} % of messages)",
         f64::from(writes as u32) * 100.0 / f64::from(N)
@@ -206,8 +206,8 @@ async fn a_flood_of_100_000_tilts_ends_at_the_last_value_without_queueing() {
     let sim = agent.sim.clone();
     agent.stop().await;
     // Shutdown turns both off.
-    assert_eq!(sim.led("right").and_then(|r| r.last()), Some(0.0));
-    assert_eq!(sim.led("left").and_then(|r| r.last()), Some(0.0));
+    assert_eq!(sim.pwm("led/right").and_then(|r| r.last()), Some(0.0));
+    assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::hardware::{Need, Wire};
 
 /// The push button.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,15 @@ impl Default for ButtonConfig {
 }
 
 impl ButtonConfig {
+    /// Its input, when enabled.
+    pub(crate) fn wires(&self) -> Option<Wire> {
+        self.enabled.then(|| Wire {
+            name: "button".into(),
+            key: "button.pin",
+            need: Need::Input { line: self.pin },
+        })
+    }
+
     /// Checks its values and adds its GPIO lines to `lines`.
     pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let b = self;

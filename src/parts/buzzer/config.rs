@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::hardware::{Need, Wire};
 
 /// The buzzer's default line. The defaults of the matrix, the LEDs and the
 /// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
@@ -38,6 +39,18 @@ impl Default for BuzzerConfig {
 }
 
 impl BuzzerConfig {
+    /// Its output, when enabled.
+    pub(crate) fn wires(&self) -> Option<Wire> {
+        self.enabled.then(|| Wire {
+            name: crate::mqtt::topic::state::BUZZER.into(),
+            key: "buzzer.pin",
+            need: Need::Tone {
+                pin: self.pin,
+                hz: self.tone_hz,
+            },
+        })
+    }
+
     /// Checks its values and adds its GPIO lines to `lines`.
     pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let b = self;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::hardware::{Need, Wire};
 
 /// The two tilt LEDs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,25 @@ impl Default for TiltConfig {
 }
 
 impl TiltConfig {
+    /// The PWM channels of its LEDs, when enabled.
+    pub(crate) fn wires(&self) -> Vec<Wire> {
+        let led = |name: &str, key, pin| Wire {
+            name: crate::mqtt::topic::state::led(name),
+            key,
+            need: Need::Pwm {
+                pin,
+                hz: self.frequency_hz,
+            },
+        };
+        if !self.enabled {
+            return Vec::new();
+        }
+        vec![
+            led("left", "tilt.left_pin", self.left_pin),
+            led("right", "tilt.right_pin", self.right_pin),
+        ]
+    }
+
     /// Checks its values and adds its GPIO lines to `lines`.
     pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if !(self.frequency_hz.is_finite() && (1.0..=1_000_000.0).contains(&self.frequency_hz)) {

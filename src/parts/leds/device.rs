@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::command::{LedSet, Tilt};
-use crate::hardware::{HardwareError, NamedPwm, PwmChannel};
+use crate::hardware::{HardwareError, PwmChannel};
 
 /// What an LED shows, in Home Assistant's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ pub struct LedGroup {
 impl LedGroup {
     /// Takes the channels (turned off) and starts their writer.
     pub fn new(
-        channels: Vec<NamedPwm>,
+        channels: Vec<(String, Box<dyn PwmChannel>)>,
         timing: LedTiming,
         errors: mpsc::Sender<HardwareError>,
     ) -> Self {

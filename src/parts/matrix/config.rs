@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::hardware::{Need, Wire};
 
 /// The 5×5 LED matrix.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,18 @@ impl Default for MatrixConfig {
 }
 
 impl MatrixConfig {
+    /// Its 25 outputs on `chip` unless it names its own, when enabled.
+    pub(crate) fn wires(&self, chip: &str) -> Option<Wire> {
+        self.enabled.then(|| Wire {
+            name: crate::mqtt::topic::state::MATRIX.into(),
+            key: "matrix.lines",
+            need: Need::Outputs {
+                chip: self.chip.clone().unwrap_or_else(|| chip.to_string()),
+                lines: self.lines.clone(),
+            },
+        })
+    }
+
     /// Checks its values and adds its GPIO lines to `lines`.
     pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if self.lines.len() != 25 {
