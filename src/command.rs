@@ -1,106 +1,23 @@
 //! Turns an incoming `<base>/.../set` topic and its payload into a typed
-//! [`Command`], or into a [`CommandError`] that says in plain words what was
-//! wrong. Nothing here touches MQTT or hardware.
+//! [`Command`] of the part that takes it, or into a [`CommandError`] that
+//! says in plain words what was wrong. The topic table routes the topic;
+//! the part parses the payload. Nothing here touches MQTT or hardware.
 
-use crate::mqtt::topic::{Route, Topics, Verb};
-use crate::parts::buzzer::command::parse_buzzer;
-pub use crate::parts::buzzer::command::BuzzerSet;
-use crate::parts::input::text;
+use crate::mqtt::topic::{Route, Topics};
 pub use crate::parts::input::{CommandError, MAX_PAYLOAD};
-use crate::parts::leds::command::{parse_led, parse_tilt};
-pub use crate::parts::leds::command::{LedSet, Tilt};
-use crate::parts::matrix::command::parse_matrix;
-pub use crate::parts::matrix::command::MatrixSet;
-use crate::parts::message_board::command::{parse_clock, parse_message};
-use crate::quote::clip;
+use crate::parts::{Command, Parts};
 
-/// A command for one part of the device.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Set one of the PWM LEDs.
-    Led {
-        /// The LED's name (`left`, `right`).
-        name: String,
-        /// What to do with it.
-        set: LedSet,
-    },
-    /// Set the LED matrix.
-    Matrix(MatrixSet),
-    /// Show a message on the board (stops the clock).
-    DisplayMessage {
-        /// The text, trimmed, not empty.
-        text: String,
-        /// The sender, if given.
-        from: Option<String>,
-    },
-    /// Start (`true`) or stop the board's clock.
-    Clock(bool),
-    /// A gravity vector from the phone; its y drives the LEDs.
-    Tilt(Tilt),
-    /// Sound the buzzer.
-    Buzzer(BuzzerSet),
-    /// Press the simulated button.
-    SimButtonPress,
-    /// Panic in the agent (the simulated backend's fault injection, to
-    /// prove the agent goes safe and stops).
-    SimPanic {
-        /// In the agent loop itself (payload `loop`), not in one of its tasks.
-        in_loop: bool,
-    },
-}
-
-/// What the router needs to know about the device: which parts exist.
-#[derive(Debug, Clone, Default)]
-pub struct Catalog {
-    /// Names of the PWM LEDs.
-    pub leds: Vec<String>,
-    /// The matrix's named patterns, when the matrix is enabled.
-    pub matrix: Option<std::sync::Arc<crate::parts::matrix::pattern::Library>>,
-    /// Whether the simulated backend's controls are available.
-    pub sim_button: bool,
-    /// Whether the simulated backend's fault injection is available.
-    pub sim_faults: bool,
-    /// The message board, with the longest message it takes (characters).
-    pub display: Option<usize>,
-    /// Whether the tilt LEDs are fitted.
-    pub tilt: bool,
-    /// The buzzer, with the longest beep it takes (ms).
-    pub buzzer: Option<u64>,
-}
-
-impl Catalog {
-    /// The commands the device has, in the topic table's terms.
-    pub(crate) fn verbs(&self) -> Vec<Verb> {
-        let has = [
-            (Verb::Led, !self.leds.is_empty()),
-            (Verb::Tilt, self.tilt),
-            (Verb::Matrix, self.matrix.is_some()),
-            (Verb::Buzzer, self.buzzer.is_some()),
-            (Verb::Message, self.display.is_some()),
-            (Verb::Clock, self.display.is_some()),
-            (Verb::SimPress, self.sim_button),
-            (Verb::SimPanic, self.sim_faults),
-        ];
-        has.into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(v, _)| v)
-            .collect()
-    }
-}
-
-/// Routes topics below one base topic to commands.
+/// Routes topics below one base topic to the parts' commands.
 #[derive(Debug, Clone)]
 pub struct Router {
     topics: Topics,
-    catalog: Catalog,
 }
 
 impl Router {
-    /// A router for topics below `base`.
-    pub fn new(base: impl Into<String>, catalog: Catalog) -> Self {
+    /// A router for topics below `base`, to the commands `parts` take.
+    pub(crate) fn new(base: impl Into<String>, parts: &Parts) -> Self {
         Router {
-            topics: Topics::new(base, catalog.verbs()),
-            catalog,
+            topics: Topics::new(base, parts.verbs()),
         }
     }
 
@@ -113,14 +30,9 @@ impl Router {
     /// `<base>/#`: the agent does not need its own state echoed back, and
     /// each echo costs a broker-to-agent packet that can hold up the next
     /// command (docs/known-issues.md).
-    pub fn filters(&self) -> Vec<String> {
-        self.topics.filters()
-    }
-
-    /// Whether `topic` is one this router answers (a command topic below base).
     #[cfg(test)]
-    pub(crate) fn is_command_topic(&self, topic: &str) -> bool {
-        self.topics.route(topic) != Route::NotOurs
+    pub(crate) fn filters(&self) -> Vec<String> {
+        self.topics.filters()
     }
 
     /// The command a message asks for, or why not; `None` when its topic is
@@ -128,21 +40,33 @@ impl Router {
     /// The topic is routed once.
     pub(crate) fn answerable(
         &self,
+        parts: &Parts,
         topic: &str,
         payload: &[u8],
     ) -> Option<Result<Command, CommandError>> {
         match self.topics.route(topic) {
             Route::NotOurs => None,
-            route => Some(self.parse_route(route, payload)),
+            route => Some(self.parse_route(parts, route, payload)),
         }
     }
 
     /// Parses one message into a command.
-    pub fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
-        self.parse_route(self.topics.route(topic), payload)
+    #[cfg(test)]
+    pub(crate) fn parse(
+        &self,
+        parts: &Parts,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Command, CommandError> {
+        self.parse_route(parts, self.topics.route(topic), payload)
     }
 
-    fn parse_route(&self, route: Route<'_>, payload: &[u8]) -> Result<Command, CommandError> {
+    fn parse_route(
+        &self,
+        parts: &Parts,
+        route: Route<'_>,
+        payload: &[u8],
+    ) -> Result<Command, CommandError> {
         let Route::Command { verb, led } = route else {
             return Err(CommandError::UnknownTopic {
                 known: self.topics.known(),
@@ -151,104 +75,75 @@ impl Router {
         if payload.len() > MAX_PAYLOAD {
             return Err(CommandError::TooLarge(payload.len()));
         }
-        match verb {
-            Verb::SimPress => {
-                if self.catalog.sim_button {
-                    Ok(Command::SimButtonPress)
-                } else {
-                    Err(CommandError::Disabled(
-                        "the simulated button (hardware.backend is not sim, or [button] is off)"
-                            .into(),
-                    ))
-                }
-            }
-            Verb::SimPanic => {
-                if self.catalog.sim_faults {
-                    Ok(Command::SimPanic {
-                        in_loop: payload.trim_ascii() == b"loop",
-                    })
-                } else {
-                    Err(CommandError::Disabled(
-                        "fault injection (hardware.backend is not sim)".into(),
-                    ))
-                }
-            }
-            Verb::Led => {
-                let name = led.unwrap_or_default();
-                if !self.catalog.leds.iter().any(|n| n == name) {
-                    if self.catalog.leds.is_empty() {
-                        return Err(CommandError::Disabled("the LEDs ([tilt])".into()));
-                    }
-                    return Err(CommandError::BadPayload(format!(
-                        "there is no LED called {:?}; the LEDs are {}",
-                        clip(name, 32),
-                        self.catalog.leds.join(", ")
-                    )));
-                }
-                Ok(Command::Led {
-                    name: name.to_string(),
-                    set: parse_led(text(payload)?)?,
-                })
-            }
-            Verb::Matrix => {
-                let lib =
-                    self.catalog.matrix.as_ref().ok_or_else(|| {
-                        CommandError::Disabled("the LED matrix ([matrix])".into())
-                    })?;
-                Ok(Command::Matrix(parse_matrix(text(payload)?, lib)?))
-            }
-            Verb::Buzzer => {
-                let max = self
-                    .catalog
-                    .buzzer
-                    .ok_or_else(|| CommandError::Disabled("the buzzer ([buzzer])".into()))?;
-                parse_buzzer(text(payload)?, max).map(Command::Buzzer)
-            }
-            Verb::Tilt => {
-                if !self.catalog.tilt {
-                    return Err(CommandError::Disabled("the tilt LEDs ([tilt])".into()));
-                }
-                parse_tilt(payload).map(Command::Tilt)
-            }
-            Verb::Message => {
-                let max = self.catalog.display.ok_or_else(|| {
-                    CommandError::Disabled("the message board ([display])".into())
-                })?;
-                let (text, from) = parse_message(text(payload)?, max)?;
-                Ok(Command::DisplayMessage { text, from })
-            }
-            Verb::Clock => {
-                if self.catalog.display.is_none() {
-                    return Err(CommandError::Disabled(
-                        "the message board ([display])".into(),
-                    ));
-                }
-                parse_clock(payload).map(Command::Clock)
-            }
-        }
+        parts.parse(verb, led, payload)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::buzzer::command::BuzzerSet;
+    use crate::parts::leds::command::{LedSet, Tilt};
+    use crate::parts::leds::LedsCommand;
+    use crate::parts::matrix::command::MatrixSet;
     use crate::parts::matrix::Frame;
+    use crate::parts::message_board::BoardCommand;
     use crate::quote::MAX_ECHO;
 
-    fn router() -> Router {
-        Router::new(
-            "edge/t",
-            Catalog {
-                leds: vec!["left".into(), "right".into()],
-                matrix: Some(std::sync::Arc::new(
-                    crate::parts::matrix::pattern::Library::builtin().unwrap(),
-                )),
-                sim_button: true,
-                sim_faults: true,
-                display: Some(100),
-                tilt: true,
-                buzzer: Some(1000),
-            },
+    /// The router and the parts of a device with every part, on simulated
+    /// hardware (the display takes 100 characters, the buzzer 1000 ms beeps).
+    struct Device {
+        router: Router,
+        parts: Parts,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    impl Device {
+        fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
+            self.router.parse(&self.parts, topic, payload)
+        }
+
+        fn filters(&self) -> Vec<String> {
+            self.router.filters()
+        }
+
+        /// Whether `topic` is one the router answers (a command topic below base).
+        fn is_command_topic(&self, topic: &str) -> bool {
+            self.router.topics.route(topic) != Route::NotOurs
+        }
+    }
+
+    fn device(config: &str) -> Device {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let settings = crate::config::Config::from_toml(&format!(
+            "[device]\nid = \"t\"\n[mqtt]\nbase_topic = \"edge/t\"\n{config}"
+        ))
+        .unwrap();
+        let mut hardware = crate::hardware::Hardware::from_settings(&settings).unwrap();
+        let (events, _) = tokio::sync::mpsc::channel(1);
+        let _in_runtime = runtime.enter();
+        let parts = Parts::start(&mut crate::parts::Start {
+            settings: &settings,
+            hardware: &mut hardware,
+            wall: chrono::Utc::now(),
+            events,
+            tasks: &mut Vec::new(),
+        })
+        .unwrap();
+        Device {
+            router: Router::new("edge/t", &parts),
+            parts,
+            _runtime: runtime,
+        }
+    }
+
+    fn router() -> Device {
+        device(
+            "[display]\nenabled = true\nbackend = \"sim\"\nmax_message_chars = 100\n\
+             [buzzer]\nenabled = true\nmax_beep_ms = 1000\n",
         )
     }
 
@@ -365,7 +260,7 @@ mod tests {
 
     fn led(payload: &str) -> Result<LedSet, CommandError> {
         match router().parse("edge/t/led/left/set", payload.as_bytes())? {
-            Command::Led { set, .. } => Ok(set),
+            Command::Leds(LedsCommand::Set { set, .. }) => Ok(set),
             other => panic!("not a led command: {other:?}"),
         }
     }
@@ -532,7 +427,7 @@ mod tests {
 
     fn tilt(p: &[u8]) -> Result<Tilt, CommandError> {
         match router().parse("edge/t/tilt/set", p)? {
-            Command::Tilt(t) => Ok(t),
+            Command::Leds(LedsCommand::Tilt(t)) => Ok(t),
             other => panic!("{other:?}"),
         }
     }
@@ -643,17 +538,17 @@ mod tests {
         let msg = |p: &[u8]| r.parse("edge/t/display/message/set", p);
         assert_eq!(
             msg(b"  hello world \n").unwrap(),
-            Command::DisplayMessage {
+            Command::Board(BoardCommand::Message {
                 text: "hello world".into(),
                 from: None
-            }
+            })
         );
         assert_eq!(
             msg(br#"{"text": "Dinner at 7", "from": "john"}"#).unwrap(),
-            Command::DisplayMessage {
+            Command::Board(BoardCommand::Message {
                 text: "Dinner at 7".into(),
                 from: Some("john".into())
-            }
+            })
         );
         for bad in [
             &b""[..],
@@ -682,18 +577,20 @@ mod tests {
         );
         assert_eq!(
             r.parse("edge/t/display/clock/set", b"on").unwrap(),
-            Command::Clock(true)
+            Command::Board(BoardCommand::Clock(true))
         );
         assert_eq!(
             r.parse("edge/t/display/clock/set", b"OFF").unwrap(),
-            Command::Clock(false)
+            Command::Board(BoardCommand::Clock(false))
         );
         assert!(r.parse("edge/t/display/clock/set", b"later").is_err());
     }
 
     #[test]
     fn disabled_parts_say_so() {
-        let r = Router::new("edge/t", Catalog::default());
+        let r = device(
+            "[tilt]\nenabled = false\n[matrix]\nenabled = false\n[button]\nenabled = false\n",
+        );
         assert!(matches!(
             r.parse("edge/t/matrix/set", b"OFF"),
             Err(CommandError::Disabled(_))

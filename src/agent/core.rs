@@ -1,6 +1,6 @@
 //! The agent's decisions as a pure core, in the manner of rumqttc's
 //! `MqttState` beside its `EventLoop`: `Core::step` takes one input (a
-//! message, a change of the link, a timer, a part's report) and returns what
+//! message, a change of the link, a timer, a part's event) and returns what
 //! to publish, as values, in order. It owns the parts and never touches the
 //! network; the loop in [`super`] feeds it and hands its outputs to the
 //! transport.
@@ -12,32 +12,21 @@ use bytes::Bytes;
 use chrono::DateTime;
 use chrono_tz::Tz;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::AgentError;
 use crate::clock::{rfc3339, Step, WallClock};
-use crate::command::{Catalog, Command, CommandError, MatrixSet, Router};
-use crate::config::{DisplayBackend, DisplayConfig, Settings};
+use crate::command::Router;
+use crate::config::Settings;
 use crate::discovery::Announcement;
-use crate::hardware::sim::ButtonInjector;
-use crate::hardware::{Display, Hardware, HardwareError, InputEdges};
+use crate::hardware::{Hardware, HardwareError};
 use crate::links::{Fired, Links};
 use crate::mqtt::topic::{self, state, Topics};
 use crate::mqtt::transport::{Ack, Inbound, Link, ReplyTo};
-use crate::parts::button::{self, ButtonEvent, Timing};
-use crate::parts::buzzer::Buzzer;
-use crate::parts::leds::{LedGroup, LedState, LedTimer, LedTiming};
-use crate::parts::matrix::engine::{
-    self as matrix_engine, MatrixCommand, MatrixHandle, MatrixState,
-};
-use crate::parts::matrix::pattern::{Library, Node};
-use crate::parts::matrix::Frame;
-use crate::parts::message_board::board::Board;
-use crate::parts::message_board::display::{self, DisplayHandle, Refresh};
-use crate::parts::message_board::render::Screen;
+use crate::parts::{Event, Now, Out, Parts, Start};
 use crate::rate::PerSecond;
 
 /// What the core decided to publish, as a value; the loop hands each to the
@@ -118,12 +107,10 @@ impl Outbox {
 /// A timer of the core's, due at the instant [`Core::deadline`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
-    /// A beep ends.
-    Buzzer,
     /// The broker has been away for `safety.offline_timeout_ms`.
     Offline,
-    /// One of the LEDs' timers (tilt timeout, rate-limited state).
-    Led(LedTimer),
+    /// A part's timer (a beep's end, the tilt timeout), by the part's place.
+    Part(usize),
 }
 
 /// One thing that happened, for [`Core::step`].
@@ -137,63 +124,11 @@ pub(crate) enum Input {
     Minute(DateTime<Tz>),
     /// The wall clock was set.
     Stepped(Step),
-    /// The button did something.
-    Button(ButtonEvent),
     /// A timer from [`Core::deadline`] is due.
     Timer(Timer),
-    /// The matrix engine reports its state.
-    Matrix(MatrixState),
-    /// A part's hardware failed; the state path below base names the part.
-    Failed(&'static str, HardwareError),
-}
-
-/// The message board and the worker that draws on its panel.
-struct MessageBoard {
-    board: Board,
-    display: DisplayHandle,
-}
-
-impl MessageBoard {
-    /// The board on `panel`, showing its first screen, with its panel's worker.
-    fn start(
-        settings: &Settings,
-        panel: Box<dyn Display>,
-        now: DateTime<chrono::Utc>,
-        errors: mpsc::Sender<HardwareError>,
-    ) -> (MessageBoard, JoinHandle<()>) {
-        let refresh = refresh_of(&settings.config.display, panel.as_ref());
-        let (handle, task) = display::spawn(panel, refresh, errors);
-        let (board, first) = Board::new(settings.time_zone, now);
-        handle.show(first);
-        let board = MessageBoard {
-            board,
-            display: handle,
-        };
-        (board, task)
-    }
-}
-
-/// The matrix's pattern engine and what it last reported.
-struct MatrixPart {
-    engine: MatrixHandle,
-    task: tokio::task::JoinHandle<()>,
-    state: MatrixState,
-    /// The program ON brings back.
-    last: Option<(Arc<Node>, Option<String>)>,
-}
-
-/// The device parts and the topics their state goes to.
-struct Parts {
-    topics: Topics,
-    wall: Arc<dyn WallClock>,
-    leds: Option<LedGroup>,
-    matrix: Option<MatrixPart>,
-    board: Option<MessageBoard>,
-    buzzer: Option<Buzzer>,
-    button_injector: Option<ButtonInjector>,
-    safe: Safe,
-    /// Rejected commands reported one by one (log and `<base>/error`).
-    error_reports: PerSecond,
+    /// A part's task reports something (a button press, the matrix's
+    /// state, a hardware failure).
+    Part(Event),
 }
 
 /// Rejected commands logged and published one by one, per second; a flood
@@ -201,494 +136,111 @@ struct Parts {
 /// to requests are not limited: each goes to its own requester.
 pub(crate) const ERROR_REPORTS_PER_SECOND: u32 = 50;
 
-/// The outputs' safe values (`[safety]`).
-#[derive(Debug, Clone, Copy)]
-struct Safe {
-    /// Every LED's duty, 0..=1.
-    led_duty: f64,
-    /// The matrix frame.
-    matrix: Frame,
-}
-
-impl Parts {
-    /// The parts the hardware has, started, with what the loop listens to
-    /// for them (the subscriptions are left for the core to fill in).
-    fn build(
-        settings: &Settings,
-        hardware: Hardware,
-        wall: Arc<dyn WallClock>,
-    ) -> Result<(Parts, Wiring), AgentError> {
-        let config = &settings.config;
-        let mut hardware = hardware;
-        let leds: Vec<_> = topic::LED_NAMES
-            .iter()
-            .filter_map(|&n| Some((n.to_string(), hardware.pwm(&state::led(n))?)))
-            .collect();
-        let matrix = hardware.outputs(state::MATRIX);
-        let button = hardware.input("button");
-        let buzzer = hardware.pwm(state::BUZZER);
-        let display = hardware.display.take();
-        let sim = hardware.sim.take();
-        let (display_errors_tx, display_errors) = mpsc::channel::<HardwareError>(8);
-        let (led_errors_tx, led_errors) = mpsc::channel::<HardwareError>(8);
-        let (matrix_states_tx, matrix_states) = watch::channel(MatrixState::default());
-        let (matrix_errors_tx, matrix_errors) = mpsc::channel::<HardwareError>(8);
-        let mut tasks = Vec::new();
-        let board = display.map(|panel| {
-            let (board, task) = MessageBoard::start(settings, panel, wall.now(), display_errors_tx);
-            tasks.push(task);
-            board
-        });
-        let safe = Safe {
-            led_duty: f64::from(config.safety.led_percent) / 100.0,
-            matrix: config
-                .safety
-                .matrix_frame()
-                .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?,
-        };
-        let leds = (!leds.is_empty()).then(|| {
-            let timing = LedTiming {
-                write_interval: Duration::from_millis(config.tilt.write_interval_ms),
-                tilt_timeout: Duration::from_millis(config.tilt.timeout_ms),
-                publish_interval: Duration::from_millis(config.tilt.state_interval_ms),
-            };
-            LedGroup::new(leds, timing, led_errors_tx)
-        });
-        let matrix = match matrix {
-            Some(outputs) => {
-                let (engine, task) =
-                    matrix_engine::spawn(outputs, matrix_states_tx, matrix_errors_tx, safe.matrix)?;
-                Some(MatrixPart {
-                    engine,
-                    task,
-                    state: MatrixState::default(),
-                    last: None,
-                })
-            }
-            None => None,
-        };
-        let (button_tx, button_events) = mpsc::channel::<ButtonEvent>(16);
-        let mut button = button;
-        if let Some(input) = button.as_mut() {
-            let edges = input.edges()?;
-            let timing = Timing::from_config(&config.button);
-            tasks.push(tokio::spawn(button::watch(edges, timing, button_tx)));
-        }
-        let parts = Parts {
-            safe,
-            topics: Topics::new(settings.base_topic.clone(), config.verbs()),
-            wall,
-            leds,
-            matrix,
-            board,
-            buzzer: buzzer
-                .map(|ch| Buzzer::new(ch, config.buzzer.tone_hz > 0.0))
-                .transpose()?,
-            button_injector: sim.as_ref().and_then(|s| s.input("button").cloned()),
-            error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
-        };
-        let wiring = Wiring {
-            filters: Vec::new(),
-            tasks,
-            button,
-            button_events,
-            matrix_states,
-            display_errors,
-            led_errors,
-            matrix_errors,
-        };
-        Ok((parts, wiring))
-    }
-
-    /// What the router needs to know of the parts there are.
-    fn catalog(&self, settings: &Settings, sim_faults: bool, library: &Arc<Library>) -> Catalog {
-        let config = &settings.config;
-        Catalog {
-            leds: self
-                .leds
-                .as_ref()
-                .map(|l| l.names().to_vec())
-                .unwrap_or_default(),
-            matrix: self.matrix.as_ref().map(|_| Arc::clone(library)),
-            sim_button: self.button_injector.is_some(),
-            sim_faults,
-            display: self
-                .board
-                .as_ref()
-                .map(|_| config.display.max_message_chars),
-            buzzer: self.buzzer.as_ref().map(|_| config.buzzer.max_beep_ms),
-            tilt: self
-                .leds
-                .as_ref()
-                .is_some_and(|l| l.names().iter().any(|n| n == "left")),
-        }
-    }
-
-    /// Publishes every LED's state now.
-    fn publish_leds(&mut self, out: &mut Outbox) {
-        let Some(leds) = self.leds.as_mut() else {
-            return;
-        };
-        for (name, state) in leds.states() {
-            publish_led_state(out, &self.topics, name, state);
-        }
-        leds.published(Instant::now());
-    }
-
-    /// Publishes the state of the LED `name` alone: a command to one LED
-    /// changes no other (the topic table says so to the link check).
-    fn publish_led(&self, out: &mut Outbox, name: &str) {
-        let Some(leds) = self.leds.as_ref() else {
-            return;
-        };
-        if let Some((name, state)) = leds.states().find(|(n, _)| *n == name) {
-            publish_led_state(out, &self.topics, name, state);
-        }
-    }
-
-    /// Turns the LEDs off (broker loss while tilting) and reports it.
-    fn leds_off(&mut self, out: &mut Outbox) {
-        if let Some(leds) = self.leds.as_mut() {
-            leds.off();
-            self.publish_leds(out);
-        }
-    }
-
-    fn publish_matrix(&self, out: &mut Outbox, state: &MatrixState) {
-        out.retain(&self.topics.at(state::MATRIX), state.payload());
-    }
-
-    fn publish_board(&self, out: &mut Outbox) {
-        let Some(mb) = &self.board else { return };
-        out.retain(&self.topics.at(state::DISPLAY), mb.board.state().payload());
-    }
-
-    fn publish_buzzer(&self, out: &mut Outbox) {
-        if let Some(b) = &self.buzzer {
-            out.retain(&self.topics.at(state::BUZZER), b.payload());
-        }
-    }
-
-    fn publish_all(&mut self, out: &mut Outbox) {
-        self.publish_buzzer(out);
-        self.publish_leds(out);
-        if let Some(m) = &self.matrix {
-            self.publish_matrix(out, &m.state);
-        }
-        self.publish_board(out);
-    }
-
-    /// Draws `screen` (if any) and publishes the board's state.
-    fn board_changed(&self, screen: Option<Screen>, out: &mut Outbox) {
-        if let (Some(mb), Some(screen)) = (&self.board, screen) {
-            mb.display.show(screen);
-            self.publish_board(out);
-        }
-    }
-
-    /// Carries out one command; on error nothing has changed.
-    fn execute(&mut self, cmd: Command, out: &mut Outbox) -> Result<(), CommandError> {
-        let hw =
-            |e: HardwareError| CommandError::BadPayload(format!("the hardware refused it: {e}"));
-        let no_board = || CommandError::Disabled("the message board".into());
-        match cmd {
-            Command::Led { name, set } => {
-                let leds = self
-                    .leds
-                    .as_mut()
-                    .ok_or_else(|| CommandError::Disabled(format!("LED {name}")))?;
-                if !leds.command(&name, set) {
-                    return Err(CommandError::Disabled(format!("LED {name}")));
-                }
-                self.publish_led(out, &name);
-            }
-            Command::Tilt(t) => {
-                let leds = self
-                    .leds
-                    .as_mut()
-                    .ok_or_else(|| CommandError::Disabled("the tilt LEDs".into()))?;
-                leds.tilt(t, Instant::now());
-            }
-            Command::Matrix(set) => {
-                let m = self
-                    .matrix
-                    .as_mut()
-                    .ok_or_else(|| CommandError::Disabled("the LED matrix".into()))?;
-                // The engine reports the new state when the program starts.
-                let cmd = match set {
-                    MatrixSet::Run { program, effect } => MatrixCommand::Run { program, effect },
-                    MatrixSet::Off => MatrixCommand::Off,
-                    MatrixSet::On => {
-                        let (program, effect) = m
-                            .last
-                            .clone()
-                            .unwrap_or_else(|| (Arc::new(Node::Frame(Frame::ALL)), None));
-                        MatrixCommand::Run { program, effect }
-                    }
-                };
-                m.engine.send(cmd.clone()).map_err(hw)?;
-                if let MatrixCommand::Run { program, effect } = cmd {
-                    m.last = Some((program, effect));
-                }
-            }
-            Command::DisplayMessage { text, from } => {
-                let now = self.wall.now();
-                let mb = self.board.as_mut().ok_or_else(no_board)?;
-                let screen = mb.board.message(text, from, now);
-                self.board_changed(Some(screen), out);
-            }
-            Command::Clock(on) => {
-                let now = self.wall.now();
-                let mb = self.board.as_mut().ok_or_else(no_board)?;
-                if let Some(screen) = mb.board.set_clock(on, now) {
-                    mb.display.show(screen);
-                }
-                self.publish_board(out);
-            }
-            Command::Buzzer(set) => {
-                let b = self
-                    .buzzer
-                    .as_mut()
-                    .ok_or_else(|| CommandError::Disabled("the buzzer".into()))?;
-                b.set(set, Instant::now()).map_err(hw)?;
-                self.publish_buzzer(out);
-            }
-            Command::SimPanic { in_loop: false } => {
-                // A task dies, as a bug in one would: the process must notice.
-                tokio::spawn(async { panic!("injected through the sim/panic topic") });
-            }
-            Command::SimPanic { in_loop: true } => {
-                panic!("injected into the agent loop through the sim/panic topic")
-            }
-            Command::SimButtonPress => {
-                let inj = self
-                    .button_injector
-                    .clone()
-                    .ok_or_else(|| CommandError::Disabled("the simulated button".into()))?;
-                tokio::spawn(async move { inj.press().await });
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports a rejected command or a dropped link trigger (`what`, for the
-    /// log), for the message that came on `topic`, within
-    /// [`ERROR_REPORTS_PER_SECOND`] (log and `<base>/error`); beyond it they
-    /// are counted and reported as one.
-    fn report(&mut self, out: &mut Outbox, what: &'static str, topic: &str, error: &str) {
-        if !self.error_reports.admit(Instant::now()) {
-            return;
-        }
-        let unreported = self.error_reports.take_refused();
-        if unreported > 0 {
-            warn!(
-                unreported,
-                "more commands were rejected than are reported one by one"
-            );
-            publish_error(
-                out,
-                &self.topics,
-                self.topics.at(state::ERROR),
-                &format!(
-                    "{unreported} more commands were rejected than the \
-                     {ERROR_REPORTS_PER_SECOND} a second reported one by one"
-                ),
-            );
-        }
-        let topic = crate::quote::clip(topic, crate::quote::MAX_ECHO);
-        warn!(%topic, %error, "{what}");
-        publish_error(out, &self.topics, topic.as_ref(), error);
-    }
-
-    fn tick(&mut self, at: DateTime<Tz>, out: &mut Outbox) {
-        let Some(mb) = self.board.as_mut() else {
-            return;
-        };
-        if let Some(screen) = mb.board.tick(at) {
-            mb.display.show(screen);
-            out.event(
-                &self.topics.at(state::CLOCK_TICK),
-                json!({ "time": rfc3339(&at) }).to_string(),
-            );
-        }
-    }
-
-    fn button(&mut self, ev: ButtonEvent, out: &mut Outbox) {
-        let at = self.wall.now();
-        let tz = self
-            .board
-            .as_ref()
-            .map(|b| b.board.time_zone())
-            .unwrap_or(Tz::UTC);
-        out.event(
-            &self.topics.at(state::BUTTON_EVENT),
-            ev.payload(&at.with_timezone(&tz)),
-        );
-        if ev == ButtonEvent::Press {
-            let screen = self.board.as_mut().and_then(|mb| mb.board.press(at));
-            self.board_changed(screen, out);
-        }
-    }
-
-    /// Puts every output at its safe value while the agent runs on (the
-    /// broker has been away too long), and reports the new states.
-    fn go_safe(&mut self, out: &mut Outbox) {
-        if let Some(b) = self.buzzer.as_mut() {
-            if let Err(e) = b.off() {
-                warn!(error = %e, "could not silence the buzzer");
-            }
-        }
-        if let Some(leds) = self.leds.as_mut() {
-            leds.safe(self.safe.led_duty);
-        }
-        if let Some(m) = self.matrix.as_mut() {
-            let cmd = if self.safe.matrix.is_off() {
-                MatrixCommand::Off
-            } else {
-                MatrixCommand::Run {
-                    program: Arc::new(Node::Frame(self.safe.matrix)),
-                    effect: None,
-                }
-            };
-            if let Err(e) = m.engine.send(cmd) {
-                warn!(error = %e, "could not put the matrix in its safe state");
-            }
-        }
-        self.publish_all(out);
-    }
-
-    /// Puts every output at its safe value and stops the parts (shutdown),
-    /// reporting the state each output is left in.
-    async fn all_safe(&mut self, out: &mut Outbox) -> Result<(), HardwareError> {
-        let mut first = None;
-        if let Some(b) = self.buzzer.as_mut() {
-            if let Err(e) = b.off() {
-                warn!(error = %e, "could not silence the buzzer");
-                first.get_or_insert(e);
-            }
-        }
-        if let Some(leds) = self.leds.as_mut() {
-            leds.safe(self.safe.led_duty);
-        }
-        self.publish_leds(out);
-        let frame = self.safe.matrix;
-        if self.matrix.is_some() {
-            let safe = MatrixState {
-                on: !frame.is_off(),
-                effect: None,
-                frame,
-            };
-            self.publish_matrix(out, &safe);
-        }
-        self.publish_buzzer(out);
-        if let Some(leds) = self.leds.take() {
-            // The writer's last act is to write the off state; it stops after that.
-            leds.finish(self.safe.led_duty, Duration::from_millis(200))
-                .await;
-        }
-        if let Some(m) = self.matrix.take() {
-            // Without its handle the engine shows the safe frame and stops.
-            drop(m.engine);
-            let mut task = m.task;
-            if tokio::time::timeout(Duration::from_millis(200), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-                first.get_or_insert(HardwareError::Invalid(
-                    "the matrix did not stop in time".into(),
-                ));
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-}
-
 /// The agent's decisions: the parts, the router and links, and what the
 /// connection's history requires (safe state after a long outage).
 pub(crate) struct Core {
     parts: Parts,
     router: Router,
     links: Links,
+    wall: Arc<dyn WallClock>,
+    time_zone: Tz,
     /// `<discovery_prefix>/status`, when Home Assistant is enabled.
     ha_status: Option<String>,
     offline_timeout: Duration,
-    tilt_timeout: Duration,
     /// The broker has been away since then.
     offline_since: Option<Instant>,
     went_safe: bool,
     started_at: DateTime<Tz>,
     announcements: Vec<Announcement>,
+    /// Rejected commands reported one by one (log and `<base>/error`).
+    error_reports: PerSecond,
 }
 
 /// What the loop listens to for the core, and keeps alive while it runs.
 pub(crate) struct Wiring {
     /// The filters to subscribe to: no two match one topic.
     pub filters: Vec<String>,
-    /// The parts' tasks (display worker, button watcher), aborted at the end.
+    /// The parts' tasks (display worker, button watcher, forwarders),
+    /// aborted at the end.
     pub tasks: Vec<JoinHandle<()>>,
-    /// The button input; a real pin's interrupt ends with it.
-    pub button: Option<Box<dyn InputEdges>>,
-    /// The button's events.
-    pub button_events: mpsc::Receiver<ButtonEvent>,
-    /// The matrix engine's states.
-    pub matrix_states: watch::Receiver<MatrixState>,
-    /// Hardware failures: the display's, the LEDs', the matrix's.
-    pub display_errors: mpsc::Receiver<HardwareError>,
-    /// See [`Wiring::display_errors`].
-    pub led_errors: mpsc::Receiver<HardwareError>,
-    /// See [`Wiring::display_errors`].
-    pub matrix_errors: mpsc::Receiver<HardwareError>,
+    /// What the parts' tasks report.
+    pub events: mpsc::Receiver<Event>,
 }
 
 impl Core {
     /// The core for these settings on this hardware, and its wiring.
     pub(crate) fn new(
         settings: &Settings,
-        hardware: Hardware,
+        mut hardware: Hardware,
         wall: Arc<dyn WallClock>,
     ) -> Result<(Core, Wiring), AgentError> {
         let config = &settings.config;
-        let library =
-            Arc::new(Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?);
         let started_at = wall.now().with_timezone(&settings.time_zone);
-        let sim_faults = hardware.sim.is_some();
-        let (parts, mut wiring) = Parts::build(settings, hardware, wall)?;
-        let router = Router::new(
-            settings.base_topic.clone(),
-            parts.catalog(settings, sim_faults, &library),
-        );
+        let (events_tx, events) = mpsc::channel(16);
+        let mut tasks = Vec::new();
+        let parts = Parts::start(&mut Start {
+            settings,
+            hardware: &mut hardware,
+            wall: wall.now(),
+            events: events_tx,
+            tasks: &mut tasks,
+        })?;
+        let router = Router::new(settings.base_topic.clone(), &parts);
         let links = Links::new(&settings.base_topic, &config.links);
         let ha_status = config.homeassistant.status_topic();
         let wanted = router.topics().wanted(ha_status.clone(), links.filters());
         // A broker sends a message once per subscription it matches: no two
         // filters may match one topic, or a command would run twice.
-        wiring.filters = topic::disjoint(&wanted);
-        for wider in wiring.filters.iter().filter(|f| !wanted.contains(f)) {
+        let filters = topic::disjoint(&wanted);
+        for wider in filters.iter().filter(|f| !wanted.contains(f)) {
             let covers: Vec<&String> = wanted.iter().filter(|w| topic::covers(wider, w)).collect();
             warn!(filter = %wider, ?covers, "link filters overlap others in part: subscribed to one filter that covers them, so each message arrives once; messages on it that no link or command wants are ignored");
         }
+        let library = crate::parts::matrix::pattern::Library::builtin()
+            .map_err(|e| AgentError::Patterns(e.to_string()))?;
         let core = Core {
             parts,
             router,
             links,
+            wall,
+            time_zone: settings.time_zone,
             ha_status,
             offline_timeout: Duration::from_millis(config.safety.offline_timeout_ms),
-            tilt_timeout: Duration::from_millis(config.tilt.timeout_ms),
             offline_since: None,
             went_safe: false,
             started_at,
             announcements: crate::discovery::announcements(settings, &library.names()),
+            error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
+        };
+        let wiring = Wiring {
+            filters,
+            tasks,
+            events,
         };
         Ok((core, wiring))
+    }
+
+    fn topics(&self) -> &Topics {
+        self.router.topics()
+    }
+
+    /// The time by both clocks, for the parts.
+    fn now(&self, at: Instant) -> Now {
+        Now {
+            at,
+            wall: self.wall.now(),
+            time_zone: self.time_zone,
+        }
     }
 
     /// What goes out before the first connection: every part's state, the
     /// agent's info, the discovery configs.
     pub(crate) fn announce(&mut self) -> Vec<Output> {
         let mut out = Outbox::default();
-        self.parts.publish_all(&mut out);
-        out.retain(&self.router.topics().at(state::INFO), self.info());
+        let now = self.now(Instant::now());
+        let states = self.parts.states(&now);
+        self.publish(&mut out, states);
+        out.retain(&self.topics().at(state::INFO), self.info());
         for a in &self.announcements {
             out.retain(&a.topic, a.payload.clone());
         }
@@ -703,25 +255,24 @@ impl Core {
         .to_string()
     }
 
+    /// Publishes what the parts changed, below base.
+    fn publish(&self, out: &mut Outbox, changed: Vec<Out>) {
+        for o in changed {
+            match o {
+                Out::State(path, payload) => out.retain(&self.topics().at(&path), payload),
+                Out::Event(path, payload) => out.event(&self.topics().at(path), payload),
+            }
+        }
+    }
+
     /// The next timer due, if any, as of `now`.
     pub(crate) fn deadline(&self, now: Instant) -> Option<(Instant, Timer)> {
-        let buzzer = self
-            .parts
-            .buzzer
-            .as_ref()
-            .and_then(Buzzer::deadline)
-            .map(|at| (at, Timer::Buzzer));
         let offline = self
             .offline_since
             .filter(|_| !self.went_safe && !self.offline_timeout.is_zero())
             .map(|since| (since + self.offline_timeout, Timer::Offline));
-        let led = self
-            .parts
-            .leds
-            .as_ref()
-            .and_then(|l| l.next_timer(now))
-            .map(|(at, t)| (at, Timer::Led(t)));
-        [buzzer, offline, led]
+        let part = self.parts.deadline(now).map(|(at, i)| (at, Timer::Part(i)));
+        [offline, part]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -733,36 +284,29 @@ impl Core {
         match input {
             Input::Message(msg) => self.message(msg, now, &mut out),
             Input::Link(link) => self.link(link, now, &mut out),
-            Input::Minute(at) => self.parts.tick(at, &mut out),
+            Input::Minute(at) => self.react(Event::Minute(at), now, &mut out),
             Input::Stepped(step) => {
                 self.started_at = step.correct(self.started_at);
                 info!(by_s = step.by.num_seconds(), "the wall clock was set");
-                out.retain(&self.router.topics().at(state::INFO), self.info());
+                out.retain(&self.topics().at(state::INFO), self.info());
             }
-            Input::Button(ev) => self.parts.button(ev, &mut out),
-            Input::Timer(timer) => self.timer(timer, &mut out),
-            Input::Matrix(state) => {
-                self.parts.publish_matrix(&mut out, &state);
-                if let Some(m) = self.parts.matrix.as_mut() {
-                    m.state = state;
-                }
-            }
-            Input::Failed(part, e) => {
+            Input::Timer(timer) => self.timer(timer, now, &mut out),
+            Input::Part(Event::Failed(part, e)) => {
                 let error = e.to_string();
-                match part {
-                    state::MATRIX => warn!(%error, "matrix write failed"),
-                    state::DISPLAY => warn!(%error, "display refresh failed"),
-                    _ => warn!(%error, "LED write failed"),
-                }
-                publish_error(
-                    &mut out,
-                    self.router.topics(),
-                    self.router.topics().at(part),
-                    &error,
-                );
+                warn!(%error, part, "a hardware write failed");
+                let topic = self.topics().at(part);
+                self.publish_error(&mut out, topic, &error);
             }
+            Input::Part(event) => self.react(event, now, &mut out),
         }
         out.0
+    }
+
+    /// What the parts make of `event`.
+    fn react(&mut self, event: Event, now: Instant, out: &mut Outbox) {
+        let now = self.now(now);
+        let changed = self.parts.react(&event, &now);
+        self.publish(out, changed);
     }
 
     fn message(&mut self, msg: Inbound, now: Instant, out: &mut Outbox) {
@@ -778,7 +322,7 @@ impl Core {
             .iter()
             .any(|f| matches!(f, Fired::Dropped { .. }))
             .then(|| msg.topic.clone());
-        handle(&self.router, &mut self.parts, out, msg);
+        self.handle(msg, now, out);
         for f in fired {
             match f {
                 Fired::Run(t) => {
@@ -789,13 +333,14 @@ impl Core {
                         retained: false,
                         reply_to: None,
                     };
-                    handle(&self.router, &mut self.parts, out, via);
+                    self.handle(via, now, out);
                 }
                 Fired::Dropped { link, limit } => {
                     let error =
                         format!("link[{link}] fired more than {limit} times in a second; dropped");
-                    self.parts.report(
+                    self.report(
                         out,
+                        now,
                         "link fired too often; message dropped",
                         came_on.as_deref().unwrap_or_default(),
                         &error,
@@ -805,16 +350,89 @@ impl Core {
         }
     }
 
+    /// Carries out one message and then acknowledges it to the broker.
+    fn handle(&mut self, mut msg: Inbound, now: Instant, out: &mut Outbox) {
+        let ack = msg.ack.take();
+        self.answer(msg, now, out);
+        if let Some(a) = ack {
+            out.ack(a);
+        }
+    }
+
+    fn answer(&mut self, msg: Inbound, now: Instant, out: &mut Outbox) {
+        let Some(parsed) = self
+            .router
+            .answerable(&self.parts, &msg.topic, &msg.payload)
+        else {
+            return; // a link's topic, Home Assistant's status
+        };
+        let part_now = self.now(now);
+        let result = parsed.and_then(|cmd| self.parts.execute(cmd, &part_now));
+        match result {
+            Ok(changed) => {
+                self.publish(out, changed);
+                if let Some(to) = &msg.reply_to {
+                    out.reply(to, Bytes::from_static(br#"{"ok":true}"#));
+                }
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.report(out, now, "command rejected", &msg.topic, &error);
+                if let Some(to) = &msg.reply_to {
+                    out.reply(to, json!({ "ok": false, "error": error }).to_string());
+                }
+            }
+        }
+    }
+
+    /// Reports a rejected command or a dropped link trigger (`what`, for the
+    /// log), for the message that came on `topic`, within
+    /// [`ERROR_REPORTS_PER_SECOND`] (log and `<base>/error`); beyond it they
+    /// are counted and reported as one.
+    fn report(&mut self, out: &mut Outbox, now: Instant, what: &str, topic: &str, error: &str) {
+        if !self.error_reports.admit(now) {
+            return;
+        }
+        let unreported = self.error_reports.take_refused();
+        if unreported > 0 {
+            warn!(
+                unreported,
+                "more commands were rejected than are reported one by one"
+            );
+            let at = self.topics().at(state::ERROR);
+            self.publish_error(
+                out,
+                at,
+                &format!(
+                    "{unreported} more commands were rejected than the \
+                     {ERROR_REPORTS_PER_SECOND} a second reported one by one"
+                ),
+            );
+        }
+        let topic = crate::quote::clip(topic, crate::quote::MAX_ECHO);
+        warn!(%topic, %error, "{what}");
+        self.publish_error(out, topic.as_ref(), error);
+    }
+
+    /// Says on `<base>/error` what went wrong with `topic`
+    /// (`{"topic": ..., "error": ...}`, contract §2).
+    fn publish_error(&self, out: &mut Outbox, topic: impl Into<serde_json::Value>, error: &str) {
+        out.report(
+            &self.topics().at(state::ERROR),
+            json!({ "topic": topic.into(), "error": error }).to_string(),
+        );
+    }
+
     fn link(&mut self, link: Link, now: Instant, out: &mut Outbox) {
         match link {
             Link::Up => {
-                info!(base = %self.router.topics().base(), "online");
+                info!(base = %self.topics().base(), "online");
                 if let Some(since) = self.offline_since.take() {
                     if self.went_safe {
-                        publish_error(
+                        let at = self.topics().at(state::STATUS);
+                        self.publish_error(
                             out,
-                            self.router.topics(),
-                            self.router.topics().at(state::STATUS),
+                            at,
                             &format!(
                                 "the broker was away for {} ms (safety.offline_timeout_ms is {}): outputs went to their safe values",
                                 now.saturating_duration_since(since).as_millis(),
@@ -828,135 +446,48 @@ impl Core {
             Link::Down => {
                 self.offline_since.get_or_insert(now);
                 warn!("broker connection lost; reconnecting");
-                if self.parts.leds.as_ref().is_some_and(LedGroup::tilting) {
-                    self.parts.leds_off(out);
-                }
+                self.react(Event::Offline, now, out);
             }
         }
     }
 
-    fn timer(&mut self, timer: Timer, out: &mut Outbox) {
-        match timer {
-            Timer::Buzzer => {
-                if let Some(b) = self.parts.buzzer.as_mut() {
-                    if let Err(e) = b.off() {
-                        warn!(error = %e, "could not silence the buzzer");
-                    }
-                }
-                self.parts.publish_buzzer(out);
-            }
+    fn timer(&mut self, timer: Timer, now: Instant, out: &mut Outbox) {
+        let now = self.now(now);
+        let changed = match timer {
             Timer::Offline => {
                 warn!(
                     timeout_ms = self.offline_timeout.as_millis(),
                     "the broker has been away too long: outputs to their safe values"
                 );
-                self.parts.go_safe(out);
                 self.went_safe = true;
+                self.parts.go_safe(&now)
             }
-            Timer::Led(t) => {
-                if t == LedTimer::TiltTimeout {
-                    info!("no tilt for {} ms: LEDs off", self.tilt_timeout.as_millis());
-                }
-                if let Some(leds) = self.parts.leds.as_mut() {
-                    leds.fire(t);
-                }
-                self.parts.publish_leds(out);
-            }
-        }
+            Timer::Part(i) => self.parts.timer(i, &now),
+        };
+        self.publish(out, changed);
     }
 
     /// Puts every output at its safe value and stops the parts (shutdown);
     /// returns the states they are left in, to publish, and the first
     /// hardware failure.
-    pub(crate) async fn stop(mut self) -> (Vec<Output>, Result<(), HardwareError>) {
+    pub(crate) async fn stop(self) -> (Vec<Output>, Result<(), HardwareError>) {
         let mut out = Outbox::default();
-        let result = self.parts.all_safe(&mut out).await;
+        let now = self.now(Instant::now());
+        let topics = self.router.topics().clone();
+        let (changed, result) = self.parts.stop(now).await;
+        for o in changed {
+            match o {
+                Out::State(path, payload) => out.retain(&topics.at(&path), payload),
+                Out::Event(path, payload) => out.event(&topics.at(path), payload),
+            }
+        }
         (out.0, result)
-    }
-}
-
-/// Publishes one LED's state on `<base>/led/<name>`.
-fn publish_led_state(out: &mut Outbox, topics: &Topics, name: &str, state: LedState) {
-    out.retain(&topics.at(&state::led(name)), state.payload());
-}
-
-/// Says on `<base>/error` what went wrong with `topic`
-/// (`{"topic": ..., "error": ...}`, contract §2).
-fn publish_error(
-    out: &mut Outbox,
-    topics: &Topics,
-    topic: impl Into<serde_json::Value>,
-    error: &str,
-) {
-    out.report(
-        &topics.at(state::ERROR),
-        json!({ "topic": topic.into(), "error": error }).to_string(),
-    );
-}
-
-/// Carries out one message and then acknowledges it to the broker.
-fn handle(router: &Router, parts: &mut Parts, out: &mut Outbox, mut msg: Inbound) {
-    let ack = msg.ack.take();
-    answer(router, parts, out, msg);
-    if let Some(a) = ack {
-        out.ack(a);
-    }
-}
-
-fn answer(router: &Router, parts: &mut Parts, out: &mut Outbox, msg: Inbound) {
-    let Some(parsed) = router.answerable(&msg.topic, &msg.payload) else {
-        return; // a link's topic, Home Assistant's status
-    };
-    let result = parsed.and_then(|cmd| parts.execute(cmd, out));
-    match result {
-        Ok(()) => {
-            if let Some(to) = &msg.reply_to {
-                out.reply(to, Bytes::from_static(br#"{"ok":true}"#));
-            }
-        }
-        Err(e) => {
-            let error = e.to_string();
-            parts.report(out, "command rejected", &msg.topic, &error);
-            if let Some(to) = &msg.reply_to {
-                out.reply(to, json!({ "ok": false, "error": error }).to_string());
-            }
-        }
-    }
-}
-
-/// How the display task refreshes `panel`: off the runtime's thread when
-/// it can take long, and with `refresh_ms` imitating a real panel's refresh
-/// on the backends that stand in for one (config/edge-agent.toml).
-fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
-    let stand_in = matches!(display.backend, DisplayBackend::Sim | DisplayBackend::Png);
-    Refresh {
-        blocking: panel.is_slow(),
-        simulated: if stand_in {
-            Duration::from_millis(display.refresh_ms)
-        } else {
-            Duration::ZERO
-        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::png_file::PngDisplay;
-    use crate::hardware::sim::SimDisplay;
-    use crate::hardware::BitFrame;
-
-    /// A real panel, as far as the agent can tell: the trait's defaults.
-    struct Panel;
-    impl Display for Panel {
-        fn size(&self) -> (u32, u32) {
-            (8, 8)
-        }
-        fn show(&mut self, _: &BitFrame) -> Result<(), HardwareError> {
-            Ok(())
-        }
-    }
-
     use crate::clock::TokioClock;
     use crate::config::Config;
     use crate::hardware::sim::SimHandles;
@@ -1155,10 +686,10 @@ mod tests {
         assert_eq!(topics_of(&out), ["edge/t/buzzer"]);
         assert_eq!(
             core.deadline(t0),
-            Some((t0 + Duration::from_millis(300), Timer::Buzzer))
+            Some((t0 + Duration::from_millis(300), Timer::Part(0)))
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let out = core.step(Input::Timer(Timer::Buzzer), Instant::now());
+        let out = core.step(Input::Timer(Timer::Part(0)), Instant::now());
         assert_eq!(
             out,
             vec![Output::Retain {
@@ -1185,21 +716,5 @@ mod tests {
         );
         assert_eq!(sim.pwm("led/right").and_then(|r| r.last()), Some(0.2));
         assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.2));
-    }
-
-    #[test]
-    fn refresh_ms_imitates_a_panel_on_the_stand_ins_and_file_writes_leave_the_runtime() {
-        let with = |backend| DisplayConfig {
-            backend,
-            refresh_ms: 1500,
-            ..DisplayConfig::default()
-        };
-        let slow = Duration::from_millis(1500);
-        let sim = refresh_of(&with(DisplayBackend::Sim), &SimDisplay::new(8, 8));
-        assert_eq!((sim.blocking, sim.simulated), (false, slow));
-        let png = refresh_of(&with(DisplayBackend::Png), &PngDisplay::new("x.png", 8, 8));
-        assert_eq!((png.blocking, png.simulated), (true, slow));
-        let epd = refresh_of(&with(DisplayBackend::Epd), &Panel);
-        assert_eq!((epd.blocking, epd.simulated), (true, Duration::ZERO));
     }
 }

@@ -16,7 +16,6 @@ use self::core::{Core, Input, Output, Wiring};
 use crate::clock::{self, SystemClock, WallClock};
 use crate::config::Settings;
 use crate::hardware::{Hardware, HardwareError};
-use crate::mqtt::topic::state;
 use crate::mqtt::transport::{
     Inbound, Link, Publisher, Transport, TransportError, TransportOptions,
 };
@@ -104,17 +103,11 @@ pub async fn run_with_clock(
                     Some((_, timer)) => Input::Timer(timer),
                     None => continue,
                 },
-                Some(ev) = wiring.button_events.recv() => Input::Button(ev),
+                Some(event) = wiring.events.recv() => Input::Part(event),
                 Some(event) = clock_events.recv() => match event {
                     clock::ClockEvent::Minute(at) => Input::Minute(at),
                     clock::ClockEvent::Stepped(step) => Input::Stepped(step),
                 },
-                Ok(()) = wiring.matrix_states.changed() => {
-                    Input::Matrix(wiring.matrix_states.borrow_and_update().clone())
-                }
-                Some(e) = wiring.matrix_errors.recv() => Input::Failed(state::MATRIX, e),
-                Some(e) = wiring.led_errors.recv() => Input::Failed("led", e),
-                Some(e) = wiring.display_errors.recv() => Input::Failed(state::DISPLAY, e),
                 Ok(()) = link.changed() => {
                     let now = *link.borrow_and_update();
                     tell_systemd(now, &mut systemd, &publisher);
@@ -148,7 +141,6 @@ pub async fn run_with_clock(
 /// The shutdown's order: the parts' tasks end, the outputs go to their safe
 /// values and their states are published, then `offline` and DISCONNECT.
 async fn stop(core: Core, mut wiring: Wiring, transport: Transport) -> Result<(), HardwareError> {
-    drop(wiring.button.take());
     for t in wiring.tasks.drain(..) {
         t.abort();
     }

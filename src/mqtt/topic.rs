@@ -45,6 +45,17 @@ pub(crate) struct CommandTopic {
     /// The topics below base that carrying it out may publish, besides
     /// `error`; `led/+` is the LED the command names.
     pub publishes: &'static [&'static str],
+    /// The part that takes it, with what enables it, as an error names it
+    /// when no part does.
+    pub part: &'static str,
+}
+
+/// The row of `verb`.
+pub(crate) fn command(verb: Verb) -> &'static CommandTopic {
+    COMMANDS
+        .iter()
+        .find(|c| c.verb == verb)
+        .unwrap_or(&COMMANDS[0])
 }
 
 /// Every command topic, in the order the banner and error messages list them.
@@ -53,41 +64,49 @@ pub(crate) const COMMANDS: &[CommandTopic] = &[
         verb: Verb::Led,
         path: "led/+/set",
         publishes: &["led/+"],
+        part: "the LEDs ([tilt])",
     },
     CommandTopic {
         verb: Verb::Tilt,
         path: "tilt/set",
         publishes: &["led/left", "led/right"],
+        part: "the tilt LEDs ([tilt])",
     },
     CommandTopic {
         verb: Verb::Matrix,
         path: "matrix/set",
         publishes: &["matrix"],
+        part: "the LED matrix ([matrix])",
     },
     CommandTopic {
         verb: Verb::Buzzer,
         path: "buzzer/set",
         publishes: &["buzzer"],
+        part: "the buzzer ([buzzer])",
     },
     CommandTopic {
         verb: Verb::Message,
         path: "display/message/set",
         publishes: &["display"],
+        part: "the message board ([display])",
     },
     CommandTopic {
         verb: Verb::Clock,
         path: "display/clock/set",
         publishes: &["display", "clock/tick"],
+        part: "the message board ([display])",
     },
     CommandTopic {
         verb: Verb::SimPress,
         path: "sim/button/press",
         publishes: &["button/event", "display"],
+        part: "the simulated button (hardware.backend is not sim, or [button] is off)",
     },
     CommandTopic {
         verb: Verb::SimPanic,
         path: "sim/panic",
         publishes: &["status"],
+        part: "fault injection (hardware.backend is not sim)",
     },
 ];
 

@@ -30,6 +30,13 @@ pub enum CommandError {
 }
 
 /// The payload as text.
+impl CommandError {
+    /// The hardware refused a command.
+    pub(crate) fn refused(e: crate::hardware::HardwareError) -> CommandError {
+        CommandError::BadPayload(format!("the hardware refused it: {e}"))
+    }
+}
+
 pub(crate) fn text(payload: &[u8]) -> Result<&str, CommandError> {
     std::str::from_utf8(payload).map_err(|_| CommandError::NotUtf8)
 }

@@ -1,5 +1,11 @@
-//! The device's parts, each in its own home: what it does with a command,
-//! written against the hardware traits only. No part knows MQTT.
+//! The device's parts, each in its own home: its command parsing, its device
+//! logic, its config section, its state and its Home Assistant entities,
+//! written against the hardware traits only. No part knows MQTT: a part
+//! takes commands by the topic table's verbs and returns what changed as
+//! values keyed by the table's state paths.
+//!
+//! [`parts!`] is the registry: one line per part makes its arm of [`Part`]
+//! and of [`Command`], and starts it with the others.
 
 pub mod button;
 pub mod buzzer;
@@ -7,8 +13,24 @@ pub(crate) mod input;
 pub mod leds;
 pub mod matrix;
 pub mod message_board;
+pub(crate) mod sim;
 
-use crate::mqtt::topic::Verb;
+use std::future::Future;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::agent::AgentError;
+use crate::config::Settings;
+use crate::hardware::{Hardware, HardwareError};
+use crate::mqtt::topic::{self, Verb};
+use crate::parts::button::ButtonEvent;
+use crate::parts::input::CommandError;
+use crate::parts::matrix::engine::MatrixState;
 
 /// A Home Assistant entity a part offers, in the topic table's terms:
 /// discovery adds the topics, the device and availability.
@@ -28,4 +50,324 @@ pub struct Entity {
     pub state: Option<String>,
     /// The rest of its config.
     pub fields: serde_json::Value,
+}
+
+/// The time a part acts at, by both clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    /// The monotonic time (timers, rate limits).
+    pub at: Instant,
+    /// The wall clock (what the board shows, event times).
+    pub wall: DateTime<Utc>,
+    /// The device's time zone.
+    pub time_zone: Tz,
+}
+
+/// What a part changed, for the core to publish: paths below base, from
+/// the topic table's state rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Out {
+    /// A retained state (the latest per path is what counts).
+    State(String, Bytes),
+    /// An event (a button press, a clock tick): not retained.
+    Event(&'static str, Bytes),
+}
+
+impl Out {
+    /// A retained state at `path`.
+    pub(crate) fn state(path: impl Into<String>, payload: impl Into<Bytes>) -> Out {
+        Out::State(path.into(), payload.into())
+    }
+}
+
+/// Something that happened, which any part may react to.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A whole minute of the time zone came.
+    Minute(DateTime<Tz>),
+    /// The button did something.
+    Button(ButtonEvent),
+    /// The matrix engine reports its state.
+    Matrix(MatrixState),
+    /// The broker connection went down.
+    Offline,
+    /// A part's hardware failed; the path names the part's state topic.
+    Failed(&'static str, HardwareError),
+}
+
+/// What a part is started with.
+pub(crate) struct Start<'a> {
+    /// The settings.
+    pub settings: &'a Settings,
+    /// The hardware, from which each part takes its wires by name.
+    pub hardware: &'a mut Hardware,
+    /// The wall clock now.
+    pub wall: DateTime<Utc>,
+    /// Where the parts' tasks report what happens.
+    pub events: mpsc::Sender<Event>,
+    /// The parts' tasks, aborted when the agent stops.
+    pub tasks: &'a mut Vec<JoinHandle<()>>,
+}
+
+impl Start<'_> {
+    /// A sender for the failures of the part whose state is at `path`;
+    /// each arrives as [`Event::Failed`].
+    pub(crate) fn failures(&mut self, path: &'static str) -> mpsc::Sender<HardwareError> {
+        self.forward(move |e| Event::Failed(path, e))
+    }
+
+    /// A sender whose values arrive as events, made by `event`.
+    pub(crate) fn forward<T: Send + 'static>(
+        &mut self,
+        event: impl Fn(T) -> Event + Send + 'static,
+    ) -> mpsc::Sender<T> {
+        let (tx, mut rx) = mpsc::channel::<T>(8);
+        let events = self.events.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(v) = rx.recv().await {
+                if events.send(event(v)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        tx
+    }
+}
+
+/// What every part does; the core drives the parts through it only.
+pub(crate) trait Device: Sized {
+    /// A command it takes, parsed.
+    type Command: std::fmt::Debug + Clone + PartialEq;
+
+    /// Starts the part, when the settings enable it and the hardware has it.
+    fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError>;
+
+    /// The verbs of the topic table it takes.
+    fn verbs(&self) -> &'static [Verb];
+
+    /// Parses a command on one of its verbs (`name`: the LED a topic names).
+    fn parse(
+        &self,
+        verb: Verb,
+        name: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Self::Command, CommandError>;
+
+    /// Carries out a command; on error nothing has changed.
+    fn execute(&mut self, cmd: Self::Command, now: &Now) -> Result<Vec<Out>, CommandError>;
+
+    /// Every state it has, to publish now.
+    fn states(&mut self, now: &Now) -> Vec<Out>;
+
+    /// Reacts to something that happened.
+    fn react(&mut self, _event: &Event, _now: &Now) -> Vec<Out> {
+        Vec::new()
+    }
+
+    /// Its next timer due, as of `now`.
+    fn deadline(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+
+    /// Its timer is due.
+    fn timer(&mut self, _now: &Now) -> Vec<Out> {
+        Vec::new()
+    }
+
+    /// Puts its outputs at their safe values while the agent runs on (the
+    /// broker has been away too long); returns its states.
+    fn go_safe(&mut self, now: &Now) -> Vec<Out> {
+        self.states(now)
+    }
+
+    /// Puts its outputs at their safe values and stops (shutdown); returns
+    /// the states it is left in and whether the hardware took it.
+    fn stop(self, now: Now) -> impl Future<Output = (Vec<Out>, Result<(), HardwareError>)>;
+}
+
+/// The registry: one line per part makes its arm of [`Part`] and of
+/// [`Command`], and its place in the start order (which is the order of
+/// every publish of all states, and of the shutdown).
+macro_rules! parts {
+    ($($(#[$doc:meta])* $arm:ident($ty:ty),)*) => {
+        /// One part of the device, running.
+        pub(crate) enum Part {
+            $($(#[$doc])* $arm($ty),)*
+        }
+
+        /// A command for one part, as that part parsed it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub(crate) enum Command {
+            $($(#[$doc])* $arm(<$ty as Device>::Command),)*
+        }
+
+        impl Part {
+            /// Every part the settings enable, started.
+            fn start_all(start: &mut Start<'_>) -> Result<Vec<Part>, AgentError> {
+                let mut parts = Vec::new();
+                $(if let Some(p) = <$ty as Device>::start(start)? {
+                    parts.push(Part::$arm(p));
+                })*
+                Ok(parts)
+            }
+
+            fn verbs(&self) -> &'static [Verb] {
+                match self { $(Part::$arm(p) => p.verbs(),)* }
+            }
+
+            fn parse(&self, verb: Verb, name: Option<&str>, payload: &[u8]) -> Result<Command, CommandError> {
+                match self { $(Part::$arm(p) => p.parse(verb, name, payload).map(Command::$arm),)* }
+            }
+
+            /// Whether `cmd` is this part's.
+            fn owns(&self, cmd: &Command) -> bool {
+                match (self, cmd) {
+                    $((Part::$arm(_), Command::$arm(_)) => true,)*
+                    #[allow(unreachable_patterns)]
+                    _ => false,
+                }
+            }
+
+            fn execute(&mut self, cmd: Command, now: &Now) -> Result<Vec<Out>, CommandError> {
+                match (self, cmd) {
+                    $((Part::$arm(p), Command::$arm(c)) => p.execute(c, now),)*
+                    #[allow(unreachable_patterns)]
+                    (_, cmd) => Err(CommandError::Disabled(format!("{cmd:?}"))),
+                }
+            }
+
+            fn states(&mut self, now: &Now) -> Vec<Out> {
+                match self { $(Part::$arm(p) => p.states(now),)* }
+            }
+
+            fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
+                match self { $(Part::$arm(p) => p.react(event, now),)* }
+            }
+
+            fn deadline(&self, now: Instant) -> Option<Instant> {
+                match self { $(Part::$arm(p) => p.deadline(now),)* }
+            }
+
+            fn timer(&mut self, now: &Now) -> Vec<Out> {
+                match self { $(Part::$arm(p) => p.timer(now),)* }
+            }
+
+            fn go_safe(&mut self, now: &Now) -> Vec<Out> {
+                match self { $(Part::$arm(p) => p.go_safe(now),)* }
+            }
+
+            async fn stop(self, now: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+                match self { $(Part::$arm(p) => p.stop(now).await,)* }
+            }
+        }
+    };
+}
+
+parts! {
+    /// The buzzer.
+    Buzzer(buzzer::Buzzer),
+    /// The PWM LEDs and the tilt rule.
+    Leds(leds::Leds),
+    /// The 5×5 LED matrix and its patterns.
+    Matrix(matrix::Matrix),
+    /// The button (its events go out before what they change).
+    Button(button::Button),
+    /// The message board with its display and clock.
+    Board(message_board::MessageBoard),
+    /// The simulated backend's own topics.
+    Sim(sim::Sim),
+}
+
+/// The running parts.
+pub(crate) struct Parts {
+    list: Vec<Part>,
+}
+
+impl Parts {
+    /// Every part the settings enable, started on `start.hardware`.
+    pub(crate) fn start(start: &mut Start<'_>) -> Result<Parts, AgentError> {
+        Ok(Parts {
+            list: Part::start_all(start)?,
+        })
+    }
+
+    /// The verbs the device takes.
+    pub(crate) fn verbs(&self) -> Vec<Verb> {
+        topic::COMMANDS
+            .iter()
+            .map(|c| c.verb)
+            .filter(|v| self.list.iter().any(|p| p.verbs().contains(v)))
+            .collect()
+    }
+
+    /// Parses a command on `verb`, by the part that takes it.
+    pub(crate) fn parse(
+        &self,
+        verb: Verb,
+        name: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Command, CommandError> {
+        match self.list.iter().find(|p| p.verbs().contains(&verb)) {
+            Some(part) => part.parse(verb, name, payload),
+            None => Err(CommandError::Disabled(topic::command(verb).part.into())),
+        }
+    }
+
+    /// Carries out a command; on error nothing has changed.
+    pub(crate) fn execute(&mut self, cmd: Command, now: &Now) -> Result<Vec<Out>, CommandError> {
+        match self.list.iter_mut().find(|p| p.owns(&cmd)) {
+            Some(part) => part.execute(cmd, now),
+            None => Err(CommandError::Disabled(format!("{cmd:?}"))),
+        }
+    }
+
+    /// Every part's states.
+    pub(crate) fn states(&mut self, now: &Now) -> Vec<Out> {
+        self.list.iter_mut().flat_map(|p| p.states(now)).collect()
+    }
+
+    /// What the parts make of `event`.
+    pub(crate) fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
+        self.list
+            .iter_mut()
+            .flat_map(|p| p.react(event, now))
+            .collect()
+    }
+
+    /// The next part timer due, and the part's index.
+    pub(crate) fn deadline(&self, now: Instant) -> Option<(Instant, usize)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.deadline(now)?, i)))
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// The timer of part `index` is due.
+    pub(crate) fn timer(&mut self, index: usize, now: &Now) -> Vec<Out> {
+        self.list
+            .get_mut(index)
+            .map(|p| p.timer(now))
+            .unwrap_or_default()
+    }
+
+    /// Every output at its safe value; the states.
+    pub(crate) fn go_safe(&mut self, now: &Now) -> Vec<Out> {
+        self.list.iter_mut().flat_map(|p| p.go_safe(now)).collect()
+    }
+
+    /// Every output at its safe value and every part stopped, in order;
+    /// the states they are left in, and the first hardware failure.
+    pub(crate) async fn stop(self, now: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+        let mut outs = Vec::new();
+        let mut first = Ok(());
+        for part in self.list {
+            let (o, r) = part.stop(now).await;
+            outs.extend(o);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        (outs, first)
+    }
 }

@@ -5,10 +5,66 @@ mod device;
 
 pub use device::*;
 
+use std::convert::Infallible;
+
 use serde_json::json;
 
-use crate::mqtt::topic::state;
-use crate::parts::Entity;
+use crate::agent::AgentError;
+use crate::hardware::{HardwareError, InputEdges};
+use crate::mqtt::topic::{state, Verb};
+use crate::parts::input::CommandError;
+use crate::parts::{Device, Entity, Event, Now, Out, Start};
+
+/// The button as a part: its input, whose watcher reports its events. A
+/// real pin's interrupt ends with the input.
+pub(crate) struct Button {
+    _input: Box<dyn InputEdges>,
+}
+
+impl Device for Button {
+    type Command = Infallible;
+
+    fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError> {
+        let Some(mut input) = start.hardware.input("button") else {
+            return Ok(None);
+        };
+        let edges = input.edges()?;
+        let timing = Timing::from_config(&start.settings.config.button);
+        let events = start.forward(Event::Button);
+        start.tasks.push(tokio::spawn(watch(edges, timing, events)));
+        Ok(Some(Button { _input: input }))
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        &[]
+    }
+
+    fn parse(&self, _: Verb, _: Option<&str>, _: &[u8]) -> Result<Infallible, CommandError> {
+        Err(CommandError::Disabled("commands to the button".into()))
+    }
+
+    fn execute(&mut self, cmd: Infallible, _: &Now) -> Result<Vec<Out>, CommandError> {
+        match cmd {}
+    }
+
+    fn states(&mut self, _: &Now) -> Vec<Out> {
+        Vec::new()
+    }
+
+    fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
+        match event {
+            Event::Button(ev) => {
+                let at = now.wall.with_timezone(&now.time_zone);
+                vec![Out::Event(state::BUTTON_EVENT, ev.payload(&at).into())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+        (Vec::new(), Ok(()))
+    }
+}
 
 /// The button's Home Assistant entity: an event with its press kinds.
 pub fn entity(enabled: bool) -> Entity {

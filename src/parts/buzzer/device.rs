@@ -11,6 +11,8 @@ pub struct Buzzer {
     on_duty: f64,
     on: bool,
     until: Option<Instant>,
+    /// The longest beep it takes (ms).
+    pub(crate) max_beep_ms: u64,
 }
 
 impl Buzzer {
@@ -23,6 +25,7 @@ impl Buzzer {
             on_duty: if tone { 0.5 } else { 1.0 },
             on: false,
             until: None,
+            max_beep_ms: u64::MAX,
         })
     }
 
@@ -41,7 +44,7 @@ impl Buzzer {
     }
 
     /// When a beep ends, if one is running.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn beep_ends(&self) -> Option<Instant> {
         self.until
     }
 
@@ -87,8 +90,8 @@ mod tests {
         let mut b = Buzzer::new(Box::new(pwm), true).unwrap();
         let t0 = Instant::now();
         b.set(BuzzerSet::Beep(200), t0).unwrap();
-        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(200)));
-        tokio::time::sleep_until(b.deadline().unwrap()).await;
+        assert_eq!(b.beep_ends(), Some(t0 + Duration::from_millis(200)));
+        tokio::time::sleep_until(b.beep_ends().unwrap()).await;
         b.off().unwrap();
         let at: Vec<(u128, f64)> = rec
             .entries()
@@ -97,6 +100,6 @@ mod tests {
             .collect();
         assert_eq!(at, vec![(0, 0.0), (0, 0.5), (200, 0.0)]);
         b.set(BuzzerSet::On, Instant::now()).unwrap();
-        assert!(b.is_on() && b.deadline().is_none());
+        assert!(b.is_on() && b.beep_ends().is_none());
     }
 }

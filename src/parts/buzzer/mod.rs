@@ -7,9 +7,77 @@ mod device;
 pub use device::*;
 
 use serde_json::json;
+use tokio::time::Instant;
+use tracing::warn;
 
+use self::command::{parse_buzzer, BuzzerSet};
+use crate::agent::AgentError;
+use crate::hardware::HardwareError;
 use crate::mqtt::topic::{state, Verb};
-use crate::parts::Entity;
+use crate::parts::input::{text, CommandError};
+use crate::parts::{Device, Entity, Now, Out, Start};
+
+impl Device for Buzzer {
+    type Command = BuzzerSet;
+
+    fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError> {
+        let Some(channel) = start.hardware.pwm(state::BUZZER) else {
+            return Ok(None);
+        };
+        let c = &start.settings.config.buzzer;
+        let mut buzzer = Buzzer::new(channel, c.tone_hz > 0.0)?;
+        buzzer.max_beep_ms = c.max_beep_ms;
+        Ok(Some(buzzer))
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        &[Verb::Buzzer]
+    }
+
+    fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<BuzzerSet, CommandError> {
+        parse_buzzer(text(payload)?, self.max_beep_ms)
+    }
+
+    fn execute(&mut self, set: BuzzerSet, now: &Now) -> Result<Vec<Out>, CommandError> {
+        self.set(set, now.at).map_err(CommandError::refused)?;
+        Ok(self.states(now))
+    }
+
+    fn states(&mut self, _: &Now) -> Vec<Out> {
+        vec![Out::state(state::BUZZER, self.payload())]
+    }
+
+    fn deadline(&self, _: Instant) -> Option<Instant> {
+        self.beep_ends()
+    }
+
+    fn timer(&mut self, now: &Now) -> Vec<Out> {
+        self.silence();
+        self.states(now)
+    }
+
+    fn go_safe(&mut self, now: &Now) -> Vec<Out> {
+        self.silence();
+        self.states(now)
+    }
+
+    async fn stop(mut self, now: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+        let off = self.off();
+        if let Err(e) = &off {
+            warn!(error = %e, "could not silence the buzzer");
+        }
+        (self.states(&now), off)
+    }
+}
+
+impl Buzzer {
+    /// Silences it, saying so when the hardware refuses.
+    fn silence(&mut self) {
+        if let Err(e) = self.off() {
+            warn!(error = %e, "could not silence the buzzer");
+        }
+    }
+}
 
 /// The buzzer's Home Assistant entity: a switch.
 pub fn entity(enabled: bool) -> Entity {

@@ -167,6 +167,11 @@ impl LedGroup {
             .zip(self.states.iter().copied())
     }
 
+    /// How long a tilt drives the LEDs.
+    pub fn tilt_timeout(&self) -> Duration {
+        self.timing.tilt_timeout
+    }
+
     /// Whether tilt values currently drive the LEDs.
     pub fn tilting(&self) -> bool {
         self.tilt_until.is_some()

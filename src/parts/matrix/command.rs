@@ -10,7 +10,7 @@ use crate::quote::clip;
 
 /// A change to the LED matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MatrixSet {
+pub(crate) enum MatrixSet {
     /// Run a program (a frame, a named pattern, or a JSON program).
     Run {
         /// The program.

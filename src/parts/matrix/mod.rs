@@ -9,10 +9,153 @@ pub mod pattern;
 
 pub use frame::Frame;
 
-use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
 
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use self::command::{parse_matrix, MatrixSet};
+use self::engine::{MatrixCommand, MatrixHandle, MatrixState};
+use self::pattern::{Library, Node};
+use crate::agent::AgentError;
+use crate::hardware::HardwareError;
 use crate::mqtt::topic::{state, Verb};
-use crate::parts::Entity;
+use crate::parts::input::{text, CommandError};
+use crate::parts::{Device, Entity, Event, Now, Out, Start};
+
+/// The matrix as a part: its pattern engine and what it last reported.
+pub(crate) struct Matrix {
+    engine: MatrixHandle,
+    task: JoinHandle<()>,
+    library: Library,
+    state: MatrixState,
+    /// The program ON brings back.
+    last: Option<(Arc<Node>, Option<String>)>,
+    /// The frame when safe (`safety.matrix`).
+    safe: Frame,
+}
+
+impl Device for Matrix {
+    type Command = MatrixSet;
+
+    fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError> {
+        let Some(outputs) = start.hardware.outputs(state::MATRIX) else {
+            return Ok(None);
+        };
+        let library = Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?;
+        let safe = start
+            .settings
+            .config
+            .safety
+            .matrix_frame()
+            .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?;
+        let (states_tx, mut states) = watch::channel(MatrixState::default());
+        let errors = start.failures(state::MATRIX);
+        let (engine, task) = engine::spawn(outputs, states_tx, errors, safe)?;
+        // The engine's states, the latest of them while the core is busy.
+        let events = start.events.clone();
+        start.tasks.push(tokio::spawn(async move {
+            while states.changed().await.is_ok() {
+                let s = states.borrow_and_update().clone();
+                if events.send(Event::Matrix(s)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        Ok(Some(Matrix {
+            engine,
+            task,
+            library,
+            state: MatrixState::default(),
+            last: None,
+            safe,
+        }))
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        &[Verb::Matrix]
+    }
+
+    fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<MatrixSet, CommandError> {
+        parse_matrix(text(payload)?, &self.library)
+    }
+
+    fn execute(&mut self, set: MatrixSet, _: &Now) -> Result<Vec<Out>, CommandError> {
+        // The engine reports the new state when the program starts.
+        let cmd = match set {
+            MatrixSet::Run { program, effect } => MatrixCommand::Run { program, effect },
+            MatrixSet::Off => MatrixCommand::Off,
+            MatrixSet::On => {
+                let (program, effect) = self
+                    .last
+                    .clone()
+                    .unwrap_or_else(|| (Arc::new(Node::Frame(Frame::ALL)), None));
+                MatrixCommand::Run { program, effect }
+            }
+        };
+        self.engine
+            .send(cmd.clone())
+            .map_err(CommandError::refused)?;
+        if let MatrixCommand::Run { program, effect } = cmd {
+            self.last = Some((program, effect));
+        }
+        Ok(Vec::new())
+    }
+
+    fn states(&mut self, _: &Now) -> Vec<Out> {
+        vec![Out::state(state::MATRIX, self.state.payload())]
+    }
+
+    fn react(&mut self, event: &Event, _: &Now) -> Vec<Out> {
+        match event {
+            Event::Matrix(s) => {
+                self.state = s.clone();
+                vec![Out::state(state::MATRIX, s.payload())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn go_safe(&mut self, now: &Now) -> Vec<Out> {
+        let cmd = if self.safe.is_off() {
+            MatrixCommand::Off
+        } else {
+            MatrixCommand::Run {
+                program: Arc::new(Node::Frame(self.safe)),
+                effect: None,
+            }
+        };
+        if let Err(e) = self.engine.send(cmd) {
+            warn!(error = %e, "could not put the matrix in its safe state");
+        }
+        self.states(now)
+    }
+
+    async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+        let frame = self.safe;
+        let safe = MatrixState {
+            on: !frame.is_off(),
+            effect: None,
+            frame,
+        };
+        let states = vec![Out::state(state::MATRIX, safe.payload())];
+        // Without its handle the engine shows the safe frame and stops.
+        drop(self.engine);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_millis(200), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let late = HardwareError::Invalid("the matrix did not stop in time".into());
+            return (states, Err(late));
+        }
+        (states, Ok(()))
+    }
+}
 
 /// The matrix's Home Assistant entity: a JSON light whose effects are the
 /// named patterns.

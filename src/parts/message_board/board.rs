@@ -65,11 +65,6 @@ impl Board {
         &self.state
     }
 
-    /// The board's time zone.
-    pub(crate) fn time_zone(&self) -> Tz {
-        self.tz
-    }
-
     /// A message arrived: the clock stops and the message is drawn.
     pub(crate) fn message(
         &mut self,

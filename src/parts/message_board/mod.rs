@@ -7,11 +7,159 @@ pub(crate) mod config;
 pub(crate) mod display;
 pub mod render;
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::config::DisplayConfig;
+use self::board::Board;
+use self::command::{parse_clock, parse_message};
+use self::display::{DisplayHandle, Refresh};
+use self::render::Screen;
+use crate::agent::AgentError;
+use crate::clock::rfc3339;
+use crate::config::{DisplayBackend, DisplayConfig};
+use crate::hardware::{Display, HardwareError};
 use crate::mqtt::topic::{state, Verb};
-use crate::parts::Entity;
+use crate::parts::button::ButtonEvent;
+use crate::parts::input::{text, CommandError};
+use crate::parts::{Device, Entity, Event, Now, Out, Start};
+
+/// The message board as a part: the board and the worker that draws on its
+/// panel.
+pub(crate) struct MessageBoard {
+    board: Board,
+    display: DisplayHandle,
+    /// The longest message it takes (characters).
+    max_chars: usize,
+}
+
+/// A command for the message board.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BoardCommand {
+    /// Show a message (stops the clock).
+    Message {
+        /// The text, trimmed, not empty.
+        text: String,
+        /// The sender, if given.
+        from: Option<String>,
+    },
+    /// Start (`true`) or stop the clock.
+    Clock(bool),
+}
+
+impl MessageBoard {
+    /// Draws `screen`, if any, and gives the board's state.
+    fn show(&self, screen: Option<Screen>) -> Vec<Out> {
+        match screen {
+            Some(screen) => {
+                self.display.show(screen);
+                self.state()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn state(&self) -> Vec<Out> {
+        vec![Out::state(state::DISPLAY, self.board.state().payload())]
+    }
+}
+
+impl Device for MessageBoard {
+    type Command = BoardCommand;
+
+    fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError> {
+        let Some(panel) = start.hardware.display.take() else {
+            return Ok(None);
+        };
+        let config = &start.settings.config.display;
+        let refresh = refresh_of(config, panel.as_ref());
+        let max_chars = config.max_message_chars;
+        let errors = start.failures(state::DISPLAY);
+        let (display, task) = display::spawn(panel, refresh, errors);
+        start.tasks.push(task);
+        let (board, first) = Board::new(start.settings.time_zone, start.wall);
+        display.show(first);
+        Ok(Some(MessageBoard {
+            board,
+            display,
+            max_chars,
+        }))
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        &[Verb::Message, Verb::Clock]
+    }
+
+    fn parse(
+        &self,
+        verb: Verb,
+        _: Option<&str>,
+        payload: &[u8],
+    ) -> Result<BoardCommand, CommandError> {
+        if verb == Verb::Clock {
+            return parse_clock(payload).map(BoardCommand::Clock);
+        }
+        let (text, from) = parse_message(text(payload)?, self.max_chars)?;
+        Ok(BoardCommand::Message { text, from })
+    }
+
+    fn execute(&mut self, cmd: BoardCommand, now: &Now) -> Result<Vec<Out>, CommandError> {
+        Ok(match cmd {
+            BoardCommand::Message { text, from } => {
+                let screen = self.board.message(text, from, now.wall);
+                self.show(Some(screen))
+            }
+            BoardCommand::Clock(on) => {
+                if let Some(screen) = self.board.set_clock(on, now.wall) {
+                    self.display.show(screen);
+                }
+                self.state()
+            }
+        })
+    }
+
+    fn states(&mut self, _: &Now) -> Vec<Out> {
+        self.state()
+    }
+
+    fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
+        match event {
+            Event::Minute(at) => match self.board.tick(*at) {
+                Some(screen) => {
+                    self.display.show(screen);
+                    let tick = json!({ "time": rfc3339(at) }).to_string();
+                    vec![Out::Event(state::CLOCK_TICK, tick.into())]
+                }
+                None => Vec::new(),
+            },
+            // The restart button: the clock comes back.
+            Event::Button(ButtonEvent::Press) => {
+                let screen = self.board.press(now.wall);
+                self.show(screen)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
+        (Vec::new(), Ok(()))
+    }
+}
+
+/// How the display task refreshes `panel`: off the runtime's thread when
+/// it can take long, and with `refresh_ms` imitating a real panel's refresh
+/// on the backends that stand in for one (config/edge-agent.toml).
+fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
+    let stand_in = matches!(display.backend, DisplayBackend::Sim | DisplayBackend::Png);
+    Refresh {
+        blocking: panel.is_slow(),
+        simulated: if stand_in {
+            Duration::from_millis(display.refresh_ms)
+        } else {
+            Duration::ZERO
+        },
+    }
+}
 
 /// The longest text Home Assistant's text entity holds.
 pub(crate) const HA_TEXT_MAX: usize = 255;
@@ -47,4 +195,39 @@ pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
             }),
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::png_file::PngDisplay;
+    use crate::hardware::sim::SimDisplay;
+    use crate::hardware::BitFrame;
+
+    /// A real panel, as far as the agent can tell: the trait's defaults.
+    struct Panel;
+    impl Display for Panel {
+        fn size(&self) -> (u32, u32) {
+            (8, 8)
+        }
+        fn show(&mut self, _: &BitFrame) -> Result<(), HardwareError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refresh_ms_imitates_a_panel_on_the_stand_ins_and_file_writes_leave_the_runtime() {
+        let with = |backend| DisplayConfig {
+            backend,
+            refresh_ms: 1500,
+            ..DisplayConfig::default()
+        };
+        let slow = Duration::from_millis(1500);
+        let sim = refresh_of(&with(DisplayBackend::Sim), &SimDisplay::new(8, 8));
+        assert_eq!((sim.blocking, sim.simulated), (false, slow));
+        let png = refresh_of(&with(DisplayBackend::Png), &PngDisplay::new("x.png", 8, 8));
+        assert_eq!((png.blocking, png.simulated), (true, slow));
+        let epd = refresh_of(&with(DisplayBackend::Epd), &Panel);
+        assert_eq!((epd.blocking, epd.simulated), (true, Duration::ZERO));
+    }
 }
