@@ -3,7 +3,7 @@
 //! says in plain words what was wrong. The topic table routes the topic;
 //! the part parses the payload. Nothing here touches MQTT or hardware.
 
-use crate::mqtt::topic::{Route, Topics};
+use crate::mqtt::topic::{Route, Topics, Verb};
 pub use crate::parts::input::{CommandError, MAX_PAYLOAD};
 use crate::parts::{Command, Parts};
 
@@ -14,10 +14,11 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for topics below `base`, to the commands `parts` take.
-    pub(crate) fn new(base: impl Into<String>, parts: &Parts) -> Self {
+    /// A router for topics below `base`, to the commands `verbs` (those the
+    /// configuration enables: `Config::verbs`).
+    pub(crate) fn new(base: impl Into<String>, verbs: Vec<Verb>) -> Self {
         Router {
-            topics: Topics::new(base, parts.verbs()),
+            topics: Topics::new(base, verbs),
         }
     }
 
@@ -134,7 +135,7 @@ mod tests {
         })
         .unwrap();
         Device {
-            router: Router::new("edge/t", &parts),
+            router: Router::new("edge/t", settings.config.verbs()),
             parts,
             _runtime: runtime,
         }

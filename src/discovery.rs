@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::mqtt::topic::{self, Topics};
-use crate::parts::{self, Entity};
+use crate::parts::Entity;
 
 /// One discovery config: its topic and payload (empty = remove the entity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +32,12 @@ pub(crate) fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announ
         "manufacturer": "edge-agent",
         "sw_version": env!("CARGO_PKG_VERSION"),
     });
-    let mut entities = parts::leds::entities(c.tilt.enabled);
-    entities.push(parts::matrix::entity(c.matrix.enabled, effects));
-    entities.push(parts::button::entity(c.button.enabled));
-    entities.extend(parts::message_board::entities(&c.display));
+    let mut entities: Vec<Entity> = c
+        .sections()
+        .into_iter()
+        .flat_map(|s| s.entities(effects))
+        .collect();
     entities.push(started());
-    entities.push(parts::buzzer::entity(c.buzzer.enabled));
     entities
         .into_iter()
         .map(|e| {

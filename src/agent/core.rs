@@ -185,7 +185,7 @@ impl Core {
             events: events_tx,
             tasks: &mut tasks,
         })?;
-        let router = Router::new(settings.base_topic.clone(), &parts);
+        let router = Router::new(settings.base_topic.clone(), config.verbs());
         let links = Links::new(&settings.base_topic, &config.links);
         let ha_status = config.homeassistant.status_topic();
         let wanted = router.topics().wanted(ha_status.clone(), links.filters());

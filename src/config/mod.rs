@@ -29,6 +29,7 @@ pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
 pub use crate::parts::leds::config::TiltConfig;
 pub use crate::parts::matrix::config::{MatrixConfig, DEFAULT_MATRIX_LINES};
 pub use crate::parts::message_board::config::{DisplayBackend, DisplayConfig};
+use crate::parts::Section;
 
 /// The system-wide configuration file, read when it exists.
 pub(crate) const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
@@ -424,23 +425,31 @@ impl Sources {
 }
 
 impl Config {
-    /// The commands this configuration enables, in the topic table's terms.
+    /// Every part's section, in the order they are checked in (a line two
+    /// parts claim is reported at the later one) and announced in.
+    pub(crate) fn sections(&self) -> [&dyn Section; 5] {
+        [
+            &self.display,
+            &self.buzzer,
+            &self.button,
+            &self.tilt,
+            &self.matrix,
+        ]
+    }
+
+    /// The commands this configuration enables, in the topic table's terms:
+    /// those of the fitted parts, and the simulated backend's own.
     pub(crate) fn verbs(&self) -> Vec<Verb> {
         let sim = self.hardware.backend == Backend::Sim;
-        let has = [
-            (Verb::Led, self.tilt.enabled),
-            (Verb::Tilt, self.tilt.enabled),
-            (Verb::Matrix, self.matrix.enabled),
-            (Verb::Buzzer, self.buzzer.enabled),
-            (Verb::Message, self.display.enabled),
-            (Verb::Clock, self.display.enabled),
-            (Verb::SimPress, sim && self.button.enabled),
-            (Verb::SimPanic, sim),
-        ];
-        has.into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(v, _)| v)
-            .collect()
+        let parts = self.sections().into_iter().filter(|s| s.enabled());
+        let mut verbs: Vec<Verb> = parts.flat_map(|s| s.verbs().iter().copied()).collect();
+        if sim && self.button.enabled {
+            verbs.push(Verb::SimPress);
+        }
+        if sim {
+            verbs.push(Verb::SimPanic);
+        }
+        verbs
     }
 
     /// Merges the layers, then checks the result.
@@ -785,11 +794,8 @@ impl Config {
                     allowed,
                 )
             })?;
-        if self.display.enabled {
-            self.display.check(&gpio, &mut lines)?;
-        }
-        if self.buzzer.enabled {
-            self.buzzer.check(&gpio, &mut lines)?;
+        for section in self.sections().into_iter().filter(|s| s.enabled()) {
+            section.check(&gpio, &mut lines)?;
         }
         if self.safety.offline_timeout_ms > 86_400_000 {
             return Err(ConfigError::new(
@@ -825,15 +831,6 @@ impl Config {
         let topics = Topics::new(base_topic, self.verbs());
         check_links(&self.links, &topics)?;
         check_subscriptions(&self.links, &topics, self.homeassistant.status_topic())?;
-        if self.button.enabled {
-            self.button.check(&gpio, &mut lines)?;
-        }
-        if self.tilt.enabled {
-            self.tilt.check(&gpio, &mut lines)?;
-        }
-        if self.matrix.enabled {
-            self.matrix.check(&gpio, &mut lines)?;
-        }
         gpio.check(&lines)?;
 
         Ok(time_zone)

@@ -147,14 +147,11 @@ pub struct Wiring {
 }
 
 impl Wiring {
-    /// The wiring of the parts `config` enables: one line per part.
+    /// The wiring of the parts `config` enables.
     pub fn of(config: &Config) -> Wiring {
         let chip = &config.hardware.chip;
-        let mut wires = Vec::new();
-        wires.extend(config.tilt.wires());
-        wires.extend(config.matrix.wires(chip));
-        wires.extend(config.button.wires());
-        wires.extend(config.buzzer.wires());
+        let sections = config.sections().into_iter().filter(|s| s.enabled());
+        let wires = sections.flat_map(|s| s.wires(chip)).collect();
         Wiring {
             chip: chip.clone(),
             wires,

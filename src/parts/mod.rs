@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::agent::AgentError;
+use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::config::Settings;
-use crate::hardware::{Hardware, HardwareError};
+use crate::hardware::{Hardware, HardwareError, Wire};
 use crate::mqtt::topic::{self, Verb};
 use crate::parts::button::ButtonEvent;
 use crate::parts::input::CommandError;
@@ -50,6 +51,29 @@ pub struct Entity {
     pub state: Option<String>,
     /// The rest of its config.
     pub fields: serde_json::Value,
+}
+
+/// A part's section of the configuration: what the config check, the
+/// topic table's subscriptions, the hardware wiring and discovery need of
+/// it before (or without) the part running.
+pub(crate) trait Section {
+    /// Whether the part is fitted.
+    fn enabled(&self) -> bool;
+
+    /// The verbs of the topic table the part takes when fitted.
+    fn verbs(&self) -> &'static [Verb];
+
+    /// Checks its values and adds its GPIO lines to `lines` (when fitted).
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked;
+
+    /// What it needs of the pins when fitted, on `chip` unless it names its own.
+    fn wires(&self, _chip: &str) -> Vec<Wire> {
+        Vec::new()
+    }
+
+    /// Its Home Assistant entities, fitted or not (`effects`: the matrix's
+    /// named patterns).
+    fn entities(&self, effects: &[&str]) -> Vec<Entity>;
 }
 
 /// The time a part acts at, by both clocks.
@@ -289,15 +313,6 @@ impl Parts {
         Ok(Parts {
             list: Part::start_all(start)?,
         })
-    }
-
-    /// The verbs the device takes.
-    pub(crate) fn verbs(&self) -> Vec<Verb> {
-        topic::COMMANDS
-            .iter()
-            .map(|c| c.verb)
-            .filter(|v| self.list.iter().any(|p| p.verbs().contains(v)))
-            .collect()
     }
 
     /// Parses a command on `verb`, by the part that takes it.

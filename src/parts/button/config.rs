@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
+use crate::mqtt::topic::Verb;
+use crate::parts::{Entity, Section};
 
 /// The push button.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,18 +36,33 @@ impl Default for ButtonConfig {
     }
 }
 
-impl ButtonConfig {
+impl Section for ButtonConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        super::VERBS
+    }
+
+    fn entities(&self, _: &[&str]) -> Vec<Entity> {
+        vec![super::entity(self.enabled)]
+    }
+
     /// Its input, when enabled.
-    pub(crate) fn wires(&self) -> Option<Wire> {
-        self.enabled.then(|| Wire {
-            name: "button".into(),
-            key: "button.pin",
-            need: Need::Input { line: self.pin },
-        })
+    fn wires(&self, _: &str) -> Vec<Wire> {
+        self.enabled
+            .then(|| Wire {
+                name: "button".into(),
+                key: "button.pin",
+                need: Need::Input { line: self.pin },
+            })
+            .into_iter()
+            .collect()
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let b = self;
         for (key, v, max) in [
             ("button.debounce_ms", b.debounce_ms, 1000),

@@ -21,6 +21,9 @@ pub(crate) struct Button {
     _input: Box<dyn InputEdges>,
 }
 
+/// The verbs of the topic table the part takes.
+const VERBS: &[Verb] = &[];
+
 impl Device for Button {
     type Command = Infallible;
 
@@ -36,7 +39,7 @@ impl Device for Button {
     }
 
     fn verbs(&self) -> &'static [Verb] {
-        &[]
+        VERBS
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, _: &[u8]) -> Result<Infallible, CommandError> {

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
+use crate::mqtt::topic::Verb;
+use crate::parts::{Entity, Section};
 
 /// The buzzer's default line. The defaults of the matrix, the LEDs and the
 /// button take all 28 lines of the 40-pin header (BCM 0 to 27), so the buzzer
@@ -38,21 +40,36 @@ impl Default for BuzzerConfig {
     }
 }
 
-impl BuzzerConfig {
+impl Section for BuzzerConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        super::VERBS
+    }
+
+    fn entities(&self, _: &[&str]) -> Vec<Entity> {
+        vec![super::entity(self.enabled)]
+    }
+
     /// Its output, when enabled.
-    pub(crate) fn wires(&self) -> Option<Wire> {
-        self.enabled.then(|| Wire {
-            name: crate::mqtt::topic::state::BUZZER.into(),
-            key: "buzzer.pin",
-            need: Need::Tone {
-                pin: self.pin,
-                hz: self.tone_hz,
-            },
-        })
+    fn wires(&self, _: &str) -> Vec<Wire> {
+        self.enabled
+            .then(|| Wire {
+                name: crate::mqtt::topic::state::BUZZER.into(),
+                key: "buzzer.pin",
+                need: Need::Tone {
+                    pin: self.pin,
+                    hz: self.tone_hz,
+                },
+            })
+            .into_iter()
+            .collect()
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let b = self;
         if !(b.tone_hz.is_finite() && (b.tone_hz == 0.0 || (20.0..=20_000.0).contains(&b.tone_hz)))
         {

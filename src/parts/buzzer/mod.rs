@@ -17,6 +17,9 @@ use crate::mqtt::topic::{state, Verb};
 use crate::parts::input::{text, CommandError};
 use crate::parts::{Device, Entity, Now, Out, Start};
 
+/// The verbs of the topic table the part takes.
+const VERBS: &[Verb] = &[Verb::Buzzer];
+
 impl Device for Buzzer {
     type Command = BuzzerSet;
 
@@ -31,7 +34,7 @@ impl Device for Buzzer {
     }
 
     fn verbs(&self) -> &'static [Verb] {
-        &[Verb::Buzzer]
+        VERBS
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<BuzzerSet, CommandError> {

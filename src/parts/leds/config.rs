@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
+use crate::mqtt::topic::Verb;
+use crate::parts::{Entity, Section};
 
 /// The two tilt LEDs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,9 +42,21 @@ impl Default for TiltConfig {
     }
 }
 
-impl TiltConfig {
+impl Section for TiltConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        super::VERBS
+    }
+
+    fn entities(&self, _: &[&str]) -> Vec<Entity> {
+        super::entities(self.enabled)
+    }
+
     /// The PWM channels of its LEDs, when enabled.
-    pub(crate) fn wires(&self) -> Vec<Wire> {
+    fn wires(&self, _: &str) -> Vec<Wire> {
         let led = |name: &str, key, pin| Wire {
             name: crate::mqtt::topic::state::led(name),
             key,
@@ -61,7 +75,7 @@ impl TiltConfig {
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if !(self.frequency_hz.is_finite() && (1.0..=1_000_000.0).contains(&self.frequency_hz)) {
             return Err(ConfigError::new(
                 "tilt.frequency_hz",

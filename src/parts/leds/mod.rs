@@ -52,6 +52,9 @@ impl Leds {
     }
 }
 
+/// The verbs of the topic table the part takes.
+const VERBS: &[Verb] = &[Verb::Led, Verb::Tilt];
+
 impl Device for Leds {
     type Command = LedsCommand;
 
@@ -78,7 +81,7 @@ impl Device for Leds {
     }
 
     fn verbs(&self) -> &'static [Verb] {
-        &[Verb::Led, Verb::Tilt]
+        VERBS
     }
 
     fn parse(

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
+use crate::mqtt::topic::Verb;
+use crate::parts::{Entity, Section};
 
 /// The 5×5 LED matrix.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,21 +36,36 @@ impl Default for MatrixConfig {
     }
 }
 
-impl MatrixConfig {
+impl Section for MatrixConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        super::VERBS
+    }
+
+    fn entities(&self, effects: &[&str]) -> Vec<Entity> {
+        vec![super::entity(self.enabled, effects)]
+    }
+
     /// Its 25 outputs on `chip` unless it names its own, when enabled.
-    pub(crate) fn wires(&self, chip: &str) -> Option<Wire> {
-        self.enabled.then(|| Wire {
-            name: crate::mqtt::topic::state::MATRIX.into(),
-            key: "matrix.lines",
-            need: Need::Outputs {
-                chip: self.chip.clone().unwrap_or_else(|| chip.to_string()),
-                lines: self.lines.clone(),
-            },
-        })
+    fn wires(&self, chip: &str) -> Vec<Wire> {
+        self.enabled
+            .then(|| Wire {
+                name: crate::mqtt::topic::state::MATRIX.into(),
+                key: "matrix.lines",
+                need: Need::Outputs {
+                    chip: self.chip.clone().unwrap_or_else(|| chip.to_string()),
+                    lines: self.lines.clone(),
+                },
+            })
+            .into_iter()
+            .collect()
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         if self.lines.len() != 25 {
             return Err(ConfigError::new(
                 "matrix.lines",

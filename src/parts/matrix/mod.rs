@@ -38,6 +38,9 @@ pub(crate) struct Matrix {
     safe: Frame,
 }
 
+/// The verbs of the topic table the part takes.
+const VERBS: &[Verb] = &[Verb::Matrix];
+
 impl Device for Matrix {
     type Command = MatrixSet;
 
@@ -76,7 +79,7 @@ impl Device for Matrix {
     }
 
     fn verbs(&self) -> &'static [Verb] {
-        &[Verb::Matrix]
+        VERBS
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<MatrixSet, CommandError> {

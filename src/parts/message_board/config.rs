@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::{quote, ConfigError};
 use crate::config::gpio::WAVESHARE_SPI_LINES;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::mqtt::topic::Verb;
+use crate::parts::{Entity, Section};
 
 /// Which panel shows the message board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -85,9 +87,21 @@ impl Default for DisplayConfig {
     }
 }
 
-impl DisplayConfig {
+impl Section for DisplayConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn verbs(&self) -> &'static [Verb] {
+        super::VERBS
+    }
+
+    fn entities(&self, _: &[&str]) -> Vec<Entity> {
+        super::entities(self)
+    }
+
     /// Checks its values and adds its GPIO lines to `lines`.
-    pub(crate) fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
+    fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked {
         let d = self;
         if !(8..=4096).contains(&d.width) || d.width % 8 != 0 {
             return Err(ConfigError::new(

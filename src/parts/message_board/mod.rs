@@ -64,6 +64,9 @@ impl MessageBoard {
     }
 }
 
+/// The verbs of the topic table the part takes.
+const VERBS: &[Verb] = &[Verb::Message, Verb::Clock];
+
 impl Device for MessageBoard {
     type Command = BoardCommand;
 
@@ -87,7 +90,7 @@ impl Device for MessageBoard {
     }
 
     fn verbs(&self) -> &'static [Verb] {
-        &[Verb::Message, Verb::Clock]
+        VERBS
     }
 
     fn parse(
