@@ -61,7 +61,9 @@ pub(crate) trait Section {
     fn enabled(&self) -> bool;
 
     /// The verbs of the topic table the part takes when fitted.
-    fn verbs(&self) -> &'static [Verb];
+    fn verbs(&self) -> &'static [Verb] {
+        &[]
+    }
 
     /// Checks its values and adds its GPIO lines to `lines` (when fitted).
     fn check(&self, gpio: &GpioPlan<'_>, lines: &mut Lines) -> Checked;
@@ -167,7 +169,9 @@ pub(crate) trait Device: Sized {
     fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError>;
 
     /// The verbs of the topic table it takes.
-    fn verbs(&self) -> &'static [Verb];
+    fn verbs(&self) -> &'static [Verb] {
+        &[]
+    }
 
     /// Parses a command on one of its verbs (`name`: the LED a topic names).
     fn parse(

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
-use crate::mqtt::topic::Verb;
 use crate::parts::{Entity, Section};
 
 /// The push button.
@@ -39,10 +38,6 @@ impl Default for ButtonConfig {
 impl Section for ButtonConfig {
     fn enabled(&self) -> bool {
         self.enabled
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        super::VERBS
     }
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {

@@ -21,9 +21,6 @@ pub(crate) struct Button {
     _input: Box<dyn InputEdges>,
 }
 
-/// The verbs of the topic table the part takes.
-const VERBS: &[Verb] = &[];
-
 impl Device for Button {
     type Command = Infallible;
 
@@ -36,10 +33,6 @@ impl Device for Button {
         let events = start.forward(Event::Button);
         start.tasks.push(tokio::spawn(watch(edges, timing, events)));
         Ok(Some(Button { _input: input }))
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        VERBS
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, _: &[u8]) -> Result<Infallible, CommandError> {

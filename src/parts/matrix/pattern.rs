@@ -241,19 +241,31 @@ impl Parser<'_> {
             .next()
             .ok_or_else(|| self.err(path, "empty node"))?;
         let here = format!("{path}.{}", clip(key, MAX_ECHO));
-        match key.as_str() {
+        self.keyed(key, body, path, &here, depth)
+    }
+
+    /// The node `{key: body}` at `path` (`here` is `path.key`).
+    fn keyed(
+        &mut self,
+        key: &str,
+        body: &Value,
+        path: &str,
+        here: &str,
+        depth: usize,
+    ) -> Result<Node, PatternError> {
+        match key {
             "frame" => {
-                let text = body.as_str().ok_or_else(|| self.err(&here, format!("expected a frame like \"01110/10001/10001/10001/01110\", found {}", kind(body))))?;
-                Ok(Node::Frame(self.frame_text(text, &here)?))
+                let text = body.as_str().ok_or_else(|| self.err(here, format!("expected a frame like \"01110/10001/10001/10001/01110\", found {}", kind(body))))?;
+                Ok(Node::Frame(self.frame_text(text, here)?))
             }
             "on" => {
-                let o = self.fields(body, &here, &["leds"], &["ms"])?;
+                let o = self.fields(body, here, &["leds"], &["ms"])?;
                 let leds = self.sel(&o["leds"], &format!("{here}.leds"))?;
                 let ms = o.get("ms").map(|v| self.interval(v, &format!("{here}.ms"))).transpose()?;
                 Ok(Node::On { leds, ms })
             }
             "blink" => {
-                let o = self.fields(body, &here, &["leds", "interval_ms"], &["times"])?;
+                let o = self.fields(body, here, &["leds", "interval_ms"], &["times"])?;
                 Ok(Node::Blink {
                     leds: self.sel(&o["leds"], &format!("{here}.leds"))?,
                     interval_ms: self.interval(&o["interval_ms"], &format!("{here}.interval_ms"))?,
@@ -261,7 +273,7 @@ impl Parser<'_> {
                 })
             }
             "cycle" => {
-                let o = self.fields(body, &here, &["leds", "interval_ms"], &["times"])?;
+                let o = self.fields(body, here, &["leds", "interval_ms"], &["times"])?;
                 let order = self.order(&o["leds"], &format!("{here}.leds"))?;
                 Ok(Node::Cycle {
                     order,
@@ -270,31 +282,31 @@ impl Parser<'_> {
                 })
             }
             "sequence" | "all" | "any" => {
-                let list = body.as_array().ok_or_else(|| self.err(&here, format!("expected a list of nodes, found {}", kind(body))))?;
+                let list = body.as_array().ok_or_else(|| self.err(here, format!("expected a list of nodes, found {}", kind(body))))?;
                 if list.is_empty() {
-                    return Err(self.err(&here, "the list is empty; give at least one node"));
+                    return Err(self.err(here, "the list is empty; give at least one node"));
                 }
                 let children = list
                     .iter()
                     .enumerate()
                     .map(|(i, c)| self.node(c, &format!("{here}[{i}]"), depth + 1))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(match key.as_str() {
+                Ok(match key {
                     "sequence" => Node::Sequence(children),
                     "all" => Node::All(children),
                     _ => Node::Any(children),
                 })
             }
             "repeat" => {
-                let o = self.fields(body, &here, &["times", "pattern"], &[])?;
+                let o = self.fields(body, here, &["times", "pattern"], &[])?;
                 let times = self.times(&o["times"], &format!("{here}.times"))?;
                 let body = self.node(&o["pattern"], &format!("{here}.pattern"), depth + 1)?;
-                self.loop_body(&body, &here)?;
+                self.loop_body(&body, here)?;
                 Ok(Node::Repeat { times: Some(times), body: Box::new(body) })
             }
             "forever" => {
-                let body = self.node(body, &here, depth + 1)?;
-                self.loop_body(&body, &here)?;
+                let body = self.node(body, here, depth + 1)?;
+                self.loop_body(&body, here)?;
                 Ok(Node::Repeat { times: None, body: Box::new(body) })
             }
             other => Err(self.err(
@@ -576,74 +588,78 @@ pub fn look(n: &Node, tau: u64) -> Look {
                 },
             }
         }
-        Node::Sequence(children) => {
-            let mut start = 0u64;
-            let mut base = None;
-            for c in children {
-                if start > tau {
-                    break;
-                }
-                let d = duration(c);
-                let l = look(c, tau - start);
-                base = later(base, shift(l.base, start));
-                match d {
-                    Some(d) if start.saturating_add(d) <= tau => start = start.saturating_add(d),
-                    // This child is running now.
-                    _ => return Look { base, lit: l.lit },
-                }
-            }
-            Look {
-                base,
-                lit: Frame::OFF,
-            }
-        }
-        Node::All(children) => children.iter().fold(Look::default(), |acc, c| {
-            let l = look(c, tau);
-            Look {
-                base: later(acc.base, l.base),
-                lit: acc.lit | l.lit,
-            }
-        }),
+        Node::Sequence(children) => look_sequence(children, tau),
+        Node::All(children) => look_all(children, tau),
         Node::Any(children) => {
             let end = duration(n);
-            let t = end.map_or(tau, |e| tau.min(e));
-            let mut acc = children.iter().fold(Look::default(), |acc, c| {
-                let l = look(c, t);
-                Look {
-                    base: later(acc.base, l.base),
-                    lit: acc.lit | l.lit,
-                }
-            });
+            let mut acc = look_all(children, end.map_or(tau, |e| tau.min(e)));
             if end.is_some_and(|e| tau >= e) {
                 acc.lit = Frame::OFF; // the others were cancelled
             }
             acc
         }
-        Node::Repeat { times, body } => {
-            let Some(d) = duration(body).filter(|d| *d > 0) else {
-                return look(body, tau);
-            };
-            let total = mul(*times, Some(d));
-            if total.is_some_and(|t| tau >= t) {
-                // Done: the last round's final look.
-                let last = look(body, d);
-                let start = total.unwrap_or(0) - d;
-                return Look {
-                    base: shift(last.base, start),
-                    lit: Frame::OFF,
-                };
-            }
-            let round = tau / d;
-            let within = tau % d;
-            let l = look(body, within);
-            let base = match l.base {
-                Some(b) => Some((b.0 + round * d, b.1)),
-                None if round > 0 => shift(look(body, d).base, (round - 1) * d),
-                None => None,
-            };
-            Look { base, lit: l.lit }
+        Node::Repeat { times, body } => look_repeat(*times, body, tau),
+    }
+}
+
+/// The look of children run one after another, at `tau`.
+fn look_sequence(children: &[Node], tau: u64) -> Look {
+    let mut start = 0u64;
+    let mut base = None;
+    for c in children {
+        if start > tau {
+            break;
+        }
+        let d = duration(c);
+        let l = look(c, tau - start);
+        base = later(base, shift(l.base, start));
+        match d {
+            Some(d) if start.saturating_add(d) <= tau => start = start.saturating_add(d),
+            // This child is running now.
+            _ => return Look { base, lit: l.lit },
         }
     }
+    Look {
+        base,
+        lit: Frame::OFF,
+    }
+}
+
+/// The look of children run together, at `tau`.
+fn look_all(children: &[Node], tau: u64) -> Look {
+    children.iter().fold(Look::default(), |acc, c| {
+        let l = look(c, tau);
+        Look {
+            base: later(acc.base, l.base),
+            lit: acc.lit | l.lit,
+        }
+    })
+}
+
+/// The look of `body` repeated `times` (`None`: forever), at `tau`.
+fn look_repeat(times: Option<u64>, body: &Node, tau: u64) -> Look {
+    let Some(d) = duration(body).filter(|d| *d > 0) else {
+        return look(body, tau);
+    };
+    let total = mul(times, Some(d));
+    if total.is_some_and(|t| tau >= t) {
+        // Done: the last round's final look.
+        let last = look(body, d);
+        let start = total.unwrap_or(0) - d;
+        return Look {
+            base: shift(last.base, start),
+            lit: Frame::OFF,
+        };
+    }
+    let round = tau / d;
+    let within = tau % d;
+    let l = look(body, within);
+    let base = match l.base {
+        Some(b) => Some((b.0 + round * d, b.1)),
+        None if round > 0 => shift(look(body, d).base, (round - 1) * d),
+        None => None,
+    };
+    Look { base, lit: l.lit }
 }
 
 /// The first time after `tau` at which the node's look can change, in ms
