@@ -781,6 +781,41 @@ impl Publisher {
     }
 }
 
+/// Received messages the agent has not taken yet (it was busy).
+#[derive(Default)]
+struct Held {
+    queue: VecDeque<Inbound>,
+    /// Their payloads' bytes.
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, msg: Inbound) {
+        self.bytes += msg.payload.len();
+        self.queue.push_back(msg);
+    }
+
+    fn pop(&mut self) -> Option<Inbound> {
+        let msg = self.queue.pop_front()?;
+        self.bytes -= msg.payload.len();
+        Some(msg)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The oldest message, when more is held than `HELD_BYTES` or
+    /// `HELD_MESSAGES` allow.
+    fn overflow(&mut self) -> Option<Inbound> {
+        if self.bytes > HELD_BYTES || self.queue.len() > HELD_MESSAGES {
+            self.pop()
+        } else {
+            None
+        }
+    }
+}
+
 async fn run_loop(
     mut eventloop: EventLoop,
     publisher: Publisher,
@@ -792,9 +827,7 @@ async fn run_loop(
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
     let endpoint = format!("{}:{}", options.host, options.port);
     let mut failures: u32 = 0;
-    // Received, not yet taken by the agent (it was busy).
-    let mut held: VecDeque<Inbound> = VecDeque::new();
-    let mut held_bytes = 0usize;
+    let mut held = Held::default();
     'poll: loop {
         let stopping = *stop.borrow();
         let event = if held.is_empty() {
@@ -805,8 +838,7 @@ async fn run_loop(
                 biased;
                 room = inbound.reserve() => {
                     let Ok(room) = room else { break 'poll }; // the agent has gone
-                    if let Some(msg) = held.pop_front() {
-                        held_bytes -= msg.payload.len();
+                    if let Some(msg) = held.pop() {
                         room.send(msg);
                     }
                     continue 'poll;
@@ -815,12 +847,11 @@ async fn run_loop(
             }
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!(broker = %endpoint, "connected");
                 backoff.reset();
                 failures = 0;
                 if !stopping {
-                    let _ = ack;
                     publisher.announce(&options.filters);
                     let _ = link.send(Link::Up);
                 }
@@ -832,20 +863,15 @@ async fn run_loop(
                 if stopping {
                     continue;
                 }
-                held_bytes += msg.payload.len();
-                held.push_back(msg);
+                held.push(msg);
                 // The next turn hands held messages over as the agent has
                 // room, polling meanwhile (the agent's replies go out only
                 // through this loop). Holding too much, it stops reading
                 // until the agent takes one, and lets the agent take it even
                 // with a backlog of its own.
-                if held_bytes > HELD_BYTES || held.len() > HELD_MESSAGES {
-                    if let Some(msg) = held.pop_front() {
-                        let size = msg.payload.len();
-                        if !hand_over(msg, &publisher, &inbound, &mut stop).await {
-                            break 'poll; // the agent has gone
-                        }
-                        held_bytes -= size;
+                if let Some(msg) = held.overflow() {
+                    if !hand_over(msg, &publisher, &inbound, &mut stop).await {
+                        break 'poll; // the agent has gone
                     }
                 }
             }
