@@ -5,13 +5,17 @@
 //!
 //! Module map, one home per concern:
 //! - [`parts`]: each part of the device (LEDs, matrix, message board,
-//!   button, buzzer), against the [`hardware`] traits; no part knows MQTT;
+//!   button, buzzer) in its folder, behind one trait for the running part
+//!   and one for its config section, listed once in a registry; written
+//!   against the [`hardware`] traits; no part knows MQTT;
 //! - [`mqtt`]: the topic table, the connection (the only module that knows
 //!   rumqttc) and the embedded rumqttd broker;
-//! - [`command`]: topic + payload → typed command;
+//! - [`command`]: a topic to its verb by the table, its payload to the
+//!   typed command of the part that takes it;
 //! - [`config`]: layered configuration and its validation;
 //! - `links`: messages turned into local commands;
-//! - [`agent`]: wires them together and shuts down safely;
+//! - [`agent`]: a pure core that drives the parts and decides what to
+//!   publish, in a thin loop that feeds it; shuts down safely;
 //! - [`cli`]: the command line.
 
 pub mod agent;

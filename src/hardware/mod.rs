@@ -2,8 +2,10 @@
 //! backend can stand in for the real one.
 //!
 //! Each part gets exactly the capability it needs: a set of digital outputs
-//! written together (the matrix), a PWM channel (each LED), a stream of input
-//! edges (the button), and a 1-bit display.
+//! written together (the matrix), a PWM channel (each LED, the buzzer), a
+//! stream of input edges (the button), and a 1-bit display. A part asks for
+//! its pins as a [`Need`] under its name ([`Wiring`]); every backend serves
+//! any need, so no backend knows the parts.
 
 pub mod epd_file;
 pub mod gpiocdev_backend;
