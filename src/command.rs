@@ -1,5 +1,5 @@
 //! Turns an incoming `<base>/.../set` topic and its payload into a typed
-//! [`Command`] of the part that takes it, or into a [`CommandError`] that
+//! `Command` of the part that takes it, or into a [`CommandError`] that
 //! says in plain words what was wrong. The topic table routes the topic;
 //! the part parses the payload. Nothing here touches MQTT or hardware.
 

@@ -4,8 +4,8 @@
 //! takes commands by the topic table's verbs and returns what changed as
 //! values keyed by the table's state paths.
 //!
-//! [`parts!`] is the registry: one line per part makes its arm of [`Part`]
-//! and of [`Command`], and starts it with the others.
+//! `parts!` is the registry: one line per part makes its arm of `Part`
+//! and of `Command`, and starts it with the others.
 
 pub mod button;
 pub mod buzzer;
