@@ -205,7 +205,7 @@ impl Core {
             wall,
             time_zone: settings.time_zone,
             ha_status,
-            offline_timeout: Duration::from_millis(config.safety.offline_timeout_ms),
+            offline_timeout: settings.safety.offline_timeout,
             offline_since: None,
             went_safe: false,
             started_at,

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -110,13 +111,39 @@ impl Default for SafetyConfig {
 }
 
 impl SafetyConfig {
-    /// The matrix frame of the safe state (`off` is the dark frame).
-    pub(crate) fn matrix_frame(&self) -> Result<crate::parts::matrix::Frame, String> {
-        if self.matrix == "off" {
+    /// Its values, checked and parsed.
+    fn typed(&self) -> Result<Safety, ConfigError> {
+        if self.offline_timeout_ms > 86_400_000 {
+            return Err(ConfigError::new(
+                "safety.offline_timeout_ms",
+                self.offline_timeout_ms,
+                "0 (never) to 86400000 ms (a day)",
+            ));
+        }
+        if self.led_percent > 100 {
+            return Err(ConfigError::new(
+                "safety.led_percent",
+                self.led_percent,
+                "0 to 100",
+            ));
+        }
+        let matrix = if self.matrix == "off" {
             Ok(crate::parts::matrix::Frame::OFF)
         } else {
             crate::parts::matrix::Frame::parse(&self.matrix)
-        }
+        };
+        let matrix = matrix.map_err(|_| {
+            ConfigError::new(
+                "safety.matrix",
+                quote(&self.matrix),
+                "\"off\" or a frame of 5 rows of 5 '0'/'1' separated by '/'",
+            )
+        })?;
+        Ok(Safety {
+            offline_timeout: Duration::from_millis(self.offline_timeout_ms),
+            led_duty: f64::from(self.led_percent) / 100.0,
+            matrix,
+        })
     }
 }
 
@@ -495,6 +522,14 @@ impl Config {
         let broker = self.embedded_broker()?;
         let (endpoint, credentials, ca) = self.connection(broker.as_ref())?;
         let time_zone = self.check_parts(&base_topic)?;
+        let safety = self.safety.typed()?;
+        let m = &self.mqtt;
+        let timing = Timing {
+            keep_alive: Duration::from_secs(m.keep_alive_s),
+            backoff_min: Duration::from_millis(m.reconnect_min_ms),
+            backoff_max: Duration::from_millis(m.reconnect_max_ms),
+            session_expiry_s: m.session_expiry_s,
+        };
         let name = self
             .device
             .name
@@ -510,6 +545,8 @@ impl Config {
             credentials,
             ca,
             broker,
+            timing,
+            safety,
             config: self,
         })
     }
@@ -781,8 +818,8 @@ impl Config {
         Ok((endpoint, credentials, ca))
     }
 
-    /// Every part's section, their GPIO lines together, the safety values,
-    /// Home Assistant and the links; returns the clock's time zone.
+    /// Every part's section, their GPIO lines together, Home Assistant and
+    /// the links; returns the clock's time zone.
     fn check_parts(&self, base_topic: &str) -> Result<chrono_tz::Tz, ConfigError> {
         let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
         let mut lines: Vec<UsedLine> = Vec::new();
@@ -796,27 +833,6 @@ impl Config {
             })?;
         for section in self.sections().into_iter().filter(|s| s.enabled()) {
             section.check(&gpio, &mut lines)?;
-        }
-        if self.safety.offline_timeout_ms > 86_400_000 {
-            return Err(ConfigError::new(
-                "safety.offline_timeout_ms",
-                self.safety.offline_timeout_ms,
-                "0 (never) to 86400000 ms (a day)",
-            ));
-        }
-        if self.safety.led_percent > 100 {
-            return Err(ConfigError::new(
-                "safety.led_percent",
-                self.safety.led_percent,
-                "0 to 100",
-            ));
-        }
-        if self.safety.matrix_frame().is_err() {
-            return Err(ConfigError::new(
-                "safety.matrix",
-                quote(&self.safety.matrix),
-                "\"off\" or a frame of 5 rows of 5 '0'/'1' separated by '/'",
-            ));
         }
         {
             let p = &self.homeassistant.discovery_prefix;
@@ -858,8 +874,39 @@ pub struct Settings {
     pub ca: Option<Vec<u8>>,
     /// The embedded broker, when enabled.
     pub broker: Option<EmbeddedBroker>,
-    /// The merged configuration as given.
+    /// How the connection is kept up (`[mqtt]`'s timing).
+    pub timing: Timing,
+    /// The outputs' safe values and when they apply (`[safety]`).
+    pub safety: Safety,
+    /// The merged configuration as given, checked: each part reads its own
+    /// section from it when it starts (a typed copy of every section here
+    /// would be one more place to add a part), and `config show` prints it.
     pub config: Config,
+}
+
+/// How the connection is kept up, from `[mqtt]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The MQTT keep-alive interval.
+    pub keep_alive: Duration,
+    /// The first delay before reconnecting.
+    pub backoff_min: Duration,
+    /// The longest delay between reconnect attempts.
+    pub backoff_max: Duration,
+    /// How long the broker keeps the session while the agent is away, in
+    /// seconds (0: a clean session each time).
+    pub session_expiry_s: u32,
+}
+
+/// The outputs' safe values, from `[safety]`, parsed once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Safety {
+    /// How long the broker may be away before the outputs go safe; zero: never.
+    pub offline_timeout: Duration,
+    /// Every LED's duty when safe, 0..=1.
+    pub led_duty: f64,
+    /// The matrix when safe.
+    pub matrix: crate::parts::matrix::Frame,
 }
 
 impl Settings {
@@ -1240,10 +1287,7 @@ mod tests {
         assert_eq!(e.key, "safety.offline_timeout_ms");
         let s = Config::from_toml("[safety]\nmatrix = \"00000/00000/00100/00000/00000\"\n")
             .expect("a frame is fine");
-        assert_eq!(
-            s.config.safety.matrix_frame().map(|f| f.to_text()),
-            Ok("00000/00000/00100/00000/00000".to_string())
-        );
+        assert_eq!(s.safety.matrix.to_text(), "00000/00000/00100/00000/00000");
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub(crate) struct TransportOptions {
 impl TransportOptions {
     /// Options for the agent described by `settings`, subscribing to `filters`.
     pub(crate) fn from_settings(settings: &Settings, filters: Vec<String>) -> Self {
-        let mqtt = &settings.config.mqtt;
+        let timing = &settings.timing;
         TransportOptions {
             client_id: settings.client_id.clone(),
             host: settings.endpoint.host.clone(),
@@ -182,16 +182,16 @@ impl TransportOptions {
                 .credentials
                 .as_ref()
                 .map(|(u, p)| (u.clone(), p.expose().to_string())),
-            keep_alive: Duration::from_secs(mqtt.keep_alive_s),
+            keep_alive: timing.keep_alive,
             status_topic: format!(
                 "{}/{}",
                 settings.base_topic,
                 crate::mqtt::topic::state::STATUS
             ),
             filters,
-            backoff_min: Duration::from_millis(mqtt.reconnect_min_ms),
-            backoff_max: Duration::from_millis(mqtt.reconnect_max_ms),
-            session_expiry: mqtt.session_expiry_s,
+            backoff_min: timing.backoff_min,
+            backoff_max: timing.backoff_max,
+            session_expiry: timing.session_expiry_s,
         }
     }
 }

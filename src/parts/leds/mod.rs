@@ -72,7 +72,7 @@ impl Device for Leds {
             tilt_timeout: Duration::from_millis(c.tilt.timeout_ms),
             publish_interval: Duration::from_millis(c.tilt.state_interval_ms),
         };
-        let safe_duty = f64::from(c.safety.led_percent) / 100.0;
+        let safe_duty = start.settings.safety.led_duty;
         let errors = start.failures("led");
         Ok(Some(Leds {
             group: LedGroup::new(channels, timing, errors),

@@ -49,12 +49,7 @@ impl Device for Matrix {
             return Ok(None);
         };
         let library = Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?;
-        let safe = start
-            .settings
-            .config
-            .safety
-            .matrix_frame()
-            .map_err(|e| AgentError::Patterns(format!("safety.matrix: {e}")))?;
+        let safe = start.settings.safety.matrix;
         let (states_tx, mut states) = watch::channel(MatrixState::default());
         let errors = start.failures(state::MATRIX);
         let (engine, task) = engine::spawn(outputs, states_tx, errors, safe)?;
