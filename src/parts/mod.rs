@@ -390,3 +390,78 @@ impl Parts {
         (outs, first)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Every part on simulated hardware, with its events.
+    fn every_part() -> (Parts, Vec<Verb>, mpsc::Receiver<Event>) {
+        let settings = Config::from_toml(
+            "[device]\nid = \"t\"\n[display]\nenabled = true\nbackend = \"sim\"\nrefresh_ms = 0\n[buzzer]\nenabled = true\n",
+        )
+        .unwrap();
+        let mut hardware = Hardware::from_settings(&settings).unwrap();
+        let (events_tx, events) = mpsc::channel(16);
+        let parts = Parts::start(&mut Start {
+            settings: &settings,
+            hardware: &mut hardware,
+            wall: Utc::now(),
+            events: events_tx,
+            tasks: &mut Vec::new(),
+        })
+        .unwrap();
+        (parts, settings.config.verbs(), events)
+    }
+
+    #[tokio::test]
+    async fn each_verb_the_config_enables_is_taken_by_exactly_one_part() {
+        let (parts, verbs, _events) = every_part();
+        assert_eq!(verbs.len(), topic::COMMANDS.len(), "every part is on");
+        for verb in verbs {
+            let takers = parts
+                .list
+                .iter()
+                .filter(|p| p.verbs().contains(&verb))
+                .count();
+            assert_eq!(takers, 1, "{verb:?}");
+            assert_eq!(topic::command(verb).verb, verb, "{verb:?} has its row");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_goes_to_the_part_that_parsed_it_and_events_reach_every_part() {
+        let (mut parts, _, _events) = every_part();
+        let now = Now {
+            at: Instant::now(),
+            wall: Utc::now(),
+            time_zone: Tz::UTC,
+        };
+        let cmd = parts.parse(Verb::Buzzer, None, b"ON").unwrap();
+        assert!(matches!(cmd, Command::Buzzer(_)));
+        assert_eq!(
+            parts.execute(cmd, &now).unwrap(),
+            vec![Out::state("buzzer", "ON")]
+        );
+        // The button's event goes out, and the board, which the press
+        // restarts, shows its clock again.
+        let out = parts.react(&Event::Button(ButtonEvent::Press), &now);
+        let paths: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Out::State(p, _) => p.as_str(),
+                Out::Event(p, _) => p,
+            })
+            .collect();
+        assert_eq!(paths, ["button/event"], "the clock was running already");
+        let shown = parts.parse(Verb::Message, None, b"hi").unwrap();
+        parts.execute(shown, &now).unwrap();
+        let out = parts.react(&Event::Button(ButtonEvent::Press), &now);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            matches!(&out[1], Out::State(p, _) if p == "display"),
+            "{out:?}"
+        );
+    }
+}
