@@ -27,15 +27,6 @@ impl Router {
         &self.topics
     }
 
-    /// The topic filters the commands arrive on (`Topics::filters`). Not
-    /// `<base>/#`: the agent does not need its own state echoed back, and
-    /// each echo costs a broker-to-agent packet that can hold up the next
-    /// command (docs/known-issues.md).
-    #[cfg(test)]
-    pub(crate) fn filters(&self) -> Vec<String> {
-        self.topics.filters()
-    }
-
     /// The command a message asks for, or why not; `None` when its topic is
     /// none of this device's command topics (a link's, Home Assistant's).
     /// The topic is routed once.
@@ -49,17 +40,6 @@ impl Router {
             Route::NotOurs => None,
             route => Some(self.parse_route(parts, route, payload)),
         }
-    }
-
-    /// Parses one message into a command.
-    #[cfg(test)]
-    pub(crate) fn parse(
-        &self,
-        parts: &Parts,
-        topic: &str,
-        payload: &[u8],
-    ) -> Result<Command, CommandError> {
-        self.parse_route(parts, self.topics.route(topic), payload)
     }
 
     fn parse_route(
@@ -80,6 +60,84 @@ impl Router {
     }
 }
 
+/// A device's router and parts on simulated hardware, driven without a
+/// broker or an agent: for the fuzzer and the router's tests.
+#[doc(hidden)]
+pub struct Parser {
+    router: Router,
+    pub(crate) parts: Parts,
+    /// The runtime the parts' tasks run on.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Parser {
+    /// The parts of `[device] id = "t"` with `config`, below `edge/t`, on
+    /// simulated hardware.
+    pub fn new(config: &str) -> Result<Parser, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let settings = crate::config::Config::from_toml(&format!(
+            "[device]\nid = \"t\"\n[mqtt]\nbase_topic = \"edge/t\"\n\
+             [hardware]\nbackend = \"sim\"\n{config}"
+        ))
+        .map_err(|e| e.to_string())?;
+        let mut hardware =
+            crate::hardware::Hardware::from_settings(&settings).map_err(|e| e.to_string())?;
+        let (events, _) = tokio::sync::mpsc::channel(1);
+        let _in_runtime = runtime.enter();
+        let parts = Parts::start(&mut crate::parts::Start {
+            settings: &settings,
+            hardware: &mut hardware,
+            wall: chrono::Utc::now(),
+            events,
+            tasks: &mut Vec::new(),
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Parser {
+            router: Router::new("edge/t", settings.config.verbs()),
+            parts,
+            _runtime: runtime,
+        })
+    }
+
+    /// Parses one message into a command.
+    pub(crate) fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
+        let route = self.router.topics.route(topic);
+        self.router.parse_route(&self.parts, route, payload)
+    }
+
+    /// Parses one message; the matrix program it runs, if it is one.
+    pub fn program(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Option<std::sync::Arc<crate::parts::matrix::pattern::Node>>, CommandError> {
+        Ok(match self.parse(topic, payload)? {
+            Command::Matrix(crate::parts::matrix::command::MatrixSet::Run { program, .. }) => {
+                Some(program)
+            }
+            _ => None,
+        })
+    }
+
+    /// The topic filters the commands arrive on (`Topics::filters`). Not
+    /// `<base>/#`: the agent does not need its own state echoed back, and
+    /// each echo costs a broker-to-agent packet that can hold up the next
+    /// command (docs/known-issues.md).
+    #[cfg(test)]
+    pub(crate) fn filters(&self) -> Vec<String> {
+        self.router.topics.filters()
+    }
+
+    /// Whether `topic` is one the router answers (a command topic below base).
+    #[cfg(test)]
+    pub(crate) fn is_command_topic(&self, topic: &str) -> bool {
+        self.router.topics.route(topic) != Route::NotOurs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,57 +149,11 @@ mod tests {
     use crate::parts::message_board::BoardCommand;
     use crate::quote::MAX_ECHO;
 
-    /// The router and the parts of a device with every part, on simulated
-    /// hardware (the display takes 100 characters, the buzzer 1000 ms beeps).
-    struct Device {
-        router: Router,
-        parts: Parts,
-        _runtime: tokio::runtime::Runtime,
+    fn device(config: &str) -> Parser {
+        Parser::new(config).unwrap()
     }
 
-    impl Device {
-        fn parse(&self, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
-            self.router.parse(&self.parts, topic, payload)
-        }
-
-        fn filters(&self) -> Vec<String> {
-            self.router.filters()
-        }
-
-        /// Whether `topic` is one the router answers (a command topic below base).
-        fn is_command_topic(&self, topic: &str) -> bool {
-            self.router.topics.route(topic) != Route::NotOurs
-        }
-    }
-
-    fn device(config: &str) -> Device {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let settings = crate::config::Config::from_toml(&format!(
-            "[device]\nid = \"t\"\n[mqtt]\nbase_topic = \"edge/t\"\n{config}"
-        ))
-        .unwrap();
-        let mut hardware = crate::hardware::Hardware::from_settings(&settings).unwrap();
-        let (events, _) = tokio::sync::mpsc::channel(1);
-        let _in_runtime = runtime.enter();
-        let parts = Parts::start(&mut crate::parts::Start {
-            settings: &settings,
-            hardware: &mut hardware,
-            wall: chrono::Utc::now(),
-            events,
-            tasks: &mut Vec::new(),
-        })
-        .unwrap();
-        Device {
-            router: Router::new("edge/t", settings.config.verbs()),
-            parts,
-            _runtime: runtime,
-        }
-    }
-
-    fn router() -> Device {
+    fn router() -> Parser {
         device(
             "[display]\nenabled = true\nbackend = \"sim\"\nmax_message_chars = 100\n\
              [buzzer]\nenabled = true\nmax_beep_ms = 1000\n",

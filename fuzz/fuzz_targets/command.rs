@@ -4,41 +4,29 @@
 //! program would hurt.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-
-use edge_agent::command::{Catalog, Command, MatrixSet, Router};
-use edge_agent::parts::matrix::pattern::{frame_at, next_change, Library};
+use edge_agent::command::Parser;
+use edge_agent::parts::matrix::pattern::{frame_at, next_change};
 use libfuzzer_sys::fuzz_target;
 
 const TOPICS: &[&str] = &[
-    "edge/f/led/left/set",
-    "edge/f/tilt/set",
-    "edge/f/matrix/set",
-    "edge/f/display/message/set",
-    "edge/f/display/clock/set",
-    "edge/f/buzzer/set",
-    "edge/f/sim/button/press",
-    "edge/f/sim/panic",
-    "edge/f/nope/set",
+    "edge/t/led/left/set",
+    "edge/t/tilt/set",
+    "edge/t/matrix/set",
+    "edge/t/display/message/set",
+    "edge/t/display/clock/set",
+    "edge/t/buzzer/set",
+    "edge/t/sim/button/press",
+    "edge/t/sim/panic",
+    "edge/t/nope/set",
 ];
 
-fn router() -> &'static Router {
-    static ROUTER: OnceLock<Router> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let library = Library::builtin().expect("the shipped patterns parse");
-        Router::new(
-            "edge/f",
-            Catalog {
-                leds: vec!["left".into(), "right".into()],
-                matrix: Some(Arc::new(library)),
-                sim_button: true,
-                sim_faults: true,
-                display: Some(1000),
-                tilt: true,
-                buzzer: Some(10_000),
-            },
-        )
-    })
+thread_local! {
+    /// Every part on simulated hardware, with generous limits.
+    static PARSER: Parser = Parser::new(
+        "[display]\nenabled = true\nbackend = \"sim\"\nmax_message_chars = 1000\n\
+         [buzzer]\nenabled = true\nmax_beep_ms = 10000\n",
+    )
+    .expect("a device with every part");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -46,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let topic = TOPICS[usize::from(pick) % TOPICS.len()];
-    if let Ok(Command::Matrix(MatrixSet::Run { program, .. })) = router().parse(topic, payload) {
+    if let Ok(Some(program)) = PARSER.with(|p| p.program(topic, payload)) {
         let mut tau = 0;
         for _ in 0..64 {
             let _ = frame_at(&program, tau);

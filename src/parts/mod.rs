@@ -396,28 +396,22 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// Every part on simulated hardware, with its events.
-    fn every_part() -> (Parts, Vec<Verb>, mpsc::Receiver<Event>) {
-        let settings = Config::from_toml(
-            "[device]\nid = \"t\"\n[display]\nenabled = true\nbackend = \"sim\"\nrefresh_ms = 0\n[buzzer]\nenabled = true\n",
-        )
-        .unwrap();
-        let mut hardware = Hardware::from_settings(&settings).unwrap();
-        let (events_tx, events) = mpsc::channel(16);
-        let parts = Parts::start(&mut Start {
-            settings: &settings,
-            hardware: &mut hardware,
-            wall: Utc::now(),
-            events: events_tx,
-            tasks: &mut Vec::new(),
-        })
-        .unwrap();
-        (parts, settings.config.verbs(), events)
+    /// Every part on simulated hardware, with the verbs they take.
+    fn every_part() -> (crate::command::Parser, Vec<Verb>) {
+        let config = "[display]\nenabled = true\nbackend = \"sim\"\nrefresh_ms = 0\n\
+                      [buzzer]\nenabled = true\n";
+        let parser = crate::command::Parser::new(config).unwrap();
+        let verbs = Config::from_toml(&format!("[device]\nid = \"t\"\n{config}"))
+            .unwrap()
+            .config
+            .verbs();
+        (parser, verbs)
     }
 
-    #[tokio::test]
-    async fn each_verb_the_config_enables_is_taken_by_exactly_one_part() {
-        let (parts, verbs, _events) = every_part();
+    #[test]
+    fn each_verb_the_config_enables_is_taken_by_exactly_one_part() {
+        let (parser, verbs) = every_part();
+        let parts = &parser.parts;
         assert_eq!(verbs.len(), topic::COMMANDS.len(), "every part is on");
         for verb in verbs {
             let takers = parts
@@ -430,9 +424,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_command_goes_to_the_part_that_parsed_it_and_events_reach_every_part() {
-        let (mut parts, _, _events) = every_part();
+    #[test]
+    fn a_command_goes_to_the_part_that_parsed_it_and_events_reach_every_part() {
+        let (mut parser, _) = every_part();
+        let parts = &mut parser.parts;
         let now = Now {
             at: Instant::now(),
             wall: Utc::now(),
