@@ -52,6 +52,9 @@ pub(crate) fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announ
             if let Some(m) = fields.as_object_mut() {
                 if let Some((verb, led)) = e.command {
                     m.insert("command_topic".into(), json!(topics.command(verb, led)));
+                    // Acknowledged once applied, kept by the broker while
+                    // the agent is away (the persistent session).
+                    m.insert("qos".into(), json!(1));
                 }
                 if let Some(state) = &e.state {
                     m.insert("state_topic".into(), json!(topics.at(state)));
@@ -121,8 +124,18 @@ mod tests {
             );
             assert_eq!(v["availability_topic"], "edge/kitchen/status");
             assert_eq!(v["device"]["identifiers"][0], "edge_agent_kitchen");
+            if v.get("command_topic").is_some() {
+                assert_eq!(v["qos"], 1, "commands at QoS 1: {}", x.topic);
+            }
         }
         assert_eq!(a.len(), 8);
+        let text = a
+            .iter()
+            .find(|x| x.topic == "homeassistant/text/kitchen/message/config")
+            .unwrap();
+        let v: Value = serde_json::from_str(&text.payload).unwrap();
+        // The board refuses an empty message, and takes display.max_message_chars.
+        assert_eq!((v["min"].as_u64(), v["max"].as_u64()), (Some(1), Some(255)));
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
             state: Some(state::DISPLAY.into()),
             fields: json!({
                 "value_template": "{{ value_json.text if value_json.text is not none else '' }}",
-                "min": 0,
+                "min": 1,
                 "max": display.max_message_chars.min(HA_TEXT_MAX),
                 "mode": "text",
             }),
