@@ -459,4 +459,29 @@ mod tests {
             "{out:?}"
         );
     }
+
+    #[test]
+    fn every_whole_minute_ticks_while_a_message_is_shown_too() {
+        let (mut parser, _) = every_part();
+        let parts = &mut parser.parts;
+        let now = Now {
+            at: Instant::now(),
+            wall: Utc::now(),
+            time_zone: Tz::UTC,
+        };
+        let minute = |m: u32| {
+            use chrono::TimeZone;
+            Event::Minute(Tz::UTC.with_ymd_and_hms(2026, 12, 2, 10, m, 0).unwrap())
+        };
+        let tick = |m: u32| {
+            Out::Event(
+                topic::state::CLOCK_TICK,
+                format!("{{\"time\":\"2026-12-02T10:{m:02}:00+00:00\"}}").into(),
+            )
+        };
+        assert_eq!(parts.react(&minute(1), &now), vec![tick(1)]);
+        let shown = parts.parse(Verb::Message, None, b"hi").unwrap();
+        parts.execute(shown, &now).unwrap();
+        assert_eq!(parts.react(&minute(2), &now), vec![tick(2)]);
+    }
 }

@@ -127,14 +127,16 @@ impl Device for MessageBoard {
 
     fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
         match event {
-            Event::Minute(at) => match self.board.tick(*at) {
-                Some(screen) => {
+            // Every whole minute ticks (a link on the tick, the original
+            // clock → buzzer chain, goes on while a message is shown); the
+            // clock is drawn when it runs.
+            Event::Minute(at) => {
+                if let Some(screen) = self.board.tick(*at) {
                     self.display.show(screen);
-                    let tick = json!({ "time": rfc3339(at) }).to_string();
-                    vec![Out::Event(state::CLOCK_TICK, tick.into())]
                 }
-                None => Vec::new(),
-            },
+                let tick = json!({ "time": rfc3339(at) }).to_string();
+                vec![Out::Event(state::CLOCK_TICK, tick.into())]
+            }
             // The restart button: the clock comes back.
             Event::Button(ButtonEvent::Press) => {
                 let screen = self.board.press(now.wall);
