@@ -104,9 +104,16 @@ impl Outbox {
     }
 }
 
+/// The shortest time between two announcements after Home Assistant's
+/// `online`: however often it comes, every config and state goes out at
+/// most once in this time.
+pub(crate) const ANNOUNCE_SPACING: Duration = Duration::from_secs(5);
+
 /// A timer of the core's, due at the instant [`Core::deadline`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
+    /// Announce everything again (Home Assistant came back).
+    Announce,
     /// The broker has been away for `safety.offline_timeout_ms`.
     Offline,
     /// A part's timer (a beep's end, the tilt timeout), by the part's place.
@@ -146,6 +153,11 @@ pub(crate) struct Core {
     time_zone: Tz,
     /// `<discovery_prefix>/status`, when Home Assistant is enabled.
     ha_status: Option<String>,
+    /// How long after Home Assistant's `online` to announce again.
+    announce_delay: Duration,
+    /// The announcement asked for, and the last one made.
+    announce_due: Option<Instant>,
+    last_announce: Option<Instant>,
     offline_timeout: Duration,
     /// The broker has been away since then.
     offline_since: Option<Instant>,
@@ -205,6 +217,9 @@ impl Core {
             wall,
             time_zone: settings.time_zone,
             ha_status,
+            announce_delay: Duration::from_millis(config.homeassistant.announce_delay_ms),
+            announce_due: None,
+            last_announce: None,
             offline_timeout: settings.safety.offline_timeout,
             offline_since: None,
             went_safe: false,
@@ -272,7 +287,8 @@ impl Core {
             .filter(|_| !self.went_safe && !self.offline_timeout.is_zero())
             .map(|since| (since + self.offline_timeout, Timer::Offline));
         let part = self.parts.deadline(now).map(|(at, i)| (at, Timer::Part(i)));
-        [offline, part]
+        let announce = self.announce_due.map(|at| (at, Timer::Announce));
+        [announce, offline, part]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -313,8 +329,17 @@ impl Core {
         if self.ha_status.as_deref() == Some(msg.topic.as_str())
             && msg.payload.as_ref() == b"online"
         {
-            info!("Home Assistant is online: announcing again");
-            out.republish_retained();
+            let earliest = self.last_announce.map(|last| last + ANNOUNCE_SPACING);
+            let at = earliest.map_or(now + self.announce_delay, |e| {
+                e.max(now + self.announce_delay)
+            });
+            if self.announce_due.is_none() {
+                info!(
+                    in_ms = at.saturating_duration_since(now).as_millis(),
+                    "Home Assistant is online: announcing again"
+                );
+            }
+            self.announce_due.get_or_insert(at);
         }
         // Links see the message as it arrived, before any command it may be.
         let fired = self.links.fire(&msg.topic, &msg.payload, msg.retained, now);
@@ -452,8 +477,15 @@ impl Core {
     }
 
     fn timer(&mut self, timer: Timer, now: Instant, out: &mut Outbox) {
+        let at = now;
         let now = self.now(now);
         let changed = match timer {
+            Timer::Announce => {
+                self.announce_due = None;
+                self.last_announce = Some(at);
+                out.republish_retained();
+                self.parts.react(&Event::Announce, &now)
+            }
             Timer::Offline => {
                 warn!(
                     timeout_ms = self.offline_timeout.as_millis(),
@@ -659,11 +691,39 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn home_assistant_coming_online_announces_everything_again() {
         let (mut core, _w, _sim) = core("");
-        let out = core.step(
-            Input::Message(message("homeassistant/status", "online")),
-            Instant::now(),
+        let online = || Input::Message(message("homeassistant/status", "online"));
+        let t0 = Instant::now();
+        let minute = "2026-12-02T10:01:00Z"
+            .parse::<DateTime<chrono::Utc>>()
+            .unwrap();
+        let out = core.step(Input::Minute(minute.with_timezone(&Tz::UTC)), t0);
+        assert_eq!(topics_of(&out), ["edge/t/clock/tick"]);
+        let out_of_minute = out;
+        // After the delay (Home Assistant's discovery is not ready at once).
+        assert!(core.step(online(), t0).is_empty());
+        let due = t0 + Duration::from_millis(1000);
+        assert_eq!(core.deadline(t0), Some((due, Timer::Announce)));
+        assert!(core
+            .step(online(), t0 + Duration::from_millis(400))
+            .is_empty());
+        assert_eq!(
+            core.deadline(t0),
+            Some((due, Timer::Announce)),
+            "one for both"
         );
-        assert_eq!(out, vec![Output::RepublishRetained]);
+        let out = core.step(Input::Timer(Timer::Announce), due);
+        assert_eq!(out[0], Output::RepublishRetained);
+        // The last tick again, so the clock has a value before the next minute.
+        assert_eq!(out[1..], out_of_minute[..]);
+        assert_eq!(core.deadline(due), None);
+        // However often it comes, at most once per ANNOUNCE_SPACING.
+        assert!(core
+            .step(online(), due + Duration::from_millis(100))
+            .is_empty());
+        assert_eq!(
+            core.deadline(due),
+            Some((due + ANNOUNCE_SPACING, Timer::Announce))
+        );
         let first = core.announce();
         let topics = topics_of(&first);
         let info = topics.iter().position(|t| *t == "edge/t/info").unwrap();

@@ -155,6 +155,11 @@ pub struct HomeAssistantConfig {
     pub enabled: bool,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
+    /// How long after Home Assistant's `online` the agent announces itself
+    /// again, in ms (Home Assistant says `online` before its discovery is
+    /// ready); announcements come at most once per
+    /// [`ANNOUNCE_SPACING`](crate::agent::core::ANNOUNCE_SPACING).
+    pub announce_delay_ms: u64,
 }
 
 impl HomeAssistantConfig {
@@ -170,6 +175,7 @@ impl Default for HomeAssistantConfig {
         HomeAssistantConfig {
             enabled: true,
             discovery_prefix: "homeassistant".into(),
+            announce_delay_ms: 1000,
         }
     }
 }
@@ -841,6 +847,14 @@ impl Config {
                     "homeassistant.discovery_prefix",
                     quote(p),
                     "a topic prefix without wildcards, e.g. homeassistant",
+                ));
+            }
+            let delay = self.homeassistant.announce_delay_ms;
+            if delay > 60_000 {
+                return Err(ConfigError::new(
+                    "homeassistant.announce_delay_ms",
+                    delay,
+                    "0 to 60000 ms",
                 ));
             }
         }

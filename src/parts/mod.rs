@@ -117,6 +117,9 @@ pub(crate) enum Event {
     Matrix(MatrixState),
     /// The broker connection went down.
     Offline,
+    /// Every state goes out again (Home Assistant came back): an event a
+    /// subscriber needs for a value (the last clock tick) may go again too.
+    Announce,
     /// A part's hardware failed; the path names the part's state topic.
     Failed(&'static str, HardwareError),
 }

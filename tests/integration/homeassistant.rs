@@ -111,7 +111,8 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
     ha.subscribe(&format!("{base}/led/left")).await;
     ha.drain(Duration::from_millis(200)).await;
     ha.publish("homeassistant/status", "online").await;
-    let again = ha.drain(Duration::from_millis(800)).await;
+    // After homeassistant.announce_delay_ms (1 s by default).
+    let again = ha.drain(Duration::from_millis(2500)).await;
     let config_again = again
         .iter()
         .filter(|m| m.topic.ends_with("/config") && m.topic.contains(device))

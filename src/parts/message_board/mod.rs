@@ -9,6 +9,9 @@ pub mod render;
 
 use std::time::Duration;
 
+use chrono::DateTime;
+use chrono_tz::Tz;
+
 use serde_json::json;
 
 use self::board::Board;
@@ -31,6 +34,8 @@ pub(crate) struct MessageBoard {
     display: DisplayHandle,
     /// The longest message it takes (characters).
     max_chars: usize,
+    /// The last whole-minute tick.
+    last_tick: Option<DateTime<Tz>>,
 }
 
 /// A command for the message board.
@@ -86,6 +91,7 @@ impl Device for MessageBoard {
             board,
             display,
             max_chars,
+            last_tick: None,
         }))
     }
 
@@ -134,9 +140,10 @@ impl Device for MessageBoard {
                 if let Some(screen) = self.board.tick(*at) {
                     self.display.show(screen);
                 }
-                let tick = json!({ "time": rfc3339(at) }).to_string();
-                vec![Out::Event(state::CLOCK_TICK, tick.into())]
+                self.last_tick = Some(*at);
+                tick(at)
             }
+            Event::Announce => self.last_tick.as_ref().map(tick).unwrap_or_default(),
             // The restart button: the clock comes back.
             Event::Button(ButtonEvent::Press) => {
                 let screen = self.board.press(now.wall);
@@ -149,6 +156,12 @@ impl Device for MessageBoard {
     async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
         (Vec::new(), Ok(()))
     }
+}
+
+/// The tick of the whole minute `at`.
+fn tick(at: &DateTime<Tz>) -> Vec<Out> {
+    let tick = json!({ "time": rfc3339(at) }).to_string();
+    vec![Out::Event(state::CLOCK_TICK, tick.into())]
 }
 
 /// How the display task refreshes `panel`: off the runtime's thread when
