@@ -396,6 +396,16 @@ mod tests {
         );
         let m = |p: &[u8]| r.parse("edge/t/matrix/set", p).unwrap();
         assert_eq!(m(b"OFF"), Command::Matrix(MatrixSet::Off));
+        // Home Assistant's "no effect" under ON: lit, no pattern.
+        assert_eq!(
+            m(br#"{"state":"ON","effect":"off"}"#),
+            Command::Matrix(MatrixSet::Run {
+                program: std::sync::Arc::new(crate::parts::matrix::pattern::Node::Frame(
+                    Frame::ALL
+                )),
+                effect: None
+            })
+        );
         assert_eq!(m(br#"{"state":"ON"}"#), Command::Matrix(MatrixSet::On));
         assert_eq!(
             m(br#"{"state":"OFF","effect":"smiley"}"#),

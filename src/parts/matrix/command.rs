@@ -70,6 +70,13 @@ pub(crate) fn parse_matrix(payload: &str, lib: &Library) -> Result<MatrixSet, Co
             let state = json_state(j.state.as_deref())?;
             return match (state, j.effect) {
                 (Some(false), _) => Ok(MatrixSet::Off),
+                // Home Assistant's "no effect" while the light is on: lit,
+                // without a pattern (the `off` pattern would show a light
+                // that says OFF).
+                (_, Some(effect)) if effect == "off" => Ok(MatrixSet::Run {
+                    program: std::sync::Arc::new(Node::Frame(Frame::ALL)),
+                    effect: None,
+                }),
                 (_, Some(effect)) => named(&effect, lib),
                 _ => Ok(MatrixSet::On),
             };
