@@ -102,7 +102,8 @@ pub fn main() -> ExitCode {
                 }
             };
             let mut out = String::new();
-            for a in crate::discovery::announcements(&settings, &library.names()) {
+            let device = crate::discovery::device(&settings, &crate::host::Host::new("/"));
+            for a in crate::discovery::announcements(&settings, &device, &library.names()) {
                 let payload: serde_json::Value =
                     serde_json::from_str(&a.payload).unwrap_or_default();
                 out.push_str(

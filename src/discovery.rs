@@ -5,7 +5,10 @@
 
 use serde_json::json;
 
-use crate::config::Settings;
+use std::net::Ipv4Addr;
+
+use crate::config::{Backend, Settings};
+use crate::host::Host;
 use crate::mqtt::topic::{self, Topics};
 use crate::parts::Entity;
 
@@ -18,20 +21,60 @@ pub(crate) struct Announcement {
     pub payload: String,
 }
 
-/// Every entity's config (or removal) for these settings; `effects` are the
-/// matrix's named patterns.
-pub(crate) fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announcement> {
-    let c = &settings.config;
-    let id = &settings.device_id;
-    let topics = Topics::new(settings.base_topic.clone(), c.verbs());
-    let prefix = &c.homeassistant.discovery_prefix;
-    let device = json!({
-        "identifiers": [format!("edge_agent_{id}")],
+/// Home Assistant's device block for these settings on `host`: what the
+/// host lacks is left out.
+pub(crate) fn device(settings: &Settings, host: &Host) -> serde_json::Value {
+    let hw_version = if settings.config.hardware.backend == Backend::Sim {
+        Some("simulated".to_string())
+    } else {
+        host.model()
+    };
+    // The interface that reaches the broker; none for the embedded one.
+    let broker = match &settings.broker {
+        Some(_) => Some(Ipv4Addr::LOCALHOST),
+        None => settings.endpoint.host.parse().ok(),
+    };
+    let mut device = json!({
+        "identifiers": [format!("edge_agent_{}", settings.device_id)],
         "name": settings.device_name,
         "model": "edge-agent",
         "manufacturer": "edge-agent",
         "sw_version": env!("CARGO_PKG_VERSION"),
     });
+    let extra = [
+        ("hw_version", hw_version.map(|v| json!(v))),
+        ("serial_number", host.serial_number().map(|v| json!(v))),
+        (
+            "connections",
+            host.mac_towards(broker).map(|mac| json!([["mac", mac]])),
+        ),
+        (
+            "suggested_area",
+            settings.config.device.area.clone().map(|v| json!(v)),
+        ),
+    ];
+    if let Some(m) = device.as_object_mut() {
+        for (key, value) in extra {
+            if let Some(v) = value {
+                m.insert(key.into(), v);
+            }
+        }
+    }
+    device
+}
+
+/// Every entity's config (or removal) for these settings, with `device` as
+/// the device block; `effects` are the matrix's named patterns.
+pub(crate) fn announcements(
+    settings: &Settings,
+    device: &serde_json::Value,
+    effects: &[&str],
+) -> Vec<Announcement> {
+    let c = &settings.config;
+    let id = &settings.device_id;
+    let topics = Topics::new(settings.base_topic.clone(), c.verbs());
+    let prefix = &c.homeassistant.discovery_prefix;
+    let origin = json!({ "name": "edge-agent", "sw_version": env!("CARGO_PKG_VERSION") });
     let mut entities: Vec<Entity> = c
         .sections()
         .into_iter()
@@ -71,6 +114,7 @@ pub(crate) fn announcements(settings: &Settings, effects: &[&str]) -> Vec<Announ
                 m.insert("payload_available".into(), json!("online"));
                 m.insert("payload_not_available".into(), json!("offline"));
                 m.insert("device".into(), device.clone());
+                m.insert("origin".into(), origin.clone());
             }
             Announcement {
                 topic,
@@ -108,7 +152,11 @@ mod tests {
         let s =
             Config::from_toml("[device]\nid = \"kitchen\"\n[buzzer]\nenabled = true\npin = 28\n")
                 .unwrap();
-        let a = announcements(&s, &["smiley", "rows"]);
+        let a = announcements(
+            &s,
+            &device(&s, &Host::new("/nonexistent")),
+            &["smiley", "rows"],
+        );
         let mut ids = std::collections::HashSet::new();
         for x in &a {
             assert!(
@@ -141,7 +189,7 @@ mod tests {
     #[test]
     fn disabled_parts_are_removed() {
         let s = Config::from_toml("[device]\nid = \"k\"\n[matrix]\nenabled = false\n").unwrap();
-        let a = announcements(&s, &[]);
+        let a = announcements(&s, &device(&s, &Host::new("/nonexistent")), &[]);
         let m = a
             .iter()
             .find(|x| x.topic == "homeassistant/light/k/matrix/config")
@@ -152,5 +200,44 @@ mod tests {
             .find(|x| x.topic == "homeassistant/switch/k/buzzer/config")
             .unwrap();
         assert_eq!(b.payload, "", "the buzzer is off by default");
+    }
+
+    #[test]
+    fn the_device_block_has_what_the_host_tells_and_nothing_invented() {
+        let pi = crate::host::tree(&[
+            ("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\0"),
+            ("proc/device-tree/serial-number", "10000000abcdef01\0"),
+            (
+                "proc/net/route",
+                "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                 eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n",
+            ),
+            ("sys/class/net/eth0/address", "dc:a6:32:00:00:01\n"),
+        ]);
+        let on_a_pi =
+            "[device]\nid = \"k\"\narea = \"Kitchen\"\n[hardware]\nbackend = \"gpiocdev\"\n\
+                       [broker]\nenabled = false\n[mqtt]\nurl = \"mqtt://192.168.1.5\"\n";
+        let s = Config::from_toml(on_a_pi).unwrap();
+        let d = device(&s, &Host::new(pi.path()));
+        assert_eq!(d["hw_version"], "Raspberry Pi 4 Model B Rev 1.4");
+        assert_eq!(d["serial_number"], "10000000abcdef01");
+        assert_eq!(d["connections"], json!([["mac", "dc:a6:32:00:00:01"]]));
+        assert_eq!(d["suggested_area"], "Kitchen");
+        // Simulated, on a PC, with the embedded broker: only what is known.
+        let s = Config::from_toml("[device]\nid = \"k\"\n").unwrap();
+        let d = device(&s, &Host::new(pi.path()));
+        assert_eq!(d["hw_version"], "simulated");
+        assert!(
+            d.get("connections").is_none(),
+            "the embedded broker is on loopback"
+        );
+        assert!(d.get("suggested_area").is_none());
+        let d = device(&s, &Host::new("/nonexistent"));
+        assert!(d.get("serial_number").is_none());
+        for a in announcements(&s, &d, &[]) {
+            if let Ok(v) = serde_json::from_str::<Value>(&a.payload) {
+                assert_eq!(v["origin"]["name"], "edge-agent", "{}", a.topic);
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod command;
 pub mod config;
 pub(crate) mod discovery;
 pub mod hardware;
+pub(crate) mod host;
 pub(crate) mod links;
 pub mod mqtt;
 pub mod parts;

@@ -224,7 +224,11 @@ impl Core {
             offline_since: None,
             went_safe: false,
             started_at,
-            announcements: crate::discovery::announcements(settings, &library.names()),
+            announcements: crate::discovery::announcements(
+                settings,
+                &crate::discovery::device(settings, &crate::host::Host::new("/")),
+                &library.names(),
+            ),
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
         };
         let wiring = Wiring {

@@ -330,6 +330,9 @@ pub struct DeviceConfig {
     /// Human-readable name; default: `edge-agent <id>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The room it is in (Home Assistant's suggested area), if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
 }
 
 /// Connection to the MQTT broker.
