@@ -91,37 +91,62 @@ pub(crate) fn announcements(
                     payload: String::new(),
                 };
             }
-            let mut fields = e.fields;
-            if let Some(m) = fields.as_object_mut() {
-                if let Some((verb, led)) = e.command {
-                    m.insert("command_topic".into(), json!(topics.command(verb, led)));
-                    // Acknowledged once applied, kept by the broker while
-                    // the agent is away (the persistent session).
-                    m.insert("qos".into(), json!(1));
-                }
-                if let Some(state) = &e.state {
-                    m.insert("state_topic".into(), json!(topics.at(state)));
-                }
-                m.insert("name".into(), json!(e.name));
-                m.insert(
-                    "unique_id".into(),
-                    json!(format!("edge_agent_{id}_{}", e.object)),
-                );
-                m.insert(
-                    "availability_topic".into(),
-                    json!(topics.at(topic::state::STATUS)),
-                );
-                m.insert("payload_available".into(), json!("online"));
-                m.insert("payload_not_available".into(), json!("offline"));
-                m.insert("device".into(), device.clone());
-                m.insert("origin".into(), origin.clone());
-            }
+            let fields = framed(e, &topics, id, device, &origin);
             Announcement {
                 topic,
                 payload: fields.to_string(),
             }
         })
         .collect()
+}
+
+/// An entity's fields with the topics, QoS, ids, availability, device and
+/// origin Home Assistant needs; a device trigger gets its topic, device and
+/// origin only.
+fn framed(
+    e: Entity,
+    topics: &Topics,
+    id: &str,
+    device: &serde_json::Value,
+    origin: &serde_json::Value,
+) -> serde_json::Value {
+    let mut fields = e.fields;
+    let Some(m) = fields.as_object_mut() else {
+        return fields;
+    };
+    m.insert("device".into(), device.clone());
+    m.insert("origin".into(), origin.clone());
+    if e.component == "device_automation" {
+        if let Some(state) = &e.state {
+            m.insert("topic".into(), json!(topics.at(state)));
+        }
+        return fields;
+    }
+    if let Some((verb, led)) = e.command {
+        m.insert("command_topic".into(), json!(topics.command(verb, led)));
+        // Acknowledged once applied, kept by the broker while the agent is
+        // away (the persistent session).
+        m.insert("qos".into(), json!(1));
+    }
+    if let Some(state) = &e.state {
+        m.insert("state_topic".into(), json!(topics.at(state)));
+        if let Some(template) = e.attributes {
+            m.insert("json_attributes_topic".into(), json!(topics.at(state)));
+            m.insert("json_attributes_template".into(), json!(template));
+        }
+    }
+    m.insert("name".into(), json!(e.name));
+    m.insert(
+        "unique_id".into(),
+        json!(format!("edge_agent_{id}_{}", e.object)),
+    );
+    m.insert(
+        "availability_topic".into(),
+        json!(topics.at(topic::state::STATUS)),
+    );
+    m.insert("payload_available".into(), json!("online"));
+    m.insert("payload_not_available".into(), json!("offline"));
+    fields
 }
 
 /// The agent's own entity: when it started.
@@ -138,6 +163,7 @@ fn started() -> Entity {
             "device_class": "timestamp",
             "entity_category": "diagnostic",
         }),
+        ..Entity::default()
     }
 }
 
@@ -166,6 +192,14 @@ mod tests {
             );
             assert!(x.topic.contains("/kitchen/"), "{}", x.topic);
             let v: Value = serde_json::from_str(&x.payload).unwrap();
+            assert_eq!(v["device"]["identifiers"][0], "edge_agent_kitchen");
+            if x.topic.contains("/device_automation/") {
+                // A device trigger: its topic and the device, no entity ids.
+                assert_eq!(v["topic"], "edge/kitchen/button/event");
+                assert_eq!(v["automation_type"], "trigger");
+                assert!(v.get("unique_id").is_none(), "{}", x.topic);
+                continue;
+            }
             assert!(
                 ids.insert(v["unique_id"].as_str().unwrap().to_string()),
                 "unique ids"
@@ -176,7 +210,10 @@ mod tests {
                 assert_eq!(v["qos"], 1, "commands at QoS 1: {}", x.topic);
             }
         }
-        assert_eq!(a.len(), 8);
+        // Two LEDs, the matrix, the button and its three triggers, the
+        // message, the notify entity, the clock switch and sensor, the
+        // buzzer, the start time.
+        assert_eq!(a.len(), 13);
         let text = a
             .iter()
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")

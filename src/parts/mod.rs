@@ -34,8 +34,10 @@ use crate::parts::input::CommandError;
 use crate::parts::matrix::engine::MatrixState;
 
 /// A Home Assistant entity a part offers, in the topic table's terms:
-/// discovery adds the topics, the device and availability.
-#[derive(Debug, Clone)]
+/// discovery adds the topics, the device and availability. A
+/// `device_automation` (a device trigger) is framed as one: its `state` is
+/// the topic it fires on.
+#[derive(Debug, Clone, Default)]
 pub struct Entity {
     /// Home Assistant's component (`light`, `sensor`, ...).
     pub component: &'static str,
@@ -49,6 +51,9 @@ pub struct Entity {
     pub command: Option<(Verb, &'static str)>,
     /// The state topic below base it reads.
     pub state: Option<String>,
+    /// A template of attributes read from the state topic (Home
+    /// Assistant's `json_attributes_template`).
+    pub attributes: Option<&'static str>,
     /// The rest of its config.
     pub fields: serde_json::Value,
 }

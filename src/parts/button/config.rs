@@ -41,7 +41,7 @@ impl Section for ButtonConfig {
     }
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
-        vec![super::entity(self.enabled)]
+        super::entities(self.enabled)
     }
 
     /// Its input, when enabled.

@@ -41,6 +41,15 @@ impl ButtonEvent {
             .to_string()
     }
 
+    /// Home Assistant's device trigger type for it.
+    pub(crate) fn trigger_type(&self) -> &'static str {
+        match self {
+            ButtonEvent::Press => "button_short_press",
+            ButtonEvent::DoublePress => "button_double_press",
+            ButtonEvent::LongPress => "button_long_press",
+        }
+    }
+
     /// Every event type, for discovery.
     pub const ALL: [ButtonEvent; 3] = [
         ButtonEvent::Press,

@@ -62,18 +62,36 @@ impl Device for Button {
     }
 }
 
-/// The button's Home Assistant entity: an event with its press kinds.
-pub fn entity(enabled: bool) -> Entity {
-    Entity {
+/// Its Home Assistant entities: an event entity with every event type, and
+/// a device trigger per event type, so that the automation editor offers
+/// "button pressed".
+pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
+    let event = Entity {
         component: "event",
         object: "button".into(),
         name: "Button".into(),
         enabled,
-        command: None,
         state: Some(state::BUTTON_EVENT.into()),
         fields: json!({
             "event_types": ButtonEvent::ALL.iter().map(|e| e.event_type()).collect::<Vec<_>>(),
             "device_class": "button",
+            "icon": "mdi:gesture-tap-button",
         }),
-    }
+        ..Entity::default()
+    };
+    let triggers = ButtonEvent::ALL.iter().map(|e| Entity {
+        component: "device_automation",
+        object: format!("button_{}", e.event_type()),
+        enabled,
+        state: Some(state::BUTTON_EVENT.into()),
+        fields: json!({
+            "automation_type": "trigger",
+            "type": e.trigger_type(),
+            "subtype": "button_1",
+            "payload": e.event_type(),
+            "value_template": "{{ value_json.event_type }}",
+        }),
+        ..Entity::default()
+    });
+    std::iter::once(event).chain(triggers).collect()
 }

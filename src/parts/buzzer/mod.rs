@@ -94,6 +94,8 @@ pub fn entity(enabled: bool) -> Entity {
         fields: json!({
             "payload_on": "ON",
             "payload_off": "OFF",
+            "icon": "mdi:bullhorn",
         }),
+        ..Entity::default()
     }
 }

@@ -200,7 +200,9 @@ pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
                 // Home Assistant before 2024.4 wants both; later ones ignore color_mode.
                 "color_mode": true,
                 "supported_color_modes": ["brightness"],
+                "icon": "mdi:led-on",
             }),
+            ..Entity::default()
         })
         .collect()
 }

@@ -171,6 +171,8 @@ pub fn entity(enabled: bool, effects: &[&str]) -> Entity {
             "effect_list": effects,
             "color_mode": true,
             "supported_color_modes": ["onoff"],
+            "icon": "mdi:dots-grid",
         }),
+        ..Entity::default()
     }
 }

@@ -185,32 +185,69 @@ pub(crate) const HA_TEXT_MAX: usize = 255;
 /// The board's Home Assistant entities: the message as a text, the minute
 /// clock as a timestamp sensor.
 pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
+    let enabled = display.enabled;
     vec![
         Entity {
             component: "text",
             object: "message".into(),
             name: "Message".into(),
-            enabled: display.enabled,
+            enabled,
             command: Some((Verb::Message, "")),
             state: Some(state::DISPLAY.into()),
+            // Its sender and the time it was shown.
+            attributes: Some(
+                "{{ {'from': value_json.from, 'shown_at': value_json.shown_at, 'mode': value_json.mode} | tojson }}",
+            ),
             fields: json!({
-                "value_template": "{{ value_json.text if value_json.text is not none else '' }}",
+                // No message while the clock is shown: a blank, which is
+                // no shorter than `min` (Home Assistant refuses a state
+                // that is).
+                "value_template": "{{ value_json.text if value_json.text else ' ' }}",
                 "min": 1,
                 "max": display.max_message_chars.min(HA_TEXT_MAX),
                 "mode": "text",
+                "icon": "mdi:message-text-outline",
             }),
+        },
+        Entity {
+            component: "notify",
+            object: "board".into(),
+            name: "Board".into(),
+            enabled,
+            command: Some((Verb::Message, "")),
+            fields: json!({ "icon": "mdi:message-arrow-right-outline" }),
+            ..Entity::default()
+        },
+        Entity {
+            component: "switch",
+            object: "clock_running".into(),
+            name: "Clock running".into(),
+            enabled,
+            command: Some((Verb::Clock, "")),
+            state: Some(state::DISPLAY.into()),
+            fields: json!({
+                "value_template": "{{ value_json.clock }}",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "state_on": "ON",
+                "state_off": "OFF",
+                "entity_category": "config",
+                "icon": "mdi:clock-outline",
+            }),
+            ..Entity::default()
         },
         Entity {
             component: "sensor",
             object: "clock".into(),
             name: "Clock".into(),
-            enabled: display.enabled,
-            command: None,
+            enabled,
             state: Some(state::CLOCK_TICK.into()),
             fields: json!({
                 "value_template": "{{ value_json.time }}",
                 "device_class": "timestamp",
+                "entity_category": "diagnostic",
             }),
+            ..Entity::default()
         },
     ]
 }
