@@ -325,6 +325,44 @@ mod tests {
     }
 
     #[test]
+    fn home_assistants_transition_and_flash_are_motions() {
+        use crate::parts::leds::command::Motion;
+        use std::time::Duration;
+        let motion = |p: &str| match router().parse("edge/t/led/left/set", p.as_bytes()) {
+            Ok(Command::Leds(LedsCommand::Set { motion, .. })) => Ok(motion),
+            Ok(other) => panic!("not a led command: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let secs = Duration::from_secs_f64;
+        assert_eq!(
+            motion(r#"{"state":"ON","transition":2.5}"#),
+            Ok(Some(Motion::Fade(secs(2.5))))
+        );
+        assert_eq!(motion(r#"{"state":"ON","transition":0}"#), Ok(None));
+        assert_eq!(
+            motion(r#"{"state":"ON","flash":2}"#),
+            Ok(Some(Motion::Flash(secs(2.0))))
+        );
+        assert_eq!(
+            motion(r#"{"flash":"long"}"#),
+            Ok(Some(Motion::Flash(secs(10.0))))
+        );
+        assert_eq!(motion("ON"), Ok(None));
+        for bad in [
+            r#"{"flash":0}"#,
+            r#"{"flash":61}"#,
+            r#"{"state":"ON","transition":-1}"#,
+            r#"{"state":"ON","transition":"x"}"#,
+        ] {
+            let e = motion(bad).unwrap_err();
+            assert!(
+                e.contains("flash") || e.contains("transition"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn led_rejections() {
         for bad in [
             "",

@@ -781,4 +781,33 @@ mod tests {
         assert_eq!(sim.pwm("led/right").and_then(|r| r.last()), Some(0.2));
         assert_eq!(sim.pwm("led/left").and_then(|r| r.last()), Some(0.2));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flash_of_the_matrix_blinks_it_then_shows_what_it_showed() {
+        let (mut core, mut w, sim) = core("");
+        let frames = sim.outputs("matrix").cloned().unwrap();
+        let frame = "01010/01010/00000/10001/01110";
+        core.step(
+            Input::Message(message("edge/t/matrix/set", frame)),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The engine's report, as the loop hands it over: the matrix is on.
+        while let Ok(event) = w.events.try_recv() {
+            core.step(Input::Part(event), Instant::now());
+        }
+        let t0 = Instant::now();
+        let flash = r#"{"state": "ON", "flash": 1}"#;
+        let out = core.step(Input::Message(message("edge/t/matrix/set", flash)), t0);
+        assert!(!topics_of(&out).contains(&"edge/t/error"), "{out:?}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let lit: Vec<usize> = frames
+            .entries()
+            .into_iter()
+            .filter(|(at, _)| *at >= t0)
+            .map(|(_, f)| f.iter().filter(|on| **on).count())
+            .collect();
+        // Lit, dark, lit, dark (two blinks of 250 ms), then the frame again.
+        assert_eq!(lit, [25, 0, 25, 0, 9], "{lit:?}");
+    }
 }

@@ -114,3 +114,39 @@ pub(crate) fn clip_quoted(msg: &str) -> String {
     out.push_str(rest);
     clip(&out, 2 * MAX_ECHO).into_owned()
 }
+
+/// The longest `flash` accepted, in seconds.
+pub(crate) const MAX_FLASH_S: f64 = 60.0;
+/// The longest `transition` accepted, in seconds.
+pub(crate) const MAX_TRANSITION_S: f64 = 3600.0;
+
+/// A Home Assistant light's `flash`: the seconds it flashes for (Home
+/// Assistant sends its `flash_time_short` or `flash_time_long`, 2 and 10 by
+/// default), or `short` / `long`.
+pub(crate) fn flash(v: &serde_json::Value) -> Result<std::time::Duration, CommandError> {
+    let s = match v.as_str() {
+        Some("short") => Some(2.0),
+        Some("long") => Some(10.0),
+        _ => v.as_f64(),
+    };
+    match s {
+        Some(s) if s > 0.0 && s <= MAX_FLASH_S => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(CommandError::BadPayload(format!(
+            "\"flash\" is {}; it is \"short\", \"long\" or seconds, more than 0 and up to {MAX_FLASH_S}",
+            clip(&v.to_string(), 24)
+        ))),
+    }
+}
+
+/// A Home Assistant light's `transition`: seconds, 0 up to [`MAX_TRANSITION_S`].
+pub(crate) fn transition(v: &serde_json::Value) -> Result<std::time::Duration, CommandError> {
+    match v.as_f64() {
+        Some(s) if (0.0..=MAX_TRANSITION_S).contains(&s) => {
+            Ok(std::time::Duration::from_secs_f64(s))
+        }
+        _ => Err(CommandError::BadPayload(format!(
+            "\"transition\" is {}; it is seconds from 0 to {MAX_TRANSITION_S}",
+            clip(&v.to_string(), 24)
+        ))),
+    }
+}

@@ -1,9 +1,11 @@
 //! The LEDs' commands: `led/<name>/set` in Home Assistant's light terms,
 //! and `tilt/set` in three payload forms.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use crate::parts::input::{json_error, json_state, on_off, text, CommandError};
+use crate::parts::input::{flash, json_error, json_state, on_off, text, transition, CommandError};
 use crate::quote::clip;
 
 /// A gravity vector, each component within ±100 (clamped).
@@ -97,22 +99,39 @@ pub(crate) fn parse_tilt(payload: &[u8]) -> Result<Tilt, CommandError> {
 struct JsonLight {
     state: Option<String>,
     brightness: Option<serde_json::Value>,
-    /// Sent by Home Assistant when asked for; accepted and ignored.
-    #[allow(dead_code)]
-    transition: Option<f64>,
+    transition: Option<serde_json::Value>,
+    flash: Option<serde_json::Value>,
 }
 
-/// `ON`, `OFF`, a percentage, or a Home Assistant JSON light.
-pub(crate) fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
+/// How an LED gets to its new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Motion {
+    /// Fading over this long (`transition`).
+    Fade(Duration),
+    /// Flashing for this long, then back (`flash`).
+    Flash(Duration),
+}
+
+/// `ON`, `OFF`, a percentage, or a Home Assistant JSON light, with the
+/// motion it asks for (`transition`, `flash`).
+pub(crate) fn parse_led(payload: &str) -> Result<(LedSet, Option<Motion>), CommandError> {
     let p = payload.trim();
     if let Some(on) = on_off(p) {
-        return Ok(LedSet {
+        let set = LedSet {
             state: Some(on),
             brightness: None,
-        });
+        };
+        return Ok((set, None));
     }
     if p.starts_with('{') {
         let j: JsonLight = serde_json::from_str(p).map_err(json_error)?;
+        let motion = match (&j.flash, &j.transition) {
+            (Some(f), _) => Some(Motion::Flash(flash(f)?)),
+            (None, Some(t)) => {
+                Some(Motion::Fade(transition(t)?)).filter(|m| *m != Motion::Fade(Duration::ZERO))
+            }
+            (None, None) => None,
+        };
         let state = json_state(j.state.as_deref())?;
         let brightness = match j.brightness {
             None => None,
@@ -128,17 +147,17 @@ pub(crate) fn parse_led(payload: &str) -> Result<LedSet, CommandError> {
                     })?,
             ),
         };
-        if state.is_none() && brightness.is_none() {
+        if state.is_none() && brightness.is_none() && !matches!(motion, Some(Motion::Flash(_))) {
             return Err(CommandError::BadPayload(
                 "the JSON has neither \"state\" nor \"brightness\"".into(),
             ));
         }
-        return Ok(LedSet { state, brightness });
+        return Ok((LedSet { state, brightness }, motion));
     }
     match p.parse::<f64>() {
         Ok(pct) if pct.is_finite() && (0.0..=100.0).contains(&pct) => {
             let b = (pct * 255.0 / 100.0).round() as u8;
-            Ok(LedSet { state: Some(b > 0), brightness: Some(b) })
+            Ok((LedSet { state: Some(b > 0), brightness: Some(b) }, None))
         }
         _ => Err(CommandError::BadPayload(format!(
             "{:?} is not a LED command; send ON, OFF, a percentage 0..100, or JSON {{\"state\": \"ON\", \"brightness\": 0..255}}",

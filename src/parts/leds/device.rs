@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::command::{LedSet, Tilt};
+use super::command::{LedSet, Motion, Tilt};
 use crate::hardware::{HardwareError, PwmChannel};
 
 /// What an LED shows, in Home Assistant's terms.
@@ -119,6 +119,77 @@ pub enum LedTimer {
     TiltTimeout,
     /// A throttled state publish is due.
     Publish,
+    /// A fade or a flash takes its next step.
+    Motion,
+}
+
+/// Half a flash: lit this long, then dark this long.
+pub(crate) const FLASH_HALF: Duration = Duration::from_millis(250);
+/// The time between two steps of a fade (50 a second).
+pub(crate) const FADE_STEP: Duration = Duration::from_millis(20);
+
+/// A fade or a flash under way on one LED, on absolute deadlines from its start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Moving {
+    /// From duty `from` to the state's, evenly from `start` to `end`.
+    Fade {
+        from: f64,
+        start: Instant,
+        end: Instant,
+    },
+    /// Lit and dark by turns of [`FLASH_HALF`] from `start`, then the state's duty at `end`.
+    Flash { start: Instant, end: Instant },
+}
+
+impl Moving {
+    fn start(motion: Motion, from: f64, now: Instant) -> Moving {
+        match motion {
+            Motion::Fade(d) => Moving::Fade {
+                from,
+                start: now,
+                end: now + d,
+            },
+            Motion::Flash(d) => Moving::Flash {
+                start: now,
+                end: now + d,
+            },
+        }
+    }
+
+    fn span(&self) -> (Instant, Instant, Duration) {
+        match *self {
+            Moving::Fade { start, end, .. } => (start, end, FADE_STEP),
+            Moving::Flash { start, end } => (start, end, FLASH_HALF),
+        }
+    }
+
+    /// The duty at `t` of an LED whose state asks for `to`, and lights at
+    /// `lit` when it flashes.
+    fn duty(&self, t: Instant, to: f64, lit: f64) -> f64 {
+        let (start, end, step) = self.span();
+        if t >= end {
+            return to;
+        }
+        let since = t.saturating_duration_since(start);
+        match *self {
+            Moving::Fade { from, .. } => {
+                from + (to - from) * since.as_secs_f64() / (end - start).as_secs_f64()
+            }
+            Moving::Flash { .. } if (since.as_nanos() / step.as_nanos()) % 2 == 0 => lit,
+            Moving::Flash { .. } => 0.0,
+        }
+    }
+
+    /// The next step after `t`; the end is the last.
+    fn next(&self, t: Instant) -> Instant {
+        let (start, end, step) = self.span();
+        let done = t.saturating_duration_since(start).as_nanos() / step.as_nanos();
+        let k = u32::try_from(done + 1).unwrap_or(u32::MAX);
+        start
+            .checked_add(step.saturating_mul(k))
+            .unwrap_or(end)
+            .min(end)
+    }
 }
 
 /// The named PWM LEDs: their light states, explicit commands, the tilt rule
@@ -132,6 +203,8 @@ pub struct LedGroup {
     tilt_until: Option<Instant>,
     last_publish: Option<Instant>,
     publish_pending: bool,
+    /// Each LED's fade or flash under way.
+    moving: Vec<Option<Moving>>,
 }
 
 impl LedGroup {
@@ -145,6 +218,7 @@ impl LedGroup {
         LedGroup {
             states: vec![LedState::default(); names.len()],
             duties: vec![0.0; names.len()],
+            moving: vec![None; names.len()],
             names,
             writer: PwmWriter::spawn(channels, timing.write_interval, errors),
             timing,
@@ -178,6 +252,7 @@ impl LedGroup {
     }
 
     fn show(&mut self, duties: Vec<f64>) {
+        self.moving.iter_mut().for_each(|m| *m = None);
         for (i, d) in duties.iter().enumerate() {
             self.states[i] = self.states[i].at_duty(*d);
         }
@@ -185,17 +260,42 @@ impl LedGroup {
         self.writer.set(&self.duties);
     }
 
-    /// An explicit command for LED `name` (it takes over from tilting);
-    /// `false` if there is no such LED. Report the state at once.
-    pub fn command(&mut self, name: &str, set: LedSet) -> bool {
+    /// An explicit command for LED `name` (it takes over from tilting, and
+    /// from a fade or flash under way), reaching its new state by `motion`
+    /// from `now`; `false` if there is no such LED. Report the state at once:
+    /// it is the state the LED ends in.
+    pub(crate) fn command(
+        &mut self,
+        name: &str,
+        set: LedSet,
+        motion: Option<Motion>,
+        now: Instant,
+    ) -> bool {
         let Some(i) = self.names.iter().position(|n| n == name) else {
             return false;
         };
         self.tilt_until = None;
         self.states[i] = self.states[i].apply(set);
-        self.duties[i] = self.states[i].duty();
-        self.writer.set(&self.duties);
+        self.moving[i] = motion.map(|m| Moving::start(m, self.duties[i], now));
+        self.step(now);
         true
+    }
+
+    /// Every LED at its duty at `now`, its fade or flash taken into
+    /// account; those that have ended are done.
+    fn step(&mut self, now: Instant) {
+        for i in 0..self.duties.len() {
+            let state = self.states[i];
+            let lit = f64::from(state.brightness.max(1)) / 255.0;
+            self.duties[i] = match self.moving[i] {
+                Some(m) => m.duty(now, state.duty(), lit),
+                None => state.duty(),
+            };
+            if self.moving[i].is_some_and(|m| now >= m.span().1) {
+                self.moving[i] = None;
+            }
+        }
+        self.writer.set(&self.duties);
     }
 
     /// A tilt value: the LEDs follow it, and go off if no other comes in time.
@@ -241,16 +341,26 @@ impl LedGroup {
             (at, LedTimer::Publish)
         });
         let timeout = self.tilt_until.map(|t| (t, LedTimer::TiltTimeout));
-        match (publish, timeout) {
-            (Some(p), Some(t)) => Some(if t.0 <= p.0 { t } else { p }),
-            (p, t) => p.or(t),
-        }
+        let motion = self
+            .moving
+            .iter()
+            .flatten()
+            .map(|m| m.next(now))
+            .min()
+            .map(|at| (at, LedTimer::Motion));
+        [timeout, publish, motion]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
-    /// Acts on a timer; afterwards the state should be reported.
-    pub fn fire(&mut self, timer: LedTimer) {
-        if timer == LedTimer::TiltTimeout {
-            self.off();
+    /// Acts on a timer at `now`; afterwards the state should be reported,
+    /// except after a motion's step (the state is the one it ends in).
+    pub fn fire(&mut self, timer: LedTimer, now: Instant) {
+        match timer {
+            LedTimer::TiltTimeout => self.off(),
+            LedTimer::Motion => self.step(now),
+            LedTimer::Publish => {}
         }
     }
 
@@ -489,7 +599,7 @@ mod tests {
     ) {
         while let Some((at, timer)) = g.next_timer(Instant::now()).filter(|(at, _)| *at <= until) {
             tokio::time::sleep_until(at).await;
-            g.fire(timer);
+            g.fire(timer, Instant::now());
             published.push((Instant::now() - t0, g.states().map(|(_, s)| s).collect()));
             g.published(Instant::now());
         }
@@ -597,5 +707,106 @@ mod tests {
         w.finish(&[0.0, 0.0], Duration::from_secs(1)).await;
         assert_eq!(left.last(), Some(0.0));
         assert_eq!(right.last(), Some(0.0));
+    }
+
+    /// The duty `rec` had at `at` (its last write at or before it).
+    fn duty_at(rec: &Recording<f64>, at: Instant) -> Option<f64> {
+        rec.entries()
+            .into_iter()
+            .take_while(|(t, _)| *t <= at)
+            .last()
+            .map(|(_, d)| d)
+    }
+
+    fn on_state(brightness: u8) -> LedState {
+        LedState {
+            on: true,
+            brightness,
+        }
+    }
+
+    fn on(brightness: u8) -> LedSet {
+        LedSet {
+            state: Some(true),
+            brightness: Some(brightness),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transition_fades_on_the_writers_deadlines_and_a_newer_command_ends_it() {
+        let (mut g, left, _) = group();
+        let t0 = Instant::now();
+        let fade = Some(Motion::Fade(Duration::from_secs(2)));
+        assert!(g.command("left", on(255), fade, t0));
+        // The state is the one it ends in, at once.
+        assert_eq!(g.states().next().map(|(_, s)| s), Some(on_state(255)));
+        let mut published = Vec::new();
+        run_timers(&mut g, t0 + Duration::from_millis(2100), &mut published, t0).await;
+        let half = duty_at(&left, t0 + Duration::from_millis(1000)).unwrap();
+        assert!((half - 0.5).abs() < 0.02, "halfway: {half}");
+        assert_eq!(duty_at(&left, t0 + Duration::from_millis(2000)), Some(1.0));
+        let writes = left.total();
+        assert!(
+            writes > 50 && writes <= 102,
+            "{writes} writes for 2 s at 50 a second"
+        );
+        assert!(
+            published.iter().all(|(_, s)| s[0] == on_state(255)),
+            "no state per step"
+        );
+        // A fade down, cut short by a command without one: at its state
+        // at once, and no more steps.
+        let t1 = Instant::now();
+        g.command(
+            "left",
+            LedSet {
+                state: Some(false),
+                brightness: None,
+            },
+            Some(Motion::Fade(Duration::from_secs(10))),
+            t1,
+        );
+        run_timers(&mut g, t1 + Duration::from_millis(500), &mut published, t0).await;
+        let during = duty_at(&left, Instant::now()).unwrap();
+        assert!(during > 0.9 && during < 1.0, "{during}");
+        g.command("left", on(51), None, Instant::now());
+        assert_eq!(g.next_timer(Instant::now()), None);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(left.last(), Some(51.0 / 255.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flash_blinks_then_the_led_is_as_before() {
+        let (mut g, left, right) = group();
+        let t0 = Instant::now();
+        g.command("left", on(51), None, t0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t1 = Instant::now();
+        let flash = LedSet {
+            state: None,
+            brightness: None,
+        };
+        g.command(
+            "left",
+            flash,
+            Some(Motion::Flash(Duration::from_secs(2))),
+            t1,
+        );
+        let mut published = Vec::new();
+        run_timers(&mut g, t1 + Duration::from_millis(2100), &mut published, t0).await;
+        let lit = 51.0 / 255.0;
+        for (ms, want) in [(100, lit), (300, 0.0), (600, lit), (800, 0.0), (1900, 0.0)] {
+            assert_eq!(
+                duty_at(&left, t1 + Duration::from_millis(ms)),
+                Some(want),
+                "at {ms} ms"
+            );
+        }
+        assert_eq!(
+            duty_at(&left, t1 + Duration::from_millis(2000)),
+            Some(lit),
+            "back"
+        );
+        assert_eq!(right.last(), Some(0.0), "the other LED is left alone");
     }
 }

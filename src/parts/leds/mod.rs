@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::info;
 
-use self::command::{parse_led, parse_tilt, LedSet, Tilt};
+use self::command::{parse_led, parse_tilt, LedSet, Motion, Tilt};
 use crate::agent::AgentError;
 use crate::hardware::HardwareError;
 use crate::mqtt::topic::{state, Verb, LED_NAMES};
@@ -36,6 +36,8 @@ pub(crate) enum LedsCommand {
         name: String,
         /// What to do with it.
         set: LedSet,
+        /// How it gets there (`transition`, `flash`).
+        motion: Option<Motion>,
     },
     /// A gravity vector from the phone; its y drives the LEDs.
     Tilt(Tilt),
@@ -102,16 +104,18 @@ impl Device for Leds {
                 names.join(", ")
             )));
         }
+        let (set, motion) = parse_led(text(payload)?)?;
         Ok(LedsCommand::Set {
             name: name.to_string(),
-            set: parse_led(text(payload)?)?,
+            set,
+            motion,
         })
     }
 
     fn execute(&mut self, cmd: LedsCommand, now: &Now) -> Result<Vec<Out>, CommandError> {
         match cmd {
-            LedsCommand::Set { name, set } => {
-                if !self.group.command(&name, set) {
+            LedsCommand::Set { name, set, motion } => {
+                if !self.group.command(&name, set, motion, now.at) {
                     return Err(CommandError::Disabled(format!("LED {name}")));
                 }
                 // A command to one LED changes no other (the topic table
@@ -159,7 +163,11 @@ impl Device for Leds {
                         self.group.tilt_timeout().as_millis()
                     );
                 }
-                self.group.fire(t);
+                self.group.fire(t, now.at);
+                if t == LedTimer::Motion {
+                    // The state went out with the command: it is the end state.
+                    return Vec::new();
+                }
                 self.all(now)
             }
             _ => Vec::new(),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::pattern::Library;
 use super::Frame;
-use crate::parts::input::{json_error, json_state, on_off, CommandError};
+use crate::parts::input::{flash, json_error, json_state, on_off, transition, CommandError};
 use crate::quote::clip;
 
 /// A change to the LED matrix.
@@ -22,6 +22,8 @@ pub(crate) enum MatrixSet {
     Off,
     /// Turn the matrix back on with its last program.
     On,
+    /// Blink every LED for this long, then show what was shown before.
+    Flash(std::time::Duration),
 }
 
 #[derive(Deserialize)]
@@ -29,6 +31,10 @@ pub(crate) enum MatrixSet {
 struct JsonLightMatrix {
     state: Option<String>,
     effect: Option<String>,
+    flash: Option<serde_json::Value>,
+    /// Home Assistant offers it on every JSON light; the matrix has no
+    /// brightness to fade, so it changes at once.
+    transition: Option<serde_json::Value>,
 }
 
 pub(crate) fn named(name: &str, lib: &Library) -> Result<MatrixSet, CommandError> {
@@ -62,12 +68,20 @@ pub(crate) fn parse_matrix(payload: &str, lib: &Library) -> Result<MatrixSet, Co
     }
     if p.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(p).map_err(json_error)?;
-        let is_light = v
-            .as_object()
-            .is_some_and(|o| o.contains_key("state") || o.contains_key("effect"));
+        let is_light = v.as_object().is_some_and(|o| {
+            ["state", "effect", "flash", "transition"]
+                .iter()
+                .any(|k| o.contains_key(*k))
+        });
         if is_light {
             let j: JsonLightMatrix = serde_json::from_value(v).map_err(json_error)?;
             let state = json_state(j.state.as_deref())?;
+            if let Some(t) = &j.transition {
+                transition(t)?;
+            }
+            if let Some(f) = &j.flash {
+                return Ok(MatrixSet::Flash(flash(f)?));
+            }
             return match (state, j.effect) {
                 (Some(false), _) => Ok(MatrixSet::Off),
                 // Home Assistant's "no effect" while the light is on: lit,

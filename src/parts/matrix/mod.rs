@@ -41,6 +41,31 @@ pub(crate) struct Matrix {
 /// The verbs of the topic table the part takes.
 const VERBS: &[Verb] = &[Verb::Matrix];
 
+impl Matrix {
+    /// Every LED blinking for `d`, then what was shown before (the last
+    /// program while on, dark while off).
+    fn flash(&self, d: Duration) -> MatrixCommand {
+        let half = FLASH_HALF_MS;
+        let times = d.as_millis().div_ceil(u128::from(2 * half));
+        let blink = Node::Blink {
+            leds: Frame::ALL,
+            interval_ms: half,
+            times: Some(u64::try_from(times).unwrap_or(u64::MAX)),
+        };
+        let (back, effect) = match (&self.last, self.state.on) {
+            (Some((program, effect)), true) => ((**program).clone(), effect.clone()),
+            _ => (Node::Frame(Frame::OFF), None),
+        };
+        MatrixCommand::Run {
+            program: Arc::new(Node::Sequence(vec![blink, back])),
+            effect,
+        }
+    }
+}
+
+/// Half a flash of the matrix, in ms: lit this long, then dark this long.
+const FLASH_HALF_MS: u64 = 250;
+
 impl Device for Matrix {
     type Command = MatrixSet;
 
@@ -82,6 +107,7 @@ impl Device for Matrix {
     }
 
     fn execute(&mut self, set: MatrixSet, _: &Now) -> Result<Vec<Out>, CommandError> {
+        let flashing = matches!(set, MatrixSet::Flash(_));
         // The engine reports the new state when the program starts.
         let cmd = match set {
             MatrixSet::Run { program, effect } => MatrixCommand::Run { program, effect },
@@ -93,11 +119,12 @@ impl Device for Matrix {
                     .unwrap_or_else(|| (Arc::new(Node::Frame(Frame::ALL)), None));
                 MatrixCommand::Run { program, effect }
             }
+            MatrixSet::Flash(d) => self.flash(d),
         };
         self.engine
             .send(cmd.clone())
             .map_err(CommandError::refused)?;
-        if let MatrixCommand::Run { program, effect } = cmd {
+        if let (MatrixCommand::Run { program, effect }, false) = (cmd, flashing) {
             self.last = Some((program, effect));
         }
         Ok(Vec::new())
