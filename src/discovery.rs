@@ -129,7 +129,11 @@ fn framed(
         m.insert("qos".into(), json!(1));
     }
     if let Some(state) = &e.state {
-        m.insert("state_topic".into(), json!(topics.at(state)));
+        let key = match e.component {
+            "image" => "image_topic",
+            _ => "state_topic",
+        };
+        m.insert(key.into(), json!(topics.at(state)));
         if let Some(template) = e.attributes {
             m.insert("json_attributes_topic".into(), json!(topics.at(state)));
             m.insert("json_attributes_template".into(), json!(template));
@@ -211,9 +215,9 @@ mod tests {
             }
         }
         // Two LEDs, the matrix, the button and its three triggers, the
-        // message, the notify entity, the clock switch and sensor, the
-        // buzzer, the start time.
-        assert_eq!(a.len(), 13);
+        // message, the board's image, the notify entity, the clock switch
+        // and sensor, the buzzer, the start time.
+        assert_eq!(a.len(), 14);
         let text = a
             .iter()
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")

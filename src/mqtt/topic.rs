@@ -122,6 +122,8 @@ pub(crate) mod state {
     pub(crate) const MATRIX: &str = "matrix";
     /// The message board, retained.
     pub(crate) const DISPLAY: &str = "display";
+    /// The board as last drawn, a PNG, retained.
+    pub(crate) const DISPLAY_IMAGE: &str = "display/image";
     /// The buzzer, retained.
     pub(crate) const BUZZER: &str = "buzzer";
     /// Button presses, events.

@@ -127,6 +127,11 @@ pub(crate) enum Event {
     Announce,
     /// A part's hardware failed; the path names the part's state topic.
     Failed(&'static str, HardwareError),
+    /// The board's panel took a frame, here as a PNG.
+    Drawn {
+        /// The frame, as a 1-bit PNG.
+        png: Bytes,
+    },
 }
 
 /// What a part is started with.

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::hardware::{Display, HardwareError};
+use bytes::Bytes;
+
+use crate::hardware::png_file::encode;
+use crate::hardware::{BitFrame, Display, HardwareError};
 use crate::parts::message_board::render::{render, Screen};
 
 /// Hands screens to the display worker; cheap to clone.
@@ -32,15 +35,49 @@ pub(crate) struct Refresh {
     pub simulated: Duration,
 }
 
-/// Starts the worker. Failed refreshes are reported on `errors`.
+/// Where the worker reports: failed refreshes, and the frames drawn, as
+/// PNGs (what Home Assistant's image of the board shows).
+pub(crate) struct Reports {
+    /// Failed refreshes.
+    pub errors: mpsc::Sender<HardwareError>,
+    /// The latest frame the panel took, as a PNG, at most once per
+    /// [`IMAGE_INTERVAL`].
+    pub drawn: mpsc::Sender<Bytes>,
+}
+
+/// The shortest time between two images of the board: a flood of messages
+/// draws many frames; Home Assistant needs the latest, not each.
+pub(crate) const IMAGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the worker, and the task that makes images of what it drew.
 pub(crate) fn spawn(
     display: Box<dyn Display>,
     refresh: Refresh,
-    errors: mpsc::Sender<HardwareError>,
-) -> (DisplayHandle, tokio::task::JoinHandle<()>) {
+    reports: Reports,
+) -> (DisplayHandle, [tokio::task::JoinHandle<()>; 2]) {
     let (tx, rx) = watch::channel(None);
-    let task = tokio::spawn(run(display, refresh, rx, errors));
-    (DisplayHandle { tx }, task)
+    let (frames_tx, frames) = watch::channel(None);
+    let worker = tokio::spawn(run(display, refresh, rx, reports.errors, frames_tx));
+    let images = tokio::spawn(images(frames, reports.drawn));
+    (DisplayHandle { tx }, [worker, images])
+}
+
+/// Encodes the latest frame drawn as a PNG, off the runtime's thread, at
+/// most once per [`IMAGE_INTERVAL`].
+async fn images(mut frames: watch::Receiver<Option<BitFrame>>, drawn: mpsc::Sender<Bytes>) {
+    while frames.changed().await.is_ok() {
+        let Some(frame) = frames.borrow_and_update().clone() else {
+            continue;
+        };
+        let next = tokio::time::Instant::now() + IMAGE_INTERVAL;
+        let png = tokio::task::spawn_blocking(move || encode(&frame)).await;
+        if let Ok(Ok(png)) = png {
+            if drawn.send(Bytes::from(png)).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep_until(next).await;
+    }
 }
 
 async fn run(
@@ -48,6 +85,7 @@ async fn run(
     refresh: Refresh,
     mut rx: watch::Receiver<Option<Screen>>,
     errors: mpsc::Sender<HardwareError>,
+    frames: watch::Sender<Option<BitFrame>>,
 ) {
     let (w, h) = display.size();
     while rx.changed().await.is_ok() {
@@ -57,7 +95,7 @@ async fn run(
         let result = if refresh.blocking {
             let joined = tokio::task::spawn_blocking(move || {
                 let frame = render(&screen, w, h);
-                let r = display.show(&frame);
+                let r = display.show(&frame).map(|()| frame);
                 (display, r)
             })
             .await;
@@ -78,10 +116,16 @@ async fn run(
                 }
             }
         } else {
-            display.show(&render(&screen, w, h))
+            let frame = render(&screen, w, h);
+            display.show(&frame).map(|()| frame)
         };
-        if let Err(e) = result {
-            let _ = errors.send(e).await;
+        match result {
+            Ok(frame) => {
+                frames.send_replace(Some(frame));
+            }
+            Err(e) => {
+                let _ = errors.send(e).await;
+            }
         }
         if !refresh.simulated.is_zero() {
             tokio::time::sleep(refresh.simulated).await;
@@ -115,7 +159,9 @@ mod tests {
             blocking: false,
             simulated: Duration::from_secs(3),
         };
-        let (handle, _task) = spawn(Box::new(d), refresh, etx);
+        let (drawn, _drawn) = mpsc::channel(4);
+        let reports = Reports { errors: etx, drawn };
+        let (handle, _task) = spawn(Box::new(d), refresh, reports);
         let start = Instant::now();
         handle.show(msg(1));
         tokio::time::sleep(Duration::from_millis(100)).await; // the first refresh is running
@@ -163,6 +209,7 @@ mod tests {
         let (started_tx, started) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel();
         let (etx, mut erx) = mpsc::channel(4);
+        let (drawn, _drawn) = mpsc::channel(4);
         let (handle, _task) = spawn(
             Box::new(Held {
                 started: started_tx,
@@ -172,7 +219,7 @@ mod tests {
                 blocking: true,
                 simulated: Duration::ZERO,
             },
-            etx,
+            Reports { errors: etx, drawn },
         );
         handle.show(msg(1));
         tokio::task::spawn_blocking(move || started.recv())
@@ -186,5 +233,40 @@ mod tests {
         release.send(()).expect("the panel waits");
         let e = erx.recv().await.expect("the failure is reported");
         assert!(e.to_string().contains("unplugged"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_frame_drawn_is_reported_as_a_png_at_most_once_a_second() {
+        let d = SimDisplay::new(264, 176);
+        let frames = d.frames.clone();
+        let (errors, _errors) = mpsc::channel(4);
+        let (drawn, mut pngs) = mpsc::channel(4);
+        let refresh = Refresh {
+            blocking: false,
+            simulated: Duration::ZERO,
+        };
+        let (handle, _task) = spawn(Box::new(d), refresh, Reports { errors, drawn });
+        handle.show(msg(1));
+        let png = pngs.recv().await.expect("a PNG");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let shown = frames.last().expect("a frame");
+        assert_eq!(
+            png,
+            Bytes::from(encode(&shown).unwrap()),
+            "the frame the panel took"
+        );
+        // A flood draws every frame it can; its image comes once, the latest,
+        // a second after the one before.
+        let first = Instant::now();
+        for i in 2..=10 {
+            handle.show(msg(i));
+            tokio::task::yield_now().await;
+        }
+        let png = pngs.recv().await.expect("a PNG");
+        assert!(Instant::now() - first >= IMAGE_INTERVAL);
+        let latest = frames.last().expect("a frame");
+        assert_eq!(latest, render(&msg(10), 264, 176));
+        assert_eq!(png, Bytes::from(encode(&latest).unwrap()));
+        assert!(pngs.try_recv().is_err(), "one image for the flood");
     }
 }

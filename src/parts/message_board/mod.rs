@@ -82,9 +82,12 @@ impl Device for MessageBoard {
         let config = &start.settings.config.display;
         let refresh = refresh_of(config, panel.as_ref());
         let max_chars = config.max_message_chars;
-        let errors = start.failures(state::DISPLAY);
-        let (display, task) = display::spawn(panel, refresh, errors);
-        start.tasks.push(task);
+        let reports = display::Reports {
+            errors: start.failures(state::DISPLAY),
+            drawn: start.forward(|png| Event::Drawn { png }),
+        };
+        let (display, tasks) = display::spawn(panel, refresh, reports);
+        start.tasks.extend(tasks);
         let (board, first) = Board::new(start.settings.time_zone, start.wall);
         display.show(first);
         Ok(Some(MessageBoard {
@@ -144,6 +147,7 @@ impl Device for MessageBoard {
                 tick(at)
             }
             Event::Announce => self.last_tick.as_ref().map(tick).unwrap_or_default(),
+            Event::Drawn { png } => vec![Out::state(state::DISPLAY_IMAGE, png.clone())],
             // The restart button: the clock comes back.
             Event::Button(ButtonEvent::Press) => {
                 let screen = self.board.press(now.wall);
@@ -208,6 +212,16 @@ pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
                 "mode": "text",
                 "icon": "mdi:message-text-outline",
             }),
+        },
+        Entity {
+            component: "image",
+            object: "board_image".into(),
+            name: "Board".into(),
+            enabled,
+            // Framed as its image_topic.
+            state: Some(state::DISPLAY_IMAGE.into()),
+            fields: json!({ "content_type": "image/png", "icon": "mdi:image-frame" }),
+            ..Entity::default()
         },
         Entity {
             component: "notify",
