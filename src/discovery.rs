@@ -81,6 +81,7 @@ pub(crate) fn announcements(
         .flat_map(|s| s.entities(effects))
         .collect();
     entities.push(started());
+    entities.push(identify());
     entities
         .into_iter()
         .map(|e| {
@@ -153,6 +154,24 @@ fn framed(
     fields
 }
 
+/// The device's identify button: the matrix and the LEDs flash, the
+/// buzzer beeps.
+fn identify() -> Entity {
+    Entity {
+        component: "button",
+        object: "identify".into(),
+        name: "Identify".into(),
+        enabled: true,
+        command: Some((crate::mqtt::topic::Verb::Identify, "")),
+        fields: json!({
+            "device_class": "identify",
+            "entity_category": "config",
+            "payload_press": "PRESS",
+        }),
+        ..Entity::default()
+    }
+}
+
 /// The agent's own entity: when it started.
 fn started() -> Entity {
     Entity {
@@ -216,8 +235,8 @@ mod tests {
         }
         // Two LEDs, the matrix, the button and its three triggers, the
         // message, the board's image, the notify entity, the clock switch
-        // and sensor, the buzzer, the start time.
-        assert_eq!(a.len(), 14);
+        // and sensor, the buzzer, the start time, identify.
+        assert_eq!(a.len(), 15);
         let text = a
             .iter()
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")

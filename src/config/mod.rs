@@ -485,6 +485,7 @@ impl Config {
         if sim {
             verbs.push(Verb::SimPanic);
         }
+        verbs.push(Verb::Identify);
         verbs
     }
 

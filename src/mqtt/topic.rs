@@ -33,6 +33,8 @@ pub enum Verb {
     SimPress,
     /// `sim/panic`: fault injection.
     SimPanic,
+    /// `identify/set`: every part that can show where the device is does.
+    Identify,
 }
 
 /// One command topic of the vocabulary.
@@ -95,6 +97,12 @@ pub(crate) const COMMANDS: &[CommandTopic] = &[
         path: "display/clock/set",
         publishes: &["display", "clock/tick"],
         part: "the message board ([display])",
+    },
+    CommandTopic {
+        verb: Verb::Identify,
+        path: "identify/set",
+        publishes: &["matrix", "buzzer"],
+        part: "identify (no fitted part can show it)",
     },
     CommandTopic {
         verb: Verb::SimPress,

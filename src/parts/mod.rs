@@ -127,6 +127,9 @@ pub(crate) enum Event {
     Announce,
     /// A part's hardware failed; the path names the part's state topic.
     Failed(&'static str, HardwareError),
+    /// Show where the device is (Home Assistant's identify button): the
+    /// matrix and the LEDs flash, the buzzer beeps.
+    Identify,
     /// The board's panel took a frame, here as a PNG.
     Drawn {
         /// The frame, as a 1-bit PNG.
@@ -236,10 +239,12 @@ macro_rules! parts {
             $($(#[$doc])* $arm($ty),)*
         }
 
-        /// A command for one part, as that part parsed it.
+        /// A command for one part, as that part parsed it, or for the device.
         #[derive(Debug, Clone, PartialEq)]
         pub(crate) enum Command {
             $($(#[$doc])* $arm(<$ty as Device>::Command),)*
+            /// Every part that can show where the device is does.
+            Identify,
         }
 
         impl Part {
@@ -339,6 +344,9 @@ impl Parts {
         name: Option<&str>,
         payload: &[u8],
     ) -> Result<Command, CommandError> {
+        if verb == Verb::Identify {
+            return Ok(Command::Identify);
+        }
         match self.list.iter().find(|p| p.verbs().contains(&verb)) {
             Some(part) => part.parse(verb, name, payload),
             None => Err(CommandError::Disabled(topic::command(verb).part.into())),
@@ -347,6 +355,9 @@ impl Parts {
 
     /// Carries out a command; on error nothing has changed.
     pub(crate) fn execute(&mut self, cmd: Command, now: &Now) -> Result<Vec<Out>, CommandError> {
+        if cmd == Command::Identify {
+            return Ok(self.react(&Event::Identify, now));
+        }
         match self.list.iter_mut().find(|p| p.owns(&cmd)) {
             Some(part) => part.execute(cmd, now),
             None => Err(CommandError::Disabled(format!("{cmd:?}"))),
@@ -427,13 +438,17 @@ mod tests {
         let parts = &parser.parts;
         assert_eq!(verbs.len(), topic::COMMANDS.len(), "every part is on");
         for verb in verbs {
+            assert_eq!(topic::command(verb).verb, verb, "{verb:?} has its row");
+            if verb == Verb::Identify {
+                // The device's: every part may show it.
+                continue;
+            }
             let takers = parts
                 .list
                 .iter()
                 .filter(|p| p.verbs().contains(&verb))
                 .count();
             assert_eq!(takers, 1, "{verb:?}");
-            assert_eq!(topic::command(verb).verb, verb, "{verb:?} has its row");
         }
     }
 
@@ -496,5 +511,28 @@ mod tests {
         let shown = parts.parse(Verb::Message, None, b"hi").unwrap();
         parts.execute(shown, &now).unwrap();
         assert_eq!(parts.react(&minute(2), &now), vec![tick(2)]);
+    }
+
+    #[test]
+    fn identify_reaches_every_part_that_can_show_it() {
+        let (mut parser, _) = every_part();
+        let now = Now {
+            at: Instant::now(),
+            wall: Utc::now(),
+            time_zone: Tz::UTC,
+        };
+        let cmd = parser.parse("edge/t/identify/set", b"PRESS").unwrap();
+        assert_eq!(cmd, Command::Identify);
+        // The buzzer beeps (its state); the matrix and the LEDs flash.
+        let out = parser.parts.execute(cmd, &now).unwrap();
+        assert_eq!(out, vec![Out::state("buzzer", "ON")]);
+        let leds = parser.parts.list.iter().find_map(|p| match p {
+            Part::Leds(l) => Some(l),
+            _ => None,
+        });
+        assert!(
+            leds.is_some_and(|l| l.deadline(now.at).is_some()),
+            "the LEDs flash"
+        );
     }
 }

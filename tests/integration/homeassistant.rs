@@ -66,6 +66,7 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
         "homeassistant/switch/ha-dev/buzzer/config",
         "homeassistant/notify/ha-dev/board/config",
         "homeassistant/image/ha-dev/board_image/config",
+        "homeassistant/button/ha-dev/identify/config",
         "homeassistant/switch/ha-dev/clock_running/config",
         "homeassistant/device_automation/ha-dev/button_press/config",
         "homeassistant/device_automation/ha-dev/button_double_press/config",

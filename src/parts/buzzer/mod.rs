@@ -15,7 +15,7 @@ use crate::agent::AgentError;
 use crate::hardware::HardwareError;
 use crate::mqtt::topic::{state, Verb};
 use crate::parts::input::{text, CommandError};
-use crate::parts::{Device, Entity, Now, Out, Start};
+use crate::parts::{Device, Entity, Event, Now, Out, Start};
 
 /// The verbs of the topic table the part takes.
 const VERBS: &[Verb] = &[Verb::Buzzer];
@@ -48,6 +48,20 @@ impl Device for Buzzer {
 
     fn states(&mut self, _: &Now) -> Vec<Out> {
         vec![Out::state(state::BUZZER, self.payload())]
+    }
+
+    fn react(&mut self, event: &Event, now: &Now) -> Vec<Out> {
+        match event {
+            // A beep, unless it sounds already.
+            Event::Identify if !self.is_on() => match self.set(BuzzerSet::Beep(200), now.at) {
+                Ok(()) => self.states(now),
+                Err(e) => {
+                    warn!(error = %e, "could not sound the buzzer");
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        }
     }
 
     fn deadline(&self, _: Instant) -> Option<Instant> {

@@ -146,6 +146,17 @@ impl Device for Leds {
                 self.group.off();
                 self.all(now)
             }
+            Event::Identify => {
+                let flash = Some(Motion::Flash(Duration::from_secs(2)));
+                let keep = LedSet {
+                    state: None,
+                    brightness: None,
+                };
+                for name in LED_NAMES {
+                    self.group.command(name, keep, flash, now.at);
+                }
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }

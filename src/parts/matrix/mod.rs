@@ -63,6 +63,9 @@ impl Matrix {
     }
 }
 
+/// How long the matrix flashes to identify the device.
+const IDENTIFY: Duration = Duration::from_secs(2);
+
 /// Half a flash of the matrix, in ms: lit this long, then dark this long.
 const FLASH_HALF_MS: u64 = 250;
 
@@ -139,6 +142,12 @@ impl Device for Matrix {
             Event::Matrix(s) => {
                 self.state = s.clone();
                 vec![Out::state(state::MATRIX, s.payload())]
+            }
+            Event::Identify => {
+                if let Err(e) = self.engine.send(self.flash(IDENTIFY)) {
+                    warn!(error = %e, "could not flash the matrix");
+                }
+                Vec::new()
             }
             _ => Vec::new(),
         }
