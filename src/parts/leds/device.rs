@@ -277,22 +277,30 @@ impl LedGroup {
         self.tilt_until = None;
         self.states[i] = self.states[i].apply(set);
         self.moving[i] = motion.map(|m| Moving::start(m, self.duties[i], now));
-        self.step(now);
+        self.move_to(i, now);
+        self.writer.set(&self.duties);
         true
     }
 
-    /// Every LED at its duty at `now`, its fade or flash taken into
-    /// account; those that have ended are done.
+    /// LED `i` at its duty at `now`, its fade or flash taken into account;
+    /// one that has ended is done.
+    fn move_to(&mut self, i: usize, now: Instant) {
+        let state = self.states[i];
+        let lit = f64::from(state.brightness.max(1)) / 255.0;
+        self.duties[i] = match self.moving[i] {
+            Some(m) => m.duty(now, state.duty(), lit),
+            None => state.duty(),
+        };
+        if self.moving[i].is_some_and(|m| now >= m.span().1) {
+            self.moving[i] = None;
+        }
+    }
+
+    /// Every moving LED at its duty at `now`.
     fn step(&mut self, now: Instant) {
         for i in 0..self.duties.len() {
-            let state = self.states[i];
-            let lit = f64::from(state.brightness.max(1)) / 255.0;
-            self.duties[i] = match self.moving[i] {
-                Some(m) => m.duty(now, state.duty(), lit),
-                None => state.duty(),
-            };
-            if self.moving[i].is_some_and(|m| now >= m.span().1) {
-                self.moving[i] = None;
+            if self.moving[i].is_some() {
+                self.move_to(i, now);
             }
         }
         self.writer.set(&self.duties);
