@@ -132,7 +132,7 @@ pub(crate) enum Event {
     Identify,
     /// The board's panel took a frame, here as a PNG.
     Drawn {
-        /// The frame, as a 1-bit PNG.
+        /// The frame, as a 1-bit PNG in base64.
         png: Bytes,
     },
 }

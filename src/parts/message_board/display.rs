@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use bytes::Bytes;
 
 use crate::hardware::png_file::encode;
@@ -40,8 +42,8 @@ pub(crate) struct Refresh {
 pub(crate) struct Reports {
     /// Failed refreshes.
     pub errors: mpsc::Sender<HardwareError>,
-    /// The latest frame the panel took, as a PNG, at most once per
-    /// [`IMAGE_INTERVAL`].
+    /// The latest frame the panel took, as a PNG in base64, at most once
+    /// per [`IMAGE_INTERVAL`].
     pub drawn: mpsc::Sender<Bytes>,
 }
 
@@ -62,15 +64,17 @@ pub(crate) fn spawn(
     (DisplayHandle { tx }, [worker, images])
 }
 
-/// Encodes the latest frame drawn as a PNG, off the runtime's thread, at
-/// most once per [`IMAGE_INTERVAL`].
+/// Encodes the latest frame drawn as a PNG in base64 (text: it reads in
+/// `mosquitto_sub` and logs), off the runtime's thread, at most once per
+/// [`IMAGE_INTERVAL`].
 async fn images(mut frames: watch::Receiver<Option<BitFrame>>, drawn: mpsc::Sender<Bytes>) {
     while frames.changed().await.is_ok() {
         let Some(frame) = frames.borrow_and_update().clone() else {
             continue;
         };
         let next = tokio::time::Instant::now() + IMAGE_INTERVAL;
-        let png = tokio::task::spawn_blocking(move || encode(&frame)).await;
+        let png =
+            tokio::task::spawn_blocking(move || encode(&frame).map(|png| BASE64.encode(png))).await;
         if let Ok(Ok(png)) = png {
             if drawn.send(Bytes::from(png)).await.is_err() {
                 return;
@@ -247,14 +251,10 @@ mod tests {
         };
         let (handle, _task) = spawn(Box::new(d), refresh, Reports { errors, drawn });
         handle.show(msg(1));
-        let png = pngs.recv().await.expect("a PNG");
+        let png = BASE64.decode(pngs.recv().await.expect("a PNG")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let shown = frames.last().expect("a frame");
-        assert_eq!(
-            png,
-            Bytes::from(encode(&shown).unwrap()),
-            "the frame the panel took"
-        );
+        assert_eq!(png, encode(&shown).unwrap(), "the frame the panel took");
         // A flood draws every frame it can; its image comes once, the latest,
         // a second after the one before.
         let first = Instant::now();
@@ -262,11 +262,11 @@ mod tests {
             handle.show(msg(i));
             tokio::task::yield_now().await;
         }
-        let png = pngs.recv().await.expect("a PNG");
+        let png = BASE64.decode(pngs.recv().await.expect("a PNG")).unwrap();
         assert!(Instant::now() - first >= IMAGE_INTERVAL);
         let latest = frames.last().expect("a frame");
         assert_eq!(latest, render(&msg(10), 264, 176));
-        assert_eq!(png, Bytes::from(encode(&latest).unwrap()));
+        assert_eq!(png, encode(&latest).unwrap());
         assert!(pngs.try_recv().is_err(), "one image for the flood");
     }
 }

@@ -220,7 +220,11 @@ pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
             enabled,
             // Framed as its image_topic.
             state: Some(state::DISPLAY_IMAGE.into()),
-            fields: json!({ "content_type": "image/png", "icon": "mdi:image-frame" }),
+            fields: json!({
+                "content_type": "image/png",
+                "image_encoding": "b64",
+                "icon": "mdi:image-frame",
+            }),
             ..Entity::default()
         },
         Entity {
