@@ -586,11 +586,31 @@ mod tests {
             r#"{"beep_ms": 1.5}"#,
             r#"{"beep_ms": "x"}"#,
             r#"{"beep": 1}"#,
+            r#"{"state": "ON", "duration": 2}"#,
+            r#"{"duration": -1}"#,
+            r#"{}"#,
             "loud",
             "",
         ] {
             assert!(b(bad).is_err(), "{bad} accepted");
         }
+        // Home Assistant's siren (its duration in seconds; max_beep_ms 1000).
+        let siren = |p: &str| b(p).map_err(|e| e.to_string());
+        assert_eq!(
+            siren(r#"{"state": "ON", "duration": 0.25, "tone": null}"#),
+            Ok(Command::Buzzer(BuzzerSet::Beep(250)))
+        );
+        assert_eq!(
+            siren(r#"{"state": "ON"}"#),
+            Ok(Command::Buzzer(BuzzerSet::On))
+        );
+        assert_eq!(
+            siren(r#"{"state": "OFF", "duration": 3}"#),
+            Ok(Command::Buzzer(BuzzerSet::Off))
+        );
+        assert!(siren(r#"{"state": "ON", "duration": 2}"#)
+            .unwrap_err()
+            .contains("\"duration\" is 2 s; a beep lasts from 1 to 1000 ms"));
     }
 
     #[test]

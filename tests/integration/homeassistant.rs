@@ -63,7 +63,7 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
         "homeassistant/text/ha-dev/message/config",
         "homeassistant/sensor/ha-dev/clock/config",
         "homeassistant/sensor/ha-dev/uptime/config",
-        "homeassistant/switch/ha-dev/buzzer/config",
+        "homeassistant/siren/ha-dev/buzzer/config",
         "homeassistant/notify/ha-dev/board/config",
         "homeassistant/image/ha-dev/board_image/config",
         "homeassistant/button/ha-dev/identify/config",
@@ -128,6 +128,8 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
     let config_again = again
         .iter()
         .filter(|m| m.topic.ends_with("/config") && m.topic.contains(device))
+        // The removal of the buzzer's old switch comes again too.
+        .filter(|m| !m.payload.is_empty())
         .count();
     assert_eq!(config_again, expected.len(), "every config again");
     assert!(

@@ -50,7 +50,7 @@ impl Section for BuzzerConfig {
     }
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
-        vec![super::entity(self.enabled)]
+        super::entities(self.enabled)
     }
 
     /// Its output, when enabled.

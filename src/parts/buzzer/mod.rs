@@ -96,10 +96,11 @@ impl Buzzer {
     }
 }
 
-/// The buzzer's Home Assistant entity: a switch.
-pub fn entity(enabled: bool) -> Entity {
-    Entity {
-        component: "switch",
+/// The buzzer's Home Assistant entities: a siren (on, off, on for a
+/// duration), and the removal of the switch earlier versions announced.
+pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
+    let siren = Entity {
+        component: "siren",
         object: "buzzer".into(),
         name: "Buzzer".into(),
         enabled,
@@ -108,8 +109,19 @@ pub fn entity(enabled: bool) -> Entity {
         fields: json!({
             "payload_on": "ON",
             "payload_off": "OFF",
+            "state_on": "ON",
+            "state_off": "OFF",
+            "support_duration": true,
+            "support_volume_set": false,
             "icon": "mdi:bullhorn",
         }),
         ..Entity::default()
-    }
+    };
+    let old_switch = Entity {
+        component: "switch",
+        object: "buzzer".into(),
+        enabled: false,
+        ..Entity::default()
+    };
+    vec![siren, old_switch]
 }
