@@ -237,6 +237,8 @@ mod tests {
             if v.get("command_topic").is_some() {
                 assert_eq!(v["qos"], 1, "commands at QoS 1: {}", x.topic);
             }
+            // Removed from Home Assistant's JSON light in 2025.3.
+            assert!(v.get("color_mode").is_none(), "{}", x.topic);
         }
         // Two LEDs, the matrix, the button and its three triggers, the
         // message, the board's image, the notify entity, the clock switch

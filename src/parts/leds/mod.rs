@@ -216,8 +216,8 @@ pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
                 "schema": "json",
                 "brightness": true,
                 "brightness_scale": 255,
-                // Home Assistant before 2024.4 wants both; later ones ignore color_mode.
-                "color_mode": true,
+                // No color_mode: deprecated in Home Assistant 2024.3, refused since
+                // 2025.3 (earlier versions wanted it beside supported_color_modes).
                 "supported_color_modes": ["brightness"],
                 "icon": "mdi:led-on",
             }),

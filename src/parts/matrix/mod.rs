@@ -205,7 +205,6 @@ pub fn entity(enabled: bool, effects: &[&str]) -> Entity {
             "schema": "json",
             "effect": true,
             "effect_list": effects,
-            "color_mode": true,
             "supported_color_modes": ["onoff"],
             "icon": "mdi:dots-grid",
         }),
