@@ -52,6 +52,124 @@ impl Host {
     }
 }
 
+/// The firmware's throttling flags, as `vcgencmd get_throttled` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Throttled(pub u32);
+
+impl Throttled {
+    /// Under-voltage now.
+    pub(crate) fn under_voltage(self) -> bool {
+        self.0 & 1 != 0
+    }
+    /// The ARM frequency capped now.
+    pub(crate) fn frequency_capped(self) -> bool {
+        self.0 & (1 << 1) != 0
+    }
+    /// Throttled now.
+    pub(crate) fn throttled(self) -> bool {
+        self.0 & (1 << 2) != 0
+    }
+    /// Under-voltage since boot.
+    pub(crate) fn under_voltage_since_boot(self) -> bool {
+        self.0 & (1 << 16) != 0
+    }
+    /// The frequency capped since boot.
+    pub(crate) fn frequency_capped_since_boot(self) -> bool {
+        self.0 & (1 << 17) != 0
+    }
+    /// Throttled since boot.
+    pub(crate) fn throttled_since_boot(self) -> bool {
+        self.0 & (1 << 18) != 0
+    }
+}
+
+/// A Wi-Fi interface's link, from `/proc/net/wireless`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Wireless {
+    /// The interface (`wlan0`).
+    pub iface: String,
+    /// The signal level, in dBm.
+    pub signal_dbm: f64,
+}
+
+impl Host {
+    /// The SoC's temperature in °C (the first thermal zone).
+    pub(crate) fn temperature_c(&self) -> Option<f64> {
+        let milli: f64 = self
+            .text("sys/class/thermal/thermal_zone0/temp")?
+            .parse()
+            .ok()?;
+        Some(milli / 1000.0)
+    }
+
+    /// The firmware's throttling flags (a Raspberry Pi's).
+    pub(crate) fn throttled(&self) -> Option<Throttled> {
+        let hex = self.text("sys/devices/platform/soc/soc:firmware/get_throttled")?;
+        let hex = hex.trim_start_matches("0x");
+        u32::from_str_radix(hex, 16).ok().map(Throttled)
+    }
+
+    /// The load averages over 1, 5 and 15 minutes.
+    pub(crate) fn load(&self) -> Option<[f64; 3]> {
+        let text = self.text("proc/loadavg")?;
+        let mut f = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+        Some([f.next()??, f.next()??, f.next()??])
+    }
+
+    /// Memory available and in all, in kB.
+    pub(crate) fn memory_kb(&self) -> Option<(u64, u64)> {
+        let text = self.text("proc/meminfo")?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Some((field("MemAvailable:")?, field("MemTotal:")?))
+    }
+
+    /// Seconds since the system booted.
+    pub(crate) fn uptime_s(&self) -> Option<f64> {
+        self.text("proc/uptime")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// The first Wi-Fi interface with a link.
+    pub(crate) fn wireless(&self) -> Option<Wireless> {
+        let text = self.text("proc/net/wireless")?;
+        text.lines().skip(2).find_map(|line| {
+            let (iface, rest) = line.split_once(':')?;
+            let level = rest.split_whitespace().nth(2)?.trim_end_matches('.');
+            Some(Wireless {
+                iface: iface.trim().to_string(),
+                signal_dbm: level.parse().ok()?,
+            })
+        })
+    }
+
+    /// Free space on the file system that holds `path` (below the root), in kB.
+    pub(crate) fn free_kb(&self, path: &std::path::Path) -> Option<u64> {
+        let path = self.root.join(path.strip_prefix("/").unwrap_or(path));
+        let c = std::ffi::CString::new(path.into_os_string().into_encoded_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c` is a NUL-terminated path and `st` a buffer statvfs fills
+        // when it returns 0; it is read only then.
+        let st = unsafe {
+            if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+                return None;
+            }
+            st.assume_init()
+        };
+        // 32 bits wide on some 32-bit targets, 64 on others.
+        #[allow(clippy::useless_conversion)]
+        let bytes = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+        Some(bytes / 1024)
+    }
+}
+
 /// The interface of the most specific route in `/proc/net/route` text that
 /// takes `to` (for `0.0.0.0`, the default route).
 fn route_for(routes: &str, to: Ipv4Addr) -> Option<String> {
@@ -132,11 +250,54 @@ mod tests {
     }
 
     #[test]
+    fn a_hot_pi_with_too_little_voltage_says_so() {
+        let dir = tree(&[
+            ("sys/class/thermal/thermal_zone0/temp", "81234\n"),
+            ("sys/devices/platform/soc/soc:firmware/get_throttled", "0x50005\n"),
+            ("proc/loadavg", "0.52 0.58 0.59 1/123 4567\n"),
+            ("proc/meminfo", "MemTotal:         439600 kB\nMemFree:           20000 kB\nMemAvailable:     250000 kB\n"),
+            ("proc/uptime", "3600.25 7000.00\n"),
+            (
+                "proc/net/wireless",
+                "Inter-| sta-|   Quality        |   Discarded packets\n face | tus | link level noise |  nwid  crypt\n wlan0: 0000   49.  -61.  -256        0      0\n",
+            ),
+        ]);
+        let host = Host::new(dir.path());
+        assert_eq!(host.temperature_c(), Some(81.234));
+        let t = host.throttled().unwrap();
+        assert!(t.under_voltage() && t.throttled() && !t.frequency_capped());
+        assert!(t.under_voltage_since_boot() && t.throttled_since_boot());
+        assert!(!t.frequency_capped_since_boot());
+        assert_eq!(host.load(), Some([0.52, 0.58, 0.59]));
+        assert_eq!(host.memory_kb(), Some((250_000, 439_600)));
+        assert_eq!(host.uptime_s(), Some(3600.25));
+        let w = host.wireless().unwrap();
+        assert_eq!((w.iface.as_str(), w.signal_dbm), ("wlan0", -61.0));
+        assert!(
+            host.free_kb(std::path::Path::new("/")).is_some(),
+            "the tree's own file system"
+        );
+    }
+
+    #[test]
     fn a_pc_without_a_device_tree_or_a_route_lacks_them() {
         let dir = tree(&[("proc/net/route", "Iface\tDestination\n")]);
         let host = Host::new(dir.path());
         assert_eq!((host.model(), host.serial_number()), (None, None));
         assert_eq!(host.mac_towards(Some(Ipv4Addr::new(192, 168, 1, 2))), None);
         assert_eq!(Host::new("/nonexistent").mac_towards(None), None);
+        let none = Host::new("/nonexistent");
+        assert_eq!(
+            (none.temperature_c(), none.throttled(), none.load()),
+            (None, None, None)
+        );
+        assert_eq!(
+            (none.memory_kb(), none.uptime_s(), none.wireless()),
+            (None, None, None)
+        );
+        assert_eq!(
+            none.free_kb(std::path::Path::new("/var/lib/edge-agent")),
+            None
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::hardware::{Hardware, HardwareError};
 use crate::links::{Fired, Links};
 use crate::mqtt::topic::{self, state, Topics};
 use crate::mqtt::transport::{Ack, Inbound, Link, ReplyTo};
-use crate::parts::{Event, Now, Out, Parts, Start};
+use crate::parts::{Event, Now, Out, Parts, Start, Stats};
 use crate::rate::PerSecond;
 
 /// What the core decided to publish, as a value; the loop hands each to the
@@ -166,6 +166,10 @@ pub(crate) struct Core {
     announcements: Vec<Announcement>,
     /// Rejected commands reported one by one (log and `<base>/error`).
     error_reports: PerSecond,
+    /// What the agent has done, for the health report.
+    stats: Stats,
+    /// Whether the broker has been reached before (a reconnection then).
+    connected_before: bool,
 }
 
 /// What the loop listens to for the core, and keeps alive while it runs.
@@ -230,6 +234,8 @@ impl Core {
                 &library.names(),
             ),
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
+            stats: Stats::default(),
+            connected_before: false,
         };
         let wiring = Wiring {
             filters,
@@ -249,7 +255,13 @@ impl Core {
             at,
             wall: self.wall.now(),
             time_zone: self.time_zone,
+            stats: self.stats,
         }
+    }
+
+    /// Notes an error now, for the health report.
+    fn note_error(&mut self) {
+        self.stats.last_error = Some(self.wall.now().with_timezone(&self.time_zone));
     }
 
     /// What goes out before the first connection: every part's state, the
@@ -312,6 +324,7 @@ impl Core {
             }
             Input::Timer(timer) => self.timer(timer, now, &mut out),
             Input::Part(Event::Failed(part, e)) => {
+                self.note_error();
                 let error = e.to_string();
                 warn!(%error, part, "a hardware write failed");
                 let topic = self.topics().at(part);
@@ -399,12 +412,15 @@ impl Core {
         let result = parsed.and_then(|cmd| self.parts.execute(cmd, &part_now));
         match result {
             Ok(changed) => {
+                self.stats.applied += 1;
                 self.publish(out, changed);
                 if let Some(to) = &msg.reply_to {
                     out.reply(to, Bytes::from_static(br#"{"ok":true}"#));
                 }
             }
             Err(e) => {
+                self.stats.rejected += 1;
+                self.note_error();
                 let error = e.to_string();
                 self.report(out, now, "command rejected", &msg.topic, &error);
                 if let Some(to) = &msg.reply_to {
@@ -456,6 +472,9 @@ impl Core {
         match link {
             Link::Up => {
                 info!(base = %self.topics().base(), "online");
+                if std::mem::replace(&mut self.connected_before, true) {
+                    self.stats.reconnections += 1;
+                }
                 if let Some(since) = self.offline_since.take() {
                     if self.went_safe {
                         let at = self.topics().at(state::STATUS);
@@ -528,11 +547,17 @@ mod tests {
     use crate::config::Config;
     use crate::hardware::sim::SimHandles;
 
-    /// A core on simulated hardware for `config` (below `[device] id = "t"`),
-    /// with the simulated hardware's recordings.
+    /// A core on simulated hardware for `config` (below `[device] id = "t"`;
+    /// without the health report unless `config` has `[diag]`), with the
+    /// simulated hardware's recordings.
     fn core(config: &str) -> (Core, Wiring, SimHandles) {
+        let diag = if config.contains("[diag]") {
+            ""
+        } else {
+            "[diag]\nenabled = false\n"
+        };
         let settings = Config::from_toml(&format!(
-            "[device]\nid = \"t\"\n[display]\nbackend = \"sim\"\nrefresh_ms = 0\n{config}"
+            "[device]\nid = \"t\"\n[display]\nbackend = \"sim\"\nrefresh_ms = 0\n{config}\n{diag}"
         ))
         .unwrap();
         let hw = Hardware::from_settings(&settings).unwrap();
@@ -809,5 +834,49 @@ mod tests {
             .collect();
         // Lit, dark, lit, dark (two blinks of 250 ms), then the frame again.
         assert_eq!(lit, [25, 0, 25, 0, 9], "{lit:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_health_report_comes_every_interval_with_the_counters() {
+        let (mut core, _w, _sim) = core("[diag]\ninterval_s = 60\nroot = \"/nonexistent\"\n");
+        let t0 = Instant::now();
+        let first = core.announce();
+        assert!(topics_of(&first).contains(&"edge/t/diag"), "at the start");
+        let due = t0 + Duration::from_secs(60);
+        assert!(matches!(core.deadline(t0), Some((at, Timer::Part(_))) if at == due));
+        core.step(Input::Message(message("edge/t/led/left/set", "ON")), t0);
+        core.step(Input::Message(message("edge/t/led/left/set", "LOUD")), t0);
+        core.step(Input::Link(Link::Up), t0);
+        core.step(Input::Link(Link::Up), t0);
+        // Late by 5 s: the next is still on the minute after the first.
+        let late = due + Duration::from_secs(5);
+        let Some((_, timer)) = core.deadline(t0) else {
+            unreachable!()
+        };
+        let out = core.step(Input::Timer(timer), late);
+        let Some(Output::Retain { payload, .. }) = out
+            .iter()
+            .find(|o| matches!(o, Output::Retain { topic, .. } if topic == "edge/t/diag"))
+        else {
+            panic!("no report: {out:?}")
+        };
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(
+            (
+                v["commands_applied"].as_u64(),
+                v["commands_rejected"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+        assert_eq!(v["reconnections"], 1);
+        assert!(v["last_error_at"].is_string());
+        // The host lacks everything under a made-up root: nulls, not guesses.
+        assert!(
+            v["temperature_c"].is_null() && v["under_voltage"].is_null(),
+            "{v}"
+        );
+        assert!(
+            matches!(core.deadline(late), Some((at, _)) if at == t0 + Duration::from_secs(120))
+        );
     }
 }

@@ -27,6 +27,7 @@ use crate::mqtt::broker::{connect_host, EmbeddedBroker};
 use crate::mqtt::topic::{covers, disjoint, matches, valid_filter, Topics, Verb};
 pub use crate::parts::button::config::ButtonConfig;
 pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
+pub use crate::parts::health::config::DiagConfig;
 pub use crate::parts::leds::config::TiltConfig;
 pub use crate::parts::matrix::config::{MatrixConfig, DEFAULT_MATRIX_LINES};
 pub use crate::parts::message_board::config::{DisplayBackend, DisplayConfig};
@@ -77,6 +78,8 @@ pub struct Config {
     pub matrix: MatrixConfig,
     /// The buzzer.
     pub buzzer: BuzzerConfig,
+    /// The board's report on itself, `<base>/diag`.
+    pub diag: DiagConfig,
     /// Home Assistant MQTT discovery.
     pub homeassistant: HomeAssistantConfig,
     /// What the outputs do when nobody can command them.
@@ -463,13 +466,14 @@ impl Sources {
 impl Config {
     /// Every part's section, in the order they are checked in (a line two
     /// parts claim is reported at the later one) and announced in.
-    pub(crate) fn sections(&self) -> [&dyn Section; 5] {
+    pub(crate) fn sections(&self) -> [&dyn Section; 6] {
         [
             &self.display,
             &self.buzzer,
             &self.button,
             &self.tilt,
             &self.matrix,
+            &self.diag,
         ]
     }
 

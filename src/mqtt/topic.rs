@@ -130,6 +130,8 @@ pub(crate) mod state {
     pub(crate) const MATRIX: &str = "matrix";
     /// The message board, retained.
     pub(crate) const DISPLAY: &str = "display";
+    /// The board's report on itself, retained.
+    pub(crate) const DIAG: &str = "diag";
     /// The board as last drawn, a PNG, retained.
     pub(crate) const DISPLAY_IMAGE: &str = "display/image";
     /// The buzzer, retained.

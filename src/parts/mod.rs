@@ -9,6 +9,7 @@
 
 pub mod button;
 pub mod buzzer;
+pub(crate) mod health;
 pub(crate) mod input;
 pub mod leds;
 pub mod matrix;
@@ -83,7 +84,7 @@ pub(crate) trait Section {
     fn entities(&self, effects: &[&str]) -> Vec<Entity>;
 }
 
-/// The time a part acts at, by both clocks.
+/// The time a part acts at, by both clocks, with the agent's counters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {
     /// The monotonic time (timers, rate limits).
@@ -92,6 +93,21 @@ pub(crate) struct Now {
     pub wall: DateTime<Utc>,
     /// The device's time zone.
     pub time_zone: Tz,
+    /// What the agent has done so far.
+    pub stats: Stats,
+}
+
+/// The agent's counters, as the health report shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Stats {
+    /// Commands carried out.
+    pub applied: u64,
+    /// Commands refused.
+    pub rejected: u64,
+    /// Connections to the broker after the first.
+    pub reconnections: u64,
+    /// When a command was last refused or a part last failed.
+    pub last_error: Option<DateTime<Tz>>,
 }
 
 /// What a part changed, for the core to publish: paths below base, from
@@ -322,6 +338,8 @@ parts! {
     Board(message_board::MessageBoard),
     /// The simulated backend's own topics.
     Sim(sim::Sim),
+    /// The board's report on itself.
+    Health(health::Health),
 }
 
 /// The running parts.
@@ -460,6 +478,7 @@ mod tests {
             at: Instant::now(),
             wall: Utc::now(),
             time_zone: Tz::UTC,
+            stats: Stats::default(),
         };
         let cmd = parts.parse(Verb::Buzzer, None, b"ON").unwrap();
         assert!(matches!(cmd, Command::Buzzer(_)));
@@ -496,6 +515,7 @@ mod tests {
             at: Instant::now(),
             wall: Utc::now(),
             time_zone: Tz::UTC,
+            stats: Stats::default(),
         };
         let minute = |m: u32| {
             use chrono::TimeZone;
@@ -520,6 +540,7 @@ mod tests {
             at: Instant::now(),
             wall: Utc::now(),
             time_zone: Tz::UTC,
+            stats: Stats::default(),
         };
         let cmd = parser.parse("edge/t/identify/set", b"PRESS").unwrap();
         assert_eq!(cmd, Command::Identify);

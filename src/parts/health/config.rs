@@ -1,0 +1,56 @@
+//! The health report's section of the configuration, `[diag]`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::error::ConfigError;
+use crate::config::gpio::{Checked, GpioPlan, Lines};
+use crate::parts::{Entity, Section};
+
+/// The board's report on itself: temperature, throttling, load, memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiagConfig {
+    /// Whether `<base>/diag` is published.
+    pub enabled: bool,
+    /// Seconds between two reports.
+    pub interval_s: u64,
+    /// Where procfs and sysfs are (`/`; tests give a made-up tree).
+    pub root: PathBuf,
+    /// The folder whose free space is reported (the agent's state).
+    pub state_dir: PathBuf,
+}
+
+impl Default for DiagConfig {
+    fn default() -> Self {
+        DiagConfig {
+            enabled: true,
+            interval_s: 60,
+            root: PathBuf::from("/"),
+            state_dir: PathBuf::from("/var/lib/edge-agent"),
+        }
+    }
+}
+
+impl Section for DiagConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn entities(&self, _: &[&str]) -> Vec<Entity> {
+        super::entities(self.enabled)
+    }
+
+    /// Checks its values; it has no GPIO lines.
+    fn check(&self, _: &GpioPlan<'_>, _: &mut Lines) -> Checked {
+        if !(5..=86_400).contains(&self.interval_s) {
+            return Err(ConfigError::new(
+                "diag.interval_s",
+                self.interval_s,
+                "5 to 86400 seconds",
+            ));
+        }
+        Ok(())
+    }
+}
