@@ -193,7 +193,6 @@ pub struct LinkConfig {
     #[serde(rename = "do")]
     pub command: String,
     /// Fixed payload; default: the incoming payload.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
     /// Most triggers a second; more are dropped.
     #[serde(default = "default_link_rate")]
@@ -328,13 +327,10 @@ fn check_subscriptions(
 #[serde(default, deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Device id used in topics; default: the host name, sanitized.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Human-readable name; default: `edge-agent <id>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The room it is in (Home Assistant's suggested area), if given.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
 }
 
@@ -343,27 +339,20 @@ pub struct DeviceConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host[:port]` or `mqtts://host[:port]`; default: the embedded broker.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Topic prefix; default `edge/<device id>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_topic: Option<String>,
     /// MQTT client id; default `edge-agent-<device id>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// User name for the broker.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Password for the broker.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// File holding the password (first line).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// Keep-alive interval in seconds, 5 to 65535.
     pub keep_alive_s: u64,
     /// PEM file with the CA certificate(s) for `mqtts://`; required with it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// First delay before reconnecting, in milliseconds.
     pub reconnect_min_ms: u64,
@@ -404,16 +393,12 @@ pub struct BrokerConfig {
     /// Address of the MQTT 5 listener.
     pub listen_v5: String,
     /// rumqttd config file for router/connection settings; default: the built-in copy of `broker/rumqttd.toml`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<PathBuf>,
     /// User name clients must give.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Password clients must give.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// File holding that password (first line).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// Most clients connected at once, the agent's own connection included;
     /// replaces `router.max_connections` of the rumqttd config file.

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
-use crate::mqtt::topic::Verb;
 use crate::parts::{Entity, Section};
 
 /// The 5×5 LED matrix.
@@ -15,7 +14,6 @@ pub struct MatrixConfig {
     /// Whether the matrix is fitted.
     pub enabled: bool,
     /// GPIO character device of the matrix lines; default: `hardware.chip`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub chip: Option<String>,
     /// 25 GPIO lines, row by row from the top left LED.
     pub lines: Vec<u32>,
@@ -37,31 +35,23 @@ impl Default for MatrixConfig {
 }
 
 impl Section for MatrixConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        super::VERBS
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, effects: &[&str]) -> Vec<Entity> {
         vec![super::entity(self.enabled, effects)]
     }
 
-    /// Its 25 outputs on `chip` unless it names its own, when enabled.
+    /// Its 25 outputs, on `chip` unless it names its own.
     fn wires(&self, chip: &str) -> Vec<Wire> {
-        self.enabled
-            .then(|| Wire {
-                name: crate::mqtt::topic::state::MATRIX.into(),
-                key: "matrix.lines",
-                need: Need::Outputs {
-                    chip: self.chip.clone().unwrap_or_else(|| chip.to_string()),
-                    lines: self.lines.clone(),
-                },
-            })
-            .into_iter()
-            .collect()
+        let need = Need::Outputs {
+            chip: self.chip.clone().unwrap_or_else(|| chip.to_string()),
+            lines: self.lines.clone(),
+        };
+        vec![Wire::new(
+            crate::mqtt::topic::state::MATRIX,
+            "matrix.lines",
+            need,
+        )]
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.

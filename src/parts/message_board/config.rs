@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::{quote, ConfigError};
 use crate::config::gpio::WAVESHARE_SPI_LINES;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
-use crate::mqtt::topic::Verb;
 use crate::parts::{Entity, Section};
 
 /// Which panel shows the message board.
@@ -50,7 +49,6 @@ pub struct DisplayConfig {
     /// Panel height in pixels.
     pub height: u32,
     /// IANA time zone of the clock, e.g. `Europe/Berlin`; default: the system's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
     /// The PNG file the `png` backend writes.
     pub png_path: PathBuf,
@@ -88,13 +86,7 @@ impl Default for DisplayConfig {
 }
 
 impl Section for DisplayConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        super::VERBS
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
         super::entities(self)
