@@ -137,6 +137,17 @@ pub struct Wire {
     pub need: Need,
 }
 
+impl Wire {
+    /// The need `need` of the part called `name`, from config key `key`.
+    pub(crate) fn new(name: impl Into<String>, key: &'static str, need: Need) -> Wire {
+        Wire {
+            name: name.into(),
+            key,
+            need,
+        }
+    }
+}
+
 /// Which lines the enabled parts are on, as the backends take it: a small
 /// value derived from the configuration, so no backend reads the config
 /// and none knows the parts.

@@ -84,6 +84,21 @@ pub(crate) trait Section {
     fn entities(&self, effects: &[&str]) -> Vec<Entity>;
 }
 
+/// The `Section` methods every part's section has alike: it is fitted by
+/// its `enabled` key and takes the verbs its folder's `VERBS` lists.
+macro_rules! fitted_by_enabled {
+    () => {
+        fn enabled(&self) -> bool {
+            self.enabled
+        }
+
+        fn verbs(&self) -> &'static [crate::mqtt::topic::Verb] {
+            super::VERBS
+        }
+    };
+}
+pub(crate) use fitted_by_enabled;
+
 /// The time a part acts at, by both clocks, with the agent's counters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {
@@ -438,6 +453,16 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Now, in UTC, with no counts.
+    fn now() -> Now {
+        Now {
+            at: Instant::now(),
+            wall: Utc::now(),
+            time_zone: Tz::UTC,
+            stats: Stats::default(),
+        }
+    }
+
     /// Every part on simulated hardware, with the verbs they take.
     fn every_part() -> (crate::command::Parser, Vec<Verb>) {
         let config = "[display]\nenabled = true\nbackend = \"sim\"\nrefresh_ms = 0\n\
@@ -474,12 +499,7 @@ mod tests {
     fn a_command_goes_to_the_part_that_parsed_it_and_events_reach_every_part() {
         let (mut parser, _) = every_part();
         let parts = &mut parser.parts;
-        let now = Now {
-            at: Instant::now(),
-            wall: Utc::now(),
-            time_zone: Tz::UTC,
-            stats: Stats::default(),
-        };
+        let now = now();
         let cmd = parts.parse(Verb::Buzzer, None, b"ON").unwrap();
         assert!(matches!(cmd, Command::Buzzer(_)));
         assert_eq!(
@@ -511,12 +531,7 @@ mod tests {
     fn every_whole_minute_ticks_while_a_message_is_shown_too() {
         let (mut parser, _) = every_part();
         let parts = &mut parser.parts;
-        let now = Now {
-            at: Instant::now(),
-            wall: Utc::now(),
-            time_zone: Tz::UTC,
-            stats: Stats::default(),
-        };
+        let now = now();
         let minute = |m: u32| {
             use chrono::TimeZone;
             Event::Minute(Tz::UTC.with_ymd_and_hms(2026, 12, 2, 10, m, 0).unwrap())
@@ -536,12 +551,7 @@ mod tests {
     #[test]
     fn identify_reaches_every_part_that_can_show_it() {
         let (mut parser, _) = every_part();
-        let now = Now {
-            at: Instant::now(),
-            wall: Utc::now(),
-            time_zone: Tz::UTC,
-            stats: Stats::default(),
-        };
+        let now = now();
         let cmd = parser.parse("edge/t/identify/set", b"PRESS").unwrap();
         assert_eq!(cmd, Command::Identify);
         // The buzzer beeps (its state); the matrix and the LEDs flash.

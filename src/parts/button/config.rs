@@ -36,24 +36,19 @@ impl Default for ButtonConfig {
 }
 
 impl Section for ButtonConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
         super::entities(self.enabled)
     }
 
-    /// Its input, when enabled.
+    /// Its input.
     fn wires(&self, _: &str) -> Vec<Wire> {
-        self.enabled
-            .then(|| Wire {
-                name: "button".into(),
-                key: "button.pin",
-                need: Need::Input { line: self.pin },
-            })
-            .into_iter()
-            .collect()
+        vec![Wire::new(
+            "button",
+            "button.pin",
+            Need::Input { line: self.pin },
+        )]
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.

@@ -21,6 +21,9 @@ pub(crate) struct Button {
     _input: Box<dyn InputEdges>,
 }
 
+/// The verbs of the topic table the part takes: none.
+const VERBS: &[Verb] = &[];
+
 impl Device for Button {
     type Command = Infallible;
 

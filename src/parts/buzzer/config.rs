@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
-use crate::mqtt::topic::Verb;
 use crate::parts::{Entity, Section};
 
 /// The buzzer's default line. The defaults of the matrix, the LEDs and the
@@ -41,31 +40,23 @@ impl Default for BuzzerConfig {
 }
 
 impl Section for BuzzerConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        super::VERBS
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
         super::entities(self.enabled)
     }
 
-    /// Its output, when enabled.
+    /// Its output.
     fn wires(&self, _: &str) -> Vec<Wire> {
-        self.enabled
-            .then(|| Wire {
-                name: crate::mqtt::topic::state::BUZZER.into(),
-                key: "buzzer.pin",
-                need: Need::Tone {
-                    pin: self.pin,
-                    hz: self.tone_hz,
-                },
-            })
-            .into_iter()
-            .collect()
+        let need = Need::Tone {
+            pin: self.pin,
+            hz: self.tone_hz,
+        };
+        vec![Wire::new(
+            crate::mqtt::topic::state::BUZZER,
+            "buzzer.pin",
+            need,
+        )]
     }
 
     /// Checks its values and adds its GPIO lines to `lines`.

@@ -34,9 +34,7 @@ impl Default for DiagConfig {
 }
 
 impl Section for DiagConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
         super::entities(self.enabled)

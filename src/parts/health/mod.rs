@@ -72,6 +72,9 @@ impl Health {
     }
 }
 
+/// The verbs of the topic table the part takes: none.
+const VERBS: &[Verb] = &[];
+
 impl Device for Health {
     type Command = Infallible;
 

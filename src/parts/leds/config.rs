@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::error::ConfigError;
 use crate::config::gpio::{Checked, GpioPlan, Lines};
 use crate::hardware::{Need, Wire};
-use crate::mqtt::topic::Verb;
 use crate::parts::{Entity, Section};
 
 /// The two tilt LEDs.
@@ -43,31 +42,21 @@ impl Default for TiltConfig {
 }
 
 impl Section for TiltConfig {
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn verbs(&self) -> &'static [Verb] {
-        super::VERBS
-    }
+    crate::parts::fitted_by_enabled!();
 
     fn entities(&self, _: &[&str]) -> Vec<Entity> {
         super::entities(self.enabled)
     }
 
-    /// The PWM channels of its LEDs, when enabled.
+    /// The PWM channels of its LEDs.
     fn wires(&self, _: &str) -> Vec<Wire> {
-        let led = |name: &str, key, pin| Wire {
-            name: crate::mqtt::topic::state::led(name),
-            key,
-            need: Need::Pwm {
+        let led = |name: &str, key, pin| {
+            let need = Need::Pwm {
                 pin,
                 hz: self.frequency_hz,
-            },
+            };
+            Wire::new(crate::mqtt::topic::state::led(name), key, need)
         };
-        if !self.enabled {
-            return Vec::new();
-        }
         vec![
             led("left", "tilt.left_pin", self.left_pin),
             led("right", "tilt.right_pin", self.right_pin),
