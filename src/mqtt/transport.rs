@@ -59,6 +59,19 @@ const ACK_BATCH: usize = 16;
 /// connection cannot take them; more are dropped and counted.
 pub(crate) const EVENT_BACKLOG: usize = 1024;
 
+/// How long the broker keeps an event or a reply for a subscriber that is
+/// away (MQTT 5 message expiry), in seconds: a press or an answer is news
+/// for a minute, not an hour later.
+pub(crate) const EVENT_EXPIRY_S: u32 = 60;
+
+/// `props` with the message expiry of events and replies.
+fn expiring(props: PublishProperties) -> PublishProperties {
+    PublishProperties {
+        message_expiry_interval: Some(EVENT_EXPIRY_S),
+        ..props
+    }
+}
+
 /// Payload bytes of received messages the connection task holds while the
 /// agent is busy; beyond it (or [`HELD_MESSAGES`]), it stops reading (TCP
 /// pushes back on the broker) until the agent takes one.
@@ -471,9 +484,14 @@ pub(crate) async fn request(
                     let _ = client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    // Not shown later than the sender waits for it: a board
+                    // that was away does not show it minutes after.
+                    let expiry =
+                        u32::try_from(within.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX);
                     let props = PublishProperties {
                         response_topic: Some(reply_topic.clone()),
                         correlation_data: Some(correlation.clone()),
+                        message_expiry_interval: Some(expiry.max(1)),
                         ..Default::default()
                     };
                     let _ = client.try_publish_with_properties(
@@ -711,13 +729,19 @@ impl Publisher {
                     OutKind::Retained { topic, payload } => {
                         c.publish(topic, QoS::AtMostOnce, true, payload).await
                     }
-                    OutKind::Event { topic, payload } => c.publish(topic, q, false, payload).await,
+                    OutKind::Event { topic, payload } => {
+                        let p = expiring(PublishProperties::default());
+                        c.publish_with_properties(topic, q, false, payload, p).await
+                    }
                     OutKind::Answer {
                         topic,
                         payload,
                         props,
                     } => match props {
-                        Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
+                        Some(p) => {
+                            let p = expiring(p);
+                            c.publish_with_properties(topic, q, false, payload, p).await
+                        }
                         None => c.publish(topic, q, false, payload).await,
                     },
                     OutKind::Ack(ack) => c.ack(&ack.packet()).await,

@@ -287,6 +287,8 @@ pub struct Msg {
     pub payload: Bytes,
     pub retain: bool,
     pub correlation: Option<Bytes>,
+    /// The MQTT 5 message expiry left, in seconds.
+    pub expiry: Option<u32>,
 }
 
 impl Msg {
@@ -438,7 +440,11 @@ fn to_msg(p: Publish) -> Msg {
         topic: String::from_utf8_lossy(&p.topic).into_owned(),
         payload: p.payload,
         retain: p.retain,
-        correlation: p.properties.and_then(|pr| pr.correlation_data),
+        correlation: p
+            .properties
+            .as_ref()
+            .and_then(|pr| pr.correlation_data.clone()),
+        expiry: p.properties.and_then(|pr| pr.message_expiry_interval),
     }
 }
 

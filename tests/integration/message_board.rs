@@ -575,3 +575,26 @@ async fn a_step_of_the_wall_clock_corrects_started_at_and_the_next_tick() {
         tick.text()
     );
 }
+
+/// `edge-agent send` gives its message an expiry equal to its timeout: a
+/// board that was away does not show it minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_message_expires_with_the_senders_timeout() {
+    let Some(m) = Mosquitto::start() else { return };
+    let cfg = external_config("expiring", m.port);
+    let mut watch = Client::connect(m.port, "send-expiry-w").await;
+    watch.subscribe("edge/expiring/display/message/set").await;
+    // No agent answers: send waits its 3 s and gives up.
+    let sending = tokio::task::spawn_blocking(move || send(&cfg, &["--timeout", "3", "hello"]));
+    let sent = watch
+        .expect(Duration::from_secs(10), |_| true)
+        .await
+        .expect("the request");
+    assert!(
+        matches!(sent.expiry, Some(s) if (2..=3).contains(&s)),
+        "{:?}",
+        sent.expiry
+    );
+    let (code, _, _) = sending.await.expect("join");
+    assert_ne!(code, Some(0), "nobody answered");
+}

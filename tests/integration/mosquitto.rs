@@ -73,3 +73,48 @@ async fn mqtts_with_a_ca_file() {
         "an agent with the wrong CA must not connect: {seen:?}"
     );
 }
+
+/// Events and replies expire (MQTT 5 message expiry): a press or an answer
+/// is not handed to a subscriber that comes back an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_replies_carry_a_message_expiry() {
+    let Some(m) = Mosquitto::start() else { return };
+    let device = "mq-expiry";
+    let _agent = Agent::start(&external_config(device, m.port));
+    let mut c = Client::connect(m.port, "mq-expiry-c").await;
+    c.subscribe(&format!("edge/{device}/status")).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    c.subscribe(&format!("edge/{device}/button/event")).await;
+    c.subscribe("reply/mq-expiry").await;
+    c.publish(&format!("edge/{device}/sim/button/press"), "")
+        .await;
+    let press = c
+        .expect(Duration::from_secs(5), |m| {
+            m.topic.ends_with("/button/event")
+        })
+        .await
+        .expect("a press");
+    assert!(
+        matches!(press.expiry, Some(s) if (50..=60).contains(&s)),
+        "{:?}",
+        press.expiry
+    );
+    c.request(
+        &format!("edge/{device}/led/left/set"),
+        "ON",
+        "reply/mq-expiry",
+        b"1",
+    )
+    .await;
+    let reply = c
+        .expect(Duration::from_secs(5), |m| m.topic == "reply/mq-expiry")
+        .await
+        .expect("a reply");
+    assert!(
+        matches!(reply.expiry, Some(s) if (50..=60).contains(&s)),
+        "{:?}",
+        reply.expiry
+    );
+}
