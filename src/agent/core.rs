@@ -170,6 +170,8 @@ pub(crate) struct Core {
     stats: Stats,
     /// Whether the broker has been reached before (a reconnection then).
     connected_before: bool,
+    /// The retained commands carried out in this run, by topic.
+    retained_done: std::collections::HashMap<String, Bytes>,
 }
 
 /// What the loop listens to for the core, and keeps alive while it runs.
@@ -236,6 +238,7 @@ impl Core {
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
             stats: Stats::default(),
             connected_before: false,
+            retained_done: std::collections::HashMap::new(),
         };
         let wiring = Wiring {
             filters,
@@ -402,6 +405,9 @@ impl Core {
     }
 
     fn answer(&mut self, msg: Inbound, now: Instant, out: &mut Outbox) {
+        if msg.retained && !self.first_time_retained(&msg) {
+            return;
+        }
         let Some(parsed) = self
             .router
             .answerable(&self.parts, &msg.topic, &msg.payload)
@@ -428,6 +434,21 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether a retained message (one the broker stored) is to be carried
+    /// out: once per run; the broker hands it over again on every
+    /// (re)subscription. An empty one clears a stored command: nothing to do.
+    fn first_time_retained(&mut self, msg: &Inbound) -> bool {
+        if msg.payload.is_empty() {
+            return false;
+        }
+        let fresh = self.retained_done.get(&msg.topic) != Some(&msg.payload);
+        if fresh {
+            self.retained_done
+                .insert(msg.topic.clone(), msg.payload.clone());
+        }
+        fresh
     }
 
     /// Reports a rejected command or a dropped link trigger (`what`, for the
@@ -878,5 +899,32 @@ mod tests {
         assert!(
             matches!(core.deadline(late), Some((at, _)) if at == t0 + Duration::from_secs(120))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retained_command_runs_once_a_run_and_an_empty_one_clears_quietly() {
+        let (mut core, _w, _sim) = core("");
+        let retained = |payload: &str| {
+            let mut m = message("edge/t/led/left/set", payload);
+            m.retained = true;
+            Input::Message(m)
+        };
+        let t0 = Instant::now();
+        assert_eq!(
+            topics_of(&core.step(retained("ON"), t0)),
+            ["edge/t/led/left"]
+        );
+        // Redelivered on a reconnection: not again.
+        assert!(core.step(retained("ON"), t0).is_empty());
+        // Another one stored meanwhile: carried out.
+        assert_eq!(
+            topics_of(&core.step(retained("OFF"), t0)),
+            ["edge/t/led/left"]
+        );
+        // Somebody clears the stored command: no error, nothing done.
+        assert!(core.step(retained(""), t0).is_empty());
+        // A live command is carried out as ever.
+        let live = Input::Message(message("edge/t/led/left/set", "OFF"));
+        assert_eq!(topics_of(&core.step(live, t0)), ["edge/t/led/left"]);
     }
 }
