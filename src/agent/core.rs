@@ -496,6 +496,7 @@ impl Core {
                 if std::mem::replace(&mut self.connected_before, true) {
                     self.stats.reconnections += 1;
                 }
+                self.react(Event::Online, now, out);
                 if let Some(since) = self.offline_since.take() {
                     if self.went_safe {
                         let at = self.topics().at(state::STATUS);

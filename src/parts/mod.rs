@@ -153,6 +153,8 @@ pub(crate) enum Event {
     Matrix(MatrixState),
     /// The broker connection went down.
     Offline,
+    /// The broker connection came up.
+    Online,
     /// Every state goes out again (Home Assistant came back): an event a
     /// subscriber needs for a value (the last clock tick) may go again too.
     Announce,
@@ -452,6 +454,7 @@ impl Parts {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::time::Duration;
 
     /// Now, in UTC, with no counts.
     fn now() -> Now {
@@ -506,8 +509,9 @@ mod tests {
             parts.execute(cmd, &now).unwrap(),
             vec![Out::state("buzzer", "ON")]
         );
-        // The button's event goes out, and the board, which the press
-        // restarts, shows its clock again.
+        // Online: the button's event goes out, and the board, which the
+        // press restarts, shows its clock again.
+        assert!(parts.react(&Event::Online, &now).is_empty());
         let out = parts.react(&Event::Button(ButtonEvent::Press), &now);
         let paths: Vec<&str> = out
             .iter()
@@ -564,6 +568,44 @@ mod tests {
         assert!(
             leds.is_some_and(|l| l.deadline(now.at).is_some()),
             "the LEDs flash"
+        );
+    }
+
+    #[test]
+    fn presses_while_offline_go_out_when_online_with_their_time_unless_too_old() {
+        let (mut parser, _) = every_part();
+        let parts = &mut parser.parts;
+        let t0 = Instant::now();
+        let at = |s: u64, wall: &str| Now {
+            at: t0 + Duration::from_secs(s),
+            wall: wall.parse().unwrap(),
+            ..now()
+        };
+        let press =
+            |parts: &mut Parts, now: Now| parts.react(&Event::Button(ButtonEvent::Press), &now);
+        // Before the first connection, as after a lost one: kept.
+        assert!(press(parts, at(0, "2026-12-02T10:00:00Z")).is_empty());
+        for _ in 0..button::KEPT_OFFLINE + 5 {
+            press(parts, at(200, "2026-12-02T10:03:20Z"));
+        }
+        // 301 s after the first (button.offline_max_age_s is 300): that one
+        // is too old; of the others the last 100 are kept.
+        let out = parts.react(&Event::Online, &at(301, "2026-12-02T10:05:01Z"));
+        assert_eq!(out.len(), button::KEPT_OFFLINE, "{out:?}");
+        for o in &out {
+            let Out::Event(path, payload) = o else {
+                panic!("{o:?}")
+            };
+            assert_eq!(*path, topic::state::BUTTON_EVENT);
+            let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(v["at"], "2026-12-02T10:03:20+00:00", "its own time");
+        }
+        // Online now: at once.
+        assert_eq!(press(parts, at(301, "2026-12-02T10:05:01Z")).len(), 1);
+        assert!(parts.react(&Event::Offline, &now()).is_empty());
+        assert!(
+            press(parts, at(302, "2026-12-02T10:05:02Z")).is_empty(),
+            "kept again"
         );
     }
 }

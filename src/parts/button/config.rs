@@ -21,6 +21,10 @@ pub struct ButtonConfig {
     pub double_press_ms: u64,
     /// Held this long, a press is a long press, in ms.
     pub long_press_ms: u64,
+    /// Events while the broker is away are kept (at most
+    /// [`super::KEPT_OFFLINE`]) and published when it is back, unless
+    /// older than this, in seconds; 0: none kept.
+    pub offline_max_age_s: u64,
 }
 
 impl Default for ButtonConfig {
@@ -31,6 +35,7 @@ impl Default for ButtonConfig {
             debounce_ms: 30,
             double_press_ms: 300,
             long_press_ms: 800,
+            offline_max_age_s: 300,
         }
     }
 }
@@ -62,6 +67,13 @@ impl Section for ButtonConfig {
             if v > max {
                 return Err(ConfigError::new(key, v, format!("0 to {max} ms")));
             }
+        }
+        if b.offline_max_age_s > 86_400 {
+            return Err(ConfigError::new(
+                "button.offline_max_age_s",
+                b.offline_max_age_s,
+                "0 (none kept) to 86400 seconds",
+            ));
         }
         if b.long_press_ms <= b.debounce_ms {
             return Err(ConfigError::new(

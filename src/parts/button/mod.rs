@@ -5,7 +5,12 @@ mod device;
 
 pub use device::*;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
 
 use serde_json::json;
 
@@ -15,10 +20,17 @@ use crate::mqtt::topic::{state, Verb};
 use crate::parts::input::CommandError;
 use crate::parts::{Device, Entity, Event, Now, Out, Start};
 
-/// The button as a part: its input, whose watcher reports its events. A
-/// real pin's interrupt ends with the input.
+/// The most events kept while the broker is away.
+pub(crate) const KEPT_OFFLINE: usize = 100;
+
+/// The button as a part: its input, whose watcher reports its events (a
+/// real pin's interrupt ends with the input), and the events of a time
+/// the broker was away, with their time.
 pub(crate) struct Button {
     _input: Box<dyn InputEdges>,
+    offline: bool,
+    kept: VecDeque<(Instant, Bytes)>,
+    max_age: Duration,
 }
 
 /// The verbs of the topic table the part takes: none.
@@ -35,7 +47,14 @@ impl Device for Button {
         let timing = Timing::from_config(&start.settings.config.button);
         let events = start.forward(Event::Button);
         start.tasks.push(tokio::spawn(watch(edges, timing, events)));
-        Ok(Some(Button { _input: input }))
+        let max_age = Duration::from_secs(start.settings.config.button.offline_max_age_s);
+        Ok(Some(Button {
+            _input: input,
+            // Until the first connection, as after a lost one.
+            offline: true,
+            kept: VecDeque::new(),
+            max_age,
+        }))
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, _: &[u8]) -> Result<Infallible, CommandError> {
@@ -54,7 +73,31 @@ impl Device for Button {
         match event {
             Event::Button(ev) => {
                 let at = now.wall.with_timezone(&now.time_zone);
-                vec![Out::Event(state::BUTTON_EVENT, ev.payload(&at).into())]
+                let payload = Bytes::from(ev.payload(&at));
+                if !self.offline {
+                    return vec![Out::Event(state::BUTTON_EVENT, payload)];
+                }
+                if !self.max_age.is_zero() {
+                    if self.kept.len() == KEPT_OFFLINE {
+                        self.kept.pop_front();
+                    }
+                    self.kept.push_back((now.at, payload));
+                }
+                Vec::new()
+            }
+            Event::Offline => {
+                self.offline = true;
+                Vec::new()
+            }
+            // What happened meanwhile, with its own time, unless too old.
+            Event::Online => {
+                self.offline = false;
+                let max_age = self.max_age;
+                self.kept
+                    .drain(..)
+                    .filter(|(at, _)| now.at.saturating_duration_since(*at) <= max_age)
+                    .map(|(_, p)| Out::Event(state::BUTTON_EVENT, p))
+                    .collect()
             }
             _ => Vec::new(),
         }
