@@ -631,10 +631,12 @@ mod tests {
                 from: Some("john".into())
             })
         );
+        // No text: the clock again (Home Assistant's text entity cleared).
+        for clock in [&b""[..], b"   \n "] {
+            assert_eq!(msg(clock), Ok(Command::Board(BoardCommand::Clock(true))));
+        }
         for bad in [
-            &b""[..],
-            b"   \n ",
-            br#"{"text": ""}"#,
+            &br#"{"text": ""}"#[..],
             br#"{"text": "hi", "colour": "red"}"#,
             br#"{"text": 5}"#,
             br#"{"text": "hi""#,

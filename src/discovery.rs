@@ -251,8 +251,8 @@ mod tests {
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")
             .unwrap();
         let v: Value = serde_json::from_str(&text.payload).unwrap();
-        // The board refuses an empty message, and takes display.max_message_chars.
-        assert_eq!((v["min"].as_u64(), v["max"].as_u64()), (Some(1), Some(255)));
+        // Empty (the clock) to display.max_message_chars.
+        assert_eq!((v["min"].as_u64(), v["max"].as_u64()), (Some(0), Some(255)));
     }
 
     #[test]

@@ -111,6 +111,12 @@ impl Device for MessageBoard {
         if verb == Verb::Clock {
             return parse_clock(payload).map(BoardCommand::Clock);
         }
+        // No text: no message, the clock again (Home Assistant's text
+        // entity shows the clock's board as an empty text, and clearing it
+        // brings the clock back).
+        if text(payload)?.trim().is_empty() {
+            return Ok(BoardCommand::Clock(true));
+        }
         let (text, from) = parse_message(text(payload)?, self.max_chars)?;
         Ok(BoardCommand::Message { text, from })
     }
@@ -203,11 +209,10 @@ pub(crate) fn entities(display: &DisplayConfig) -> Vec<Entity> {
                 "{{ {'from': value_json.from, 'shown_at': value_json.shown_at, 'mode': value_json.mode} | tojson }}",
             ),
             fields: json!({
-                // No message while the clock is shown: a blank, which is
-                // no shorter than `min` (Home Assistant refuses a state
-                // that is).
-                "value_template": "{{ value_json.text if value_json.text else ' ' }}",
-                "min": 1,
+                // Empty while the clock is shown; an empty text brings the
+                // clock back.
+                "value_template": "{{ value_json.text if value_json.text else '' }}",
+                "min": 0,
                 "max": display.max_message_chars.min(HA_TEXT_MAX),
                 "mode": "text",
                 "icon": "mdi:message-text-outline",
