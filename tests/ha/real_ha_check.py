@@ -21,6 +21,7 @@ Only 127.0.0.1 is used. Run by .ci/ha-check with the venv's Python.
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import pathlib
@@ -40,13 +41,42 @@ from datetime import datetime, timedelta, timezone
 
 # Integrations named in configuration.yaml (tests/ha/requirements.py installs
 # their requirements too).
-CONFIG_DOMAINS = ["http", "api", "websocket_api", "logger", "automation", "device_automation"]
+CONFIG_DOMAINS = ["http", "api", "websocket_api", "config", "logger", "automation", "device_automation"]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ALL_PARTS = REPO / "tests/ha/all-parts.toml"
 MOSQUITTO = "/usr/sbin/mosquitto"
 PREFIX = "homeassistant"
 CASES = ["v311", "v5", "mosquitto", "negative"]
+
+
+# The driver reads Home Assistant's source rather than importing it: importing
+# homeassistant.core (2024.1) makes every blocking call in an event loop raise.
+HA_DIR = pathlib.Path(importlib.util.find_spec("homeassistant").submodule_search_locations[0])
+
+
+def ha_constant(relpath, name, default=None):
+    """A module-level constant `NAME = value` of HA's source, as written."""
+    m = re.search(rf"^{name}(?:: [^=]+)? = (.+?)(?:\s+#.*)?$", (HA_DIR / relpath).read_text(), re.M)
+    if not m:
+        if default is None:
+            raise KeyError(f"{name} not in {relpath}")
+        return default
+    return m.group(1).strip()
+
+
+_modules = {}
+
+
+def ha_file_module(relpath):
+    """A module of HA's without imports of its own (abbreviations.py), loaded
+    from its file."""
+    if relpath not in _modules:
+        spec = importlib.util.spec_from_file_location(f"ha_check_{len(_modules)}", HA_DIR / relpath)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _modules[relpath] = mod
+    return _modules[relpath]
 
 
 def log(msg):
@@ -140,15 +170,18 @@ class Watcher:
         self.count = {}
         self.base = f"edge/{device_id}"
         proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ha-check-{os.getpid()}",
-                             protocol=proto)
+        cid = f"ha-check-{os.getpid()}"
+        if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2
+            self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=proto)
+        else:  # paho-mqtt 1.6 (HA 2024.1)
+            self.c = mqtt.Client(client_id=cid, protocol=proto)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.reconnect_delay_set(0.2, 1)
         self.c.connect_async("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
 
-    def _on_connect(self, client, userdata, flags, reason, props):
+    def _on_connect(self, client, userdata, flags, reason, props=None):
         client.subscribe([(f"{self.base}/#", 0), (f"{PREFIX}/#", 0)])
 
     def _on_message(self, client, userdata, msg):
@@ -189,6 +222,7 @@ def make_ha_config(confdir, http_port, mqtt_port, protocol):
         f"  server_port: {http_port}\n"
         "api:\n"
         "websocket_api:\n"
+        "config:\n"
         "device_automation:\n"
         "automation: []\n"
         "logger:\n"
@@ -224,15 +258,24 @@ def make_ha_config(confdir, http_port, mqtt_port, protocol):
     store("onboarding", {"done": ["user", "core_config", "analytics", "integration"]}, version=4)
     # homeassistant/config_entries.py (STORAGE_VERSION 1.5, ConfigEntry.as_dict);
     # components/mqtt: entry 1.2, broker settings in data, discovery in options.
-    store("core.config_entries", {"entries": [{
-        "created_at": now.isoformat(), "modified_at": now.isoformat(),
-        "data": {"broker": "127.0.0.1", "port": mqtt_port, "protocol": protocol},
-        "discovery_keys": {}, "disabled_by": None, "domain": "mqtt",
-        "entry_id": uuid.uuid4().hex.upper()[:26], "minor_version": 2, "version": 1,
-        "options": {"discovery": True, "discovery_prefix": PREFIX},
-        "pref_disable_new_entities": False, "pref_disable_polling": False,
-        "source": "user", "subentries": [], "title": "127.0.0.1", "unique_id": None,
-    }]}, minor=5)
+    # Older versions (2024.1) keep discovery in the entry's data, and their
+    # store has no minor version: what this venv's HA reads is asked of it.
+    store_minor = int(ha_constant("config_entries.py", "STORAGE_VERSION_MINOR", "1"))
+    mqtt_minor = int(ha_constant("components/mqtt/const.py", "CONFIG_ENTRY_MINOR_VERSION", "1"))
+    data = {"broker": "127.0.0.1", "port": mqtt_port, "protocol": protocol}
+    options = {"discovery": True, "discovery_prefix": PREFIX}
+    if mqtt_minor < 2:
+        data, options = {**data, **options}, {}
+    entry = {
+        "data": data, "disabled_by": None, "domain": "mqtt",
+        "entry_id": uuid.uuid4().hex.upper()[:26], "minor_version": mqtt_minor, "version": 1,
+        "options": options, "pref_disable_new_entities": False, "pref_disable_polling": False,
+        "source": "user", "title": "127.0.0.1", "unique_id": None,
+    }
+    if store_minor >= 5:
+        entry.update({"created_at": now.isoformat(), "modified_at": now.isoformat(),
+                      "discovery_keys": {}, "subentries": []})
+    store("core.config_entries", {"entries": [entry]}, minor=store_minor)
     import jwt
 
     # homeassistant/auth/__init__.py (async_create_access_token)
@@ -375,6 +418,37 @@ def scan_log(path, device_id, names, broker_lost_after=None):
     return relevant, expected, other
 
 
+# ---------------------------------------------------------------- discovery configs
+
+
+def expand(config):
+    """HA's abbreviations (components/mqtt/abbreviations.py) written out."""
+    ab = ha_file_module("components/mqtt/abbreviations.py")
+
+    out = {ab.ABBREVIATIONS.get(k, k): v for k, v in config.items()}
+    for key, table in (("device", "DEVICE_ABBREVIATIONS"), ("origin", "ORIGIN_ABBREVIATIONS")):
+        if isinstance(out.get(key), dict):
+            out[key] = {getattr(ab, table, {}).get(k, k): v for k, v in out[key].items()}
+    if isinstance(out.get("components"), dict):
+        out["components"] = {o: expand(c) for o, c in out["components"].items()}
+    return out
+
+
+def split_discovery(topic, payload):
+    """(component, config) of each entity in one discovery message: a
+    single-component config, or a device config (`<prefix>/device/<id>/config`
+    with `components`; shared keys as HA's discovery.py applies them)."""
+    parts = topic.split("/")
+    if parts[1] != "device":
+        return [(parts[1], payload)]
+    shared = {k: v for k, v in payload.items() if k != "components"}
+    out = []
+    for _, comp in (payload.get("components") or {}).items():
+        merged = {**{k: v for k, v in shared.items() if k not in ("origin",)}, **comp}
+        out.append((comp.get("platform"), merged))
+    return out
+
+
 # ---------------------------------------------------------------- the check
 
 
@@ -438,7 +512,7 @@ class Case:
             write_toml(cfg, tables)
         out = subprocess.run([self.args.agent, "config", "discovery", "--config", str(cfg)],
                              check=True, capture_output=True, text=True, timeout=30).stdout
-        ents = {}
+        ents, self.triggers, self.problems = {}, [], []
         for line in out.splitlines():
             item = json.loads(line)
             p = item["payload"]
@@ -446,8 +520,13 @@ class Case:
                 continue
             if isinstance(p, str):
                 p = json.loads(p)
-            component = item["topic"].split("/")[1]
-            ents[p.get("unique_id") or p.get("uniq_id")] = (component, item["topic"], p)
+            for component, payload in split_discovery(item["topic"], expand(p)):
+                if component == "device_automation":
+                    self.triggers.append((item["topic"], payload))
+                elif not payload.get("unique_id"):
+                    self.problems.append(f"{item['topic']}: {component} without unique_id")
+                else:
+                    ents[payload["unique_id"]] = (component, item["topic"], payload)
         return ents
 
     def start_agent(self, cfg):
@@ -472,7 +551,9 @@ class Case:
         base = f"edge/{device_id}"
         expected = self.expected_entities(cfg)
         log(f"   agent config {cfg}; HA on 127.0.0.1:{ha_port} (MQTT {ha_proto}); "
-            f"{len(expected)} entities expected")
+            f"{len(expected)} entities and {len(self.triggers)} device triggers expected")
+        for problem in self.problems:
+            self.fail("discovery config", problem)
 
         t = time.monotonic()
         if broker_kind == "mosquitto":
@@ -606,6 +687,8 @@ class Case:
             except CheckError as x:
                 self.fail(f"{e}", str(x))
 
+        if self.triggers:
+            await self.device_triggers(ha, watcher, dev["id"], base)
         await self.reannounce(watcher, expected)
         await self.restart(ha, watcher, base, eid, expected, cfg)
 
@@ -678,6 +761,32 @@ class Case:
             raise CheckError(f"simulated press: HA state change {ns!r}; agent's last event "
                              f"{watcher.get(p.get('state_topic'))!r}")
 
+    async def device_triggers(self, ha, watcher, device_id, base):
+        """Each announced device trigger is listed for the device; the ones
+        on the button's event topic with payload `press` fire (through
+        websocket subscribe_trigger, as an automation would) on a simulated
+        press."""
+        listed = await ha.call({"type": "device_automation/trigger/list", "device_id": device_id})
+        have = {(t.get("type"), t.get("subtype")) for t in listed if t.get("domain") == "mqtt"}
+        for topic, p in self.triggers:
+            key = (p.get("type"), p.get("subtype"))
+            if key in have:
+                self.ok(f"device trigger {key[0]}/{key[1]} listed", topic)
+            else:
+                self.fail(f"device trigger {key[0]}/{key[1]} listed", f"{topic}; HA lists {sorted(have)}")
+        press = [p for _, p in self.triggers if p.get("payload") == "press"
+                 and p.get("topic", "").endswith("/button/event")]
+        for p in press:
+            sub = await ha.call({"type": "subscribe_trigger", "trigger": {
+                "platform": "device", "domain": "mqtt", "device_id": device_id,
+                "type": p["type"], "subtype": p["subtype"]}})
+            del sub
+            n = len(ha.events)
+            watcher.publish(f"{base}/sim/button/press", b"")
+            fired = await self.wait("trigger", lambda: any("variables" in e for e in ha.events[n:]), 10)
+            (self.ok if fired else self.fail)(f"device trigger {p['type']}/{p['subtype']} fires on a press",
+                                              "" if fired else "no trigger event in 10 s")
+
     async def reannounce(self, watcher, expected):
         topics = [t for (_, t, _) in expected.values()]
         before = watcher.counts()
@@ -737,8 +846,8 @@ class Case:
         for text in relevant:
             log("   HA LOG " + text.replace("\n", "\n          "))
         if relevant:
-            self.fail("HA log", f"{len(relevant)} warnings/errors from mqtt or naming the agent "
-                                f"({confdir / 'home-assistant.log'})")
+            where = confdir / "home-assistant.log" if self.args.keep else "HA_CHECK_KEEP=1 keeps the log"
+            self.fail("HA log", f"{len(relevant)} warnings/errors from mqtt or naming the agent ({where})")
         else:
             self.ok("HA log", "no warning or error from mqtt or naming the agent")
         if other:
@@ -812,7 +921,8 @@ def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, stop)
 
-    from homeassistant.const import __version__ as ha_version
+    ha_version = ha_constant("const.py", "MAJOR_VERSION") + "." + ha_constant("const.py", "MINOR_VERSION") + \
+        "." + ha_constant("const.py", "PATCH_VERSION").strip('"')
 
     log(f"== Home Assistant {ha_version}, agent {args.agent}")
     done = []

@@ -39,9 +39,13 @@ def closure(roots):
 
 
 def main():
-    from homeassistant.components.mqtt.const import ENTITY_PLATFORMS
+    try:
+        from homeassistant.components.mqtt.const import ENTITY_PLATFORMS
+    except ImportError:  # before 2024.x
+        from homeassistant.components.mqtt.const import PLATFORMS as ENTITY_PLATFORMS
 
-    roots = set(bootstrap.CORE_INTEGRATIONS) | set(bootstrap.DEFAULT_INTEGRATIONS)
+    # DEFAULT_INTEGRATIONS: since 2024.x; 2024.1 sets up only what is configured.
+    roots = set(bootstrap.CORE_INTEGRATIONS) | set(getattr(bootstrap, "DEFAULT_INTEGRATIONS", ()))
     roots |= set(CONFIG_DOMAINS) | {"mqtt", "device_automation", "tag"}
     roots |= {str(p) for p in ENTITY_PLATFORMS}
     reqs = set()
