@@ -48,6 +48,8 @@ ALL_PARTS = REPO / "tests/ha/all-parts.toml"
 MOSQUITTO = "/usr/sbin/mosquitto"
 PREFIX = "homeassistant"
 CASES = ["v311", "v5", "mosquitto", "negative"]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+INTERRUPTED = []
 
 
 # The driver reads Home Assistant's source rather than importing it: importing
@@ -650,7 +652,7 @@ class Case:
         if not birth:
             self.fail("HA's birth message", f"no {PREFIX}/status = online from HA in 30 s")
         else:
-            topics = [tp for (_, tp, _) in expected.values()]
+            topics = self.config_topics(expected)
             again = lambda: all((m := watcher.get(tp)) and m[2] >= birth[2] for tp in topics)
             if await self.wait("re-announce after birth", again, 10):
                 self.ok("re-announce on HA's birth message", f"birth after {time.monotonic() - t:.1f}s; "
@@ -787,8 +789,11 @@ class Case:
             (self.ok if fired else self.fail)(f"device trigger {p['type']}/{p['subtype']} fires on a press",
                                               "" if fired else "no trigger event in 10 s")
 
+    def config_topics(self, expected):
+        return sorted({t for (_, t, _) in expected.values()} | {t for t, _ in self.triggers})
+
     async def reannounce(self, watcher, expected):
-        topics = [t for (_, t, _) in expected.values()]
+        topics = self.config_topics(expected)
         before = watcher.counts()
         watcher.publish(f"{PREFIX}/status", "online")
         again = lambda: all(watcher.counts().get(t, 0) > before.get(t, 0) for t in topics)
@@ -886,10 +891,18 @@ async def run_case(name, args):
             log(f"   SKIP: {MOSQUITTO} is missing")
         case.t1 = time.monotonic()
         return case
+    # SIGTERM, SIGINT, SIGHUP: the case is cancelled, and its processes are
+    # stopped below like at any end.
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    for s in STOP_SIGNALS:
+        loop.add_signal_handler(s, lambda s=s: (INTERRUPTED.append(s), me.cancel()))
     try:
         await asyncio.wait_for(case.run(kind), args.timeout)
     except asyncio.TimeoutError:
         case.fail("case time", f"not done in {args.timeout} s")
+    except asyncio.CancelledError:
+        case.fail("case", f"interrupted by signal {INTERRUPTED[-1] if INTERRUPTED else '?'}")
     except Exception as e:  # noqa: BLE001 - reported as a failure of the case
         case.fail("case", f"{type(e).__name__}: {e}")
     finally:
@@ -915,12 +928,6 @@ def main():
         if c not in CASES:
             ap.error(f"unknown case {c}")
 
-    def stop(signum, frame):
-        raise SystemExit(f"ha-check: signal {signum}")
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, stop)
-
     ha_version = ha_constant("const.py", "MAJOR_VERSION") + "." + ha_constant("const.py", "MINOR_VERSION") + \
         "." + ha_constant("const.py", "PATCH_VERSION").strip('"')
 
@@ -930,6 +937,10 @@ def main():
     for name in args.cases:
         case = asyncio.run(run_case(name, args))
         done.append(case)
+        if INTERRUPTED:
+            log(f"== interrupted by signal {INTERRUPTED[-1]}: the cases after {name} did not run")
+            exit_code = 128 + INTERRUPTED[-1]
+            break
     log("== summary")
     tp = tf = 0
     for case in done:
@@ -943,7 +954,7 @@ def main():
                 tp += 1
             else:
                 tf += 1
-                exit_code = 1
+                exit_code = exit_code or 1
             continue
         log(f"   {case.name:10} {p} passed, {f} failed ({secs:.0f} s)")
         for ok, what, detail in case.results:
@@ -951,9 +962,9 @@ def main():
                 log(f"     FAIL {what}: {detail[:300]}")
         tp, tf = tp + p, tf + f
         if f or not case.results:
-            exit_code = 1
+            exit_code = exit_code or 1
     log(f"{tp} passed, {tf} failed")
-    sys.exit(exit_code)
+    sys.exit(exit_code or (1 if tf else 0))
 
 
 if __name__ == "__main__":
