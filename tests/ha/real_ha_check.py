@@ -404,7 +404,8 @@ def scan_log(path, device_id, names, broker_lost_after=None):
         if level not in ("WARNING", "ERROR", "CRITICAL"):
             continue
         text = "\n".join([line, *rest])
-        if not ("components.mqtt" in logger or "components/mqtt/" in text or device_id in text
+        if not ("components.mqtt" in logger or "components/mqtt/" in text or "components.mqtt." in text
+                or device_id in text
                 or any(n in text for n in names)):
             other.append(line)
             continue
