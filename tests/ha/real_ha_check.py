@@ -551,7 +551,7 @@ class Case:
             broker = {"embedded": True, "v311": free_port(), "v5": free_port()}
             ha_port = broker["v311"] if broker_kind == "v311" else broker["v5"]
         cfg, device_id = self.agent_config(broker)
-        base = f"edge/{device_id}"
+        base = self.base = f"edge/{device_id}"
         expected = self.expected_entities(cfg)
         log(f"   agent config {cfg}; HA on 127.0.0.1:{ha_port} (MQTT {ha_proto}); "
             f"{len(expected)} entities and {len(self.triggers)} device triggers expected")
@@ -728,9 +728,30 @@ class Case:
             await ha.service("light", "turn_on", entity_id=e)
             await self.both(ha, watcher, f"{e} on", topic, lambda s: js(s).get("state") == "ON", e,
                             lambda st: st.get("state") == "on")
+        await self.flash_transition(ha, watcher, e, p, topic, js)
         await ha.service("light", "turn_off", entity_id=e)
         await self.both(ha, watcher, f"{e} off", topic, lambda s: js(s).get("state") == "OFF", e,
                         lambda st: st.get("state") == "off")
+
+    async def flash_transition(self, ha, watcher, e, p, topic, js):
+        """What HA offers, it sends: a JSON light always advertises flash and
+        transition (LightEntityFeature 8, 32), and sends `"flash": seconds`
+        (flash_time_short/long) and `"transition": seconds`. The agent must
+        take both without an error on <base>/error."""
+        feats = (await ha.states()).get(e, {}).get("attributes", {}).get("supported_features", 0)
+        err = f"{self.base}/error"
+        for feature, bit, data in (("transition", 32, {"transition": 0.5}), ("flash", 8, {"flash": "short"})):
+            if not feats & bit:
+                continue
+            n = watcher.counts().get(err, 0)
+            await ha.service("light", "turn_on", entity_id=e, **data)
+            refused = await self.wait(feature, lambda: watcher.counts().get(err, 0) > n
+                                      and p["command_topic"] in watcher.get(err)[0], 2)
+            if refused:
+                self.fail(f"{e} turn_on with {feature} (HA offers it)", f"the agent refused: {watcher.get(err)[0]}")
+            else:
+                self.ok(f"{e} turn_on with {feature} (HA offers it)",
+                        f"no error on {err}; {topic} = {(watcher.get(topic) or ('?',))[0]}")
 
     async def drive_text(self, ha, watcher, e, p):
         text = f"hello from HA {int(time.time()) % 10000}"
