@@ -17,6 +17,7 @@ import sys
 import homeassistant
 from homeassistant import bootstrap
 
+sys.dont_write_bytecode = True  # no __pycache__ in tests/ha
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from real_ha_check import CONFIG_DOMAINS  # noqa: E402
 
