@@ -437,6 +437,22 @@ def expand(config):
     return out
 
 
+def state_value(p):
+    """What HA reads from a state payload: the raw payload, or the key of a
+    `{{ value_json.KEY }}` value_template."""
+    m = re.fullmatch(r"\{\{\s*value_json\.(\w+)\s*\}\}", (p.get("value_template") or "").strip())
+    if not m:
+        return lambda s: s
+
+    def key(s):
+        try:
+            return json.loads(s).get(m.group(1))
+        except (ValueError, AttributeError):
+            return None
+
+    return key
+
+
 def split_discovery(topic, payload):
     """(component, config) of each entity in one discovery message: a
     single-component config, or a device config (`<prefix>/device/<id>/config`
@@ -673,7 +689,8 @@ class Case:
         else:
             self.fail("every entity available", f"unavailable: {await available()}")
 
-        for uid, (component, topic, p) in sorted(expected.items()):
+        # The image last: by then a message has been drawn.
+        for uid, (component, topic, p) in sorted(expected.items(), key=lambda x: (x[1][0] == "image", x[0])):
             e = eid[uid]
             try:
                 if component == "light":
@@ -684,6 +701,14 @@ class Case:
                     await self.drive_switch(ha, watcher, e, p)
                 elif component == "event":
                     await self.drive_event(ha, watcher, e, p, base)
+                elif component == "siren":
+                    await self.drive_siren(ha, watcher, e, p)
+                elif component == "notify":
+                    await self.drive_notify(ha, watcher, e, p)
+                elif component == "button":
+                    await self.drive_button(ha, watcher, e, p)
+                elif component == "image":
+                    await self.drive_image(ha, watcher, e, p)
                 elif component == "sensor":
                     st = (await ha.states()).get(e, {})
                     self.ok(f"{e} state", repr(st.get("state")))
@@ -759,12 +784,63 @@ class Case:
         await self.both(ha, watcher, f"{e} set to {text!r}", p.get("state_topic"),
                         lambda s: text in s, e, lambda st: st.get("state") == text)
 
-    async def drive_switch(self, ha, watcher, e, p):
-        on, off = p.get("payload_on", "ON"), p.get("payload_off", "OFF")
+    async def drive_switch(self, ha, watcher, e, p, domain="switch"):
+        on, off = p.get("state_on", p.get("payload_on", "ON")), p.get("state_off", p.get("payload_off", "OFF"))
+        value = state_value(p)
         for svc, payload, hs in (("turn_on", on, "on"), ("turn_off", off, "off")):
-            await ha.service("switch", svc, entity_id=e)
-            await self.both(ha, watcher, f"{e} {svc}", p.get("state_topic"), lambda s: s == payload, e,
+            await ha.service(domain, svc, entity_id=e)
+            await self.both(ha, watcher, f"{e} {svc}", p.get("state_topic"), lambda s: value(s) == payload, e,
                             lambda st: st.get("state") == hs)
+
+    async def drive_siren(self, ha, watcher, e, p):
+        await self.drive_switch(ha, watcher, e, p, domain="siren")
+        if p.get("support_duration", True):
+            on, off = p.get("state_on", "ON"), p.get("state_off", "OFF")
+            value = state_value(p)
+            await ha.service("siren", "turn_on", entity_id=e, duration=1)
+            await self.both(ha, watcher, f"{e} turn_on for 1 s", p.get("state_topic"), lambda s: value(s) == on, e,
+                            lambda st: st.get("state") == "on")
+            await self.both(ha, watcher, f"{e} off by itself after 1 s", p.get("state_topic"),
+                            lambda s: value(s) == off, e, lambda st: st.get("state") == "off", timeout=5)
+
+    async def drive_notify(self, ha, watcher, e, p):
+        text = f"notified by HA {int(time.time()) % 10000}"
+        n = watcher.counts().get(f"{self.base}/error", 0)
+        await ha.service("notify", "send_message", entity_id=e, message=text)
+        # What a notify's command topic shows is the agent's: the board's
+        # state topic, when the command is the board's.
+        shown = await self.wait("notify", lambda: text in (watcher.get(f"{self.base}/display") or ("",))[0], 10)
+        if shown:
+            self.ok(f"{e} send_message", f"{self.base}/display shows {text!r}")
+        else:
+            err = watcher.get(f"{self.base}/error") if watcher.counts().get(f"{self.base}/error", 0) > n else None
+            raise CheckError(f"send_message: {self.base}/display is {watcher.get(f'{self.base}/display')!r}; error {err!r}")
+
+    async def drive_button(self, ha, watcher, e, p):
+        err = f"{self.base}/error"
+        n = watcher.counts().get(err, 0)
+        before = (await ha.states()).get(e, {}).get("state")
+        await ha.service("button", "press", entity_id=e)
+        refused = await self.wait("button", lambda: watcher.counts().get(err, 0) > n
+                                  and p["command_topic"] in watcher.get(err)[0], 2)
+        st = (await ha.states()).get(e, {}).get("state")
+        if refused:
+            raise CheckError(f"press: the agent refused: {watcher.get(err)[0]}")
+        self.ok(f"{e} press", f"no error on {err}; HA state {before} -> {st}")
+
+    async def drive_image(self, ha, watcher, e, p):
+        st = (await ha.states()).get(e, {})
+        token = st.get("attributes", {}).get("access_token")
+        url = f"{ha.url}/api/image_proxy/{e}" + (f"?token={token}" if token else "")
+        async with ha.session.get(url) as r:
+            body = await r.read()
+            ctype = r.headers.get("Content-Type", "")
+        want = p.get("content_type", "image/jpeg")
+        magic = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8"}.get(want, b"")
+        if r.status == 200 and body.startswith(magic) and ctype.startswith(want):
+            self.ok(f"{e} image", f"{len(body)} bytes of {ctype} through HA's image proxy (state {st.get('state')})")
+        else:
+            raise CheckError(f"image proxy: HTTP {r.status}, {ctype!r}, {len(body)} bytes starting {body[:8]!r}")
 
     async def drive_event(self, ha, watcher, e, p, base):
         before = (await ha.states()).get(e, {}).get("state")
