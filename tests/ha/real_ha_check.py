@@ -929,7 +929,7 @@ class Case:
                       ", ".join(f"{i}={st.get(i, {}).get('state')}" for i in ids if st.get(i, {}).get("state") != "unavailable"))
         t = time.monotonic()
         self.start_agent(cfg)
-        if await self.wait("available", lambda: states_are(lambda s: s not in (None, "unavailable")), 40, 0.5):
+        if await self.wait("available", lambda: states_are(lambda s: s not in (None, "unavailable")), 25, 0.5):
             self.ok("every entity available after a restart", f"{time.monotonic() - t:.1f}s")
         else:
             st = await ha.states()
