@@ -64,10 +64,10 @@ pub(crate) const EVENT_BACKLOG: usize = 1024;
 /// for a minute, not an hour later.
 pub(crate) const EVENT_EXPIRY_S: u32 = 60;
 
-/// `props` with the message expiry of events and replies.
-fn expiring(props: PublishProperties) -> PublishProperties {
+/// `props` with the message expiry `expiry`.
+fn expiring(props: PublishProperties, expiry: Option<u32>) -> PublishProperties {
     PublishProperties {
-        message_expiry_interval: Some(EVENT_EXPIRY_S),
+        message_expiry_interval: expiry,
         ..props
     }
 }
@@ -179,6 +179,10 @@ pub(crate) struct TransportOptions {
     /// How long the broker keeps the session while we are away (0 = clean
     /// session each time).
     pub session_expiry: u32,
+    /// The message expiry of events and replies, in seconds; none through
+    /// the embedded broker, whose 3.1.1 listener drops a subscriber sent a
+    /// message with properties (docs/known-issues.md).
+    pub expiry: Option<u32>,
 }
 
 impl TransportOptions {
@@ -205,6 +209,7 @@ impl TransportOptions {
             backoff_min: timing.backoff_min,
             backoff_max: timing.backoff_max,
             session_expiry: timing.session_expiry_s,
+            expiry: settings.broker.is_none().then_some(EVENT_EXPIRY_S),
         }
     }
 }
@@ -348,6 +353,8 @@ pub(crate) struct Publisher {
     /// a message: a flush waiting for room then gives way, since only the
     /// connection task makes room.
     wake: Arc<tokio::sync::Notify>,
+    /// The message expiry of events and replies (`TransportOptions::expiry`).
+    expiry: Option<u32>,
 }
 
 /// The running transport: the handle that stops it and the event-loop task.
@@ -486,12 +493,13 @@ pub(crate) async fn request(
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     // Not shown later than the sender waits for it: a board
                     // that was away does not show it minutes after.
-                    let expiry =
-                        u32::try_from(within.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX);
+                    let expiry = options.expiry.map(|_| {
+                        u32::try_from(within.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX)
+                    });
                     let props = PublishProperties {
                         response_topic: Some(reply_topic.clone()),
                         correlation_data: Some(correlation.clone()),
-                        message_expiry_interval: Some(expiry.max(1)),
+                        message_expiry_interval: expiry.map(|e| e.max(1)),
                         ..Default::default()
                     };
                     let _ = client.try_publish_with_properties(
@@ -560,6 +568,7 @@ impl Transport {
             shared: Arc::clone(&shared),
             status_topic: options.status_topic.clone().into(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            expiry: options.expiry,
         };
         let (link_tx, link_rx) = watch::channel(Link::Down);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -730,8 +739,14 @@ impl Publisher {
                         c.publish(topic, QoS::AtMostOnce, true, payload).await
                     }
                     OutKind::Event { topic, payload } => {
-                        let p = expiring(PublishProperties::default());
-                        c.publish_with_properties(topic, q, false, payload, p).await
+                        match self.expiry {
+                            Some(_) => {
+                                let p = expiring(PublishProperties::default(), self.expiry);
+                                c.publish_with_properties(topic, q, false, payload, p).await
+                            }
+                            // Plain: a 3.1.1 subscriber of rumqttd takes it.
+                            None => c.publish(topic, q, false, payload).await,
+                        }
                     }
                     OutKind::Answer {
                         topic,
@@ -739,7 +754,7 @@ impl Publisher {
                         props,
                     } => match props {
                         Some(p) => {
-                            let p = expiring(p);
+                            let p = expiring(p, self.expiry);
                             c.publish_with_properties(topic, q, false, payload, p).await
                         }
                         None => c.publish(topic, q, false, payload).await,

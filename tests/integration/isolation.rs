@@ -320,3 +320,43 @@ async fn running_out_of_open_files_spins_no_thread() {
     );
     still_serving(&mut agent, &mut c, device, v5).await;
 }
+
+/// Events through the embedded broker are plain publishes (no message
+/// expiry): its 3.1.1 listener would drop a subscriber sent properties, so
+/// Home Assistant on that listener gets every button press.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_1_1_subscriber_gets_the_button_presses() {
+    let device = "iso-v4press";
+    let (agent, c, v4, _) = agent_with_led_on(device, "").await;
+    let (sub, mut events) = v4_client(v4, "iso-v4-press", Duration::from_secs(5))
+        .await
+        .expect("a 3.1.1 subscriber");
+    sub.subscribe(
+        format!("edge/{device}/button/event"),
+        rumqttc::QoS::AtLeastOnce,
+    )
+    .await
+    .expect("subscribe");
+    assert!(
+        v4_until(&mut events, Duration::from_secs(5), |p| {
+            matches!(p, rumqttc::Packet::SubAck(_))
+        })
+        .await,
+        "subscribed"
+    );
+    for _ in 0..2 {
+        c.publish(&format!("edge/{device}/sim/button/press"), "")
+            .await;
+        assert!(
+            v4_until(&mut events, Duration::from_secs(5), |p| {
+                matches!(p, rumqttc::Packet::Publish(m) if m.topic.ends_with("/button/event"))
+            })
+            .await,
+            "a press reached the 3.1.1 subscriber: {}",
+            agent.stderr_text()
+        );
+    }
+    assert!(!agent
+        .stderr_text()
+        .contains("dropped an MQTT 3.1.1 subscriber"));
+}
