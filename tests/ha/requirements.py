@@ -42,8 +42,11 @@ def closure(roots):
 def main():
     try:
         from homeassistant.components.mqtt.const import ENTITY_PLATFORMS
-    except ImportError:  # before 2024.x
-        from homeassistant.components.mqtt.const import PLATFORMS as ENTITY_PLATFORMS
+    except ImportError:
+        try:  # 2024.1
+            from homeassistant.components.mqtt.const import PLATFORMS as ENTITY_PLATFORMS
+        except ImportError:  # 2024.6: the components' names
+            from homeassistant.components.mqtt.const import SUPPORTED_COMPONENTS as ENTITY_PLATFORMS
 
     # DEFAULT_INTEGRATIONS: since 2024.x; 2024.1 sets up only what is configured.
     roots = set(bootstrap.CORE_INTEGRATIONS) | set(getattr(bootstrap, "DEFAULT_INTEGRATIONS", ()))
