@@ -240,8 +240,6 @@ async fn bad_messages_get_errors_and_the_board_keeps_its_state() {
     c.drain(Duration::from_millis(200)).await;
 
     let bad: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", Vec::new()),
-        ("blank", b"  \n\t ".to_vec()),
         ("100 kB", vec![b'a'; 100_000]),
         ("invalid UTF-8", vec![b'h', b'i', 0xc3, 0x28]),
         ("malformed JSON", br#"{"text": "hi", "from": }"#.to_vec()),
@@ -291,6 +289,14 @@ async fn bad_messages_get_errors_and_the_board_keeps_its_state() {
     // The retained state is still the message.
     let m = retained(v5, "badmsg-late", &format!("{base}/display")).await;
     assert_eq!(m.json()["text"], "keep me");
+    // No text (Home Assistant's text entity cleared): the clock again.
+    c.publish(&format!("{base}/display/message/set"), "  \n\t ")
+        .await;
+    c.expect(Duration::from_secs(3), |m| {
+        m.topic == format!("{base}/display") && m.json()["mode"] == "clock"
+    })
+    .await
+    .expect("the clock after an empty message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
