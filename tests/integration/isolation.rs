@@ -158,15 +158,16 @@ async fn v4_client(
     .then_some((client, events))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_3_1_1_subscriber_and_an_mqtt_5_request_do_not_stop_the_agent() {
-    let device = "iso-v4sub";
-    let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "").await;
-    // mosquitto_sub's default: MQTT 3.1.1 on the agent's topics.
-    let (sub, mut events) = v4_client(v4, "iso-v4-sub", Duration::from_secs(5))
+/// A 3.1.1 client on `port` subscribed to `filter` (the broker has acknowledged it).
+async fn v4_subscriber(
+    port: u16,
+    id: &str,
+    filter: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let (sub, mut events) = v4_client(port, id, Duration::from_secs(5))
         .await
         .expect("a 3.1.1 subscriber");
-    sub.subscribe(format!("edge/{device}/#"), rumqttc::QoS::AtLeastOnce)
+    sub.subscribe(filter, rumqttc::QoS::AtLeastOnce)
         .await
         .expect("subscribe");
     assert!(
@@ -176,6 +177,15 @@ async fn a_3_1_1_subscriber_and_an_mqtt_5_request_do_not_stop_the_agent() {
         .await,
         "subscribed"
     );
+    (sub, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_1_1_subscriber_and_an_mqtt_5_request_do_not_stop_the_agent() {
+    let device = "iso-v4sub";
+    let (mut agent, mut c, v4, v5) = agent_with_led_on(device, "").await;
+    // mosquitto_sub's default: MQTT 3.1.1 on the agent's topics.
+    let (_sub, mut events) = v4_subscriber(v4, "iso-v4-sub", &format!("edge/{device}/#")).await;
     let poller = tokio::spawn(async move { while events.poll().await.is_ok() {} });
     // The request itself carries properties, and so does the reply.
     answers(&mut c, device, "ON", Duration::from_secs(5)).await;
@@ -328,22 +338,8 @@ async fn running_out_of_open_files_spins_no_thread() {
 async fn a_3_1_1_subscriber_gets_the_button_presses() {
     let device = "iso-v4press";
     let (agent, c, v4, _) = agent_with_led_on(device, "").await;
-    let (sub, mut events) = v4_client(v4, "iso-v4-press", Duration::from_secs(5))
-        .await
-        .expect("a 3.1.1 subscriber");
-    sub.subscribe(
-        format!("edge/{device}/button/event"),
-        rumqttc::QoS::AtLeastOnce,
-    )
-    .await
-    .expect("subscribe");
-    assert!(
-        v4_until(&mut events, Duration::from_secs(5), |p| {
-            matches!(p, rumqttc::Packet::SubAck(_))
-        })
-        .await,
-        "subscribed"
-    );
+    let filter = format!("edge/{device}/button/event");
+    let (_sub, mut events) = v4_subscriber(v4, "iso-v4-press", &filter).await;
     for _ in 0..2 {
         c.publish(&format!("edge/{device}/sim/button/press"), "")
             .await;
