@@ -94,7 +94,7 @@ pub fn main() -> ExitCode {
         Cmd::Config {
             action: ConfigAction::Discovery,
         } => {
-            let library = match crate::parts::matrix::pattern::Library::builtin() {
+            let library = match crate::parts::matrix::pattern::Library::shared() {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("edge-agent: {e}");

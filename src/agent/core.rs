@@ -214,7 +214,7 @@ impl Core {
             let covers: Vec<&String> = wanted.iter().filter(|w| topic::covers(wider, w)).collect();
             warn!(filter = %wider, ?covers, "link filters overlap others in part: subscribed to one filter that covers them, so each message arrives once; messages on it that no link or command wants are ignored");
         }
-        let library = crate::parts::matrix::pattern::Library::builtin()
+        let library = crate::parts::matrix::pattern::Library::shared()
             .map_err(|e| AgentError::Patterns(e.to_string()))?;
         let core = Core {
             parts,

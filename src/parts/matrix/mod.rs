@@ -30,7 +30,7 @@ use crate::parts::{Device, Entity, Event, Now, Out, Start};
 pub(crate) struct Matrix {
     engine: MatrixHandle,
     task: JoinHandle<()>,
-    library: Library,
+    library: &'static Library,
     state: MatrixState,
     /// The program ON brings back.
     last: Option<(Arc<Node>, Option<String>)>,
@@ -76,7 +76,7 @@ impl Device for Matrix {
         let Some(outputs) = start.hardware.outputs(state::MATRIX) else {
             return Ok(None);
         };
-        let library = Library::builtin().map_err(|e| AgentError::Patterns(e.to_string()))?;
+        let library = Library::shared().map_err(|e| AgentError::Patterns(e.to_string()))?;
         let safe = start.settings.safety.matrix;
         let (states_tx, mut states) = watch::channel(MatrixState::default());
         let errors = start.failures(state::MATRIX);
@@ -106,7 +106,7 @@ impl Device for Matrix {
     }
 
     fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<MatrixSet, CommandError> {
-        parse_matrix(text(payload)?, &self.library)
+        parse_matrix(text(payload)?, self.library)
     }
 
     fn execute(&mut self, set: MatrixSet, _: &Now) -> Result<Vec<Out>, CommandError> {

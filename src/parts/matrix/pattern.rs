@@ -137,6 +137,17 @@ impl Library {
         Self::from_json(LIBRARY_JSON)
     }
 
+    /// The built-in library, parsed once per process: the matrix and
+    /// discovery's effect list share it.
+    pub(crate) fn shared() -> Result<&'static Library, PatternError> {
+        static SHARED: std::sync::OnceLock<Result<Library, PatternError>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(Library::builtin)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// A library from a JSON object of name → program.
     pub(crate) fn from_json(text: &str) -> Result<Library, PatternError> {
         let v: Value =
