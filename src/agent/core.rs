@@ -99,6 +99,16 @@ impl Outbox {
     fn ack(&mut self, ack: Ack) {
         self.0.push(Output::Ack(ack));
     }
+    /// What the parts changed, at their paths below base.
+    fn below(&mut self, topics: &Topics, changed: Vec<Out>) {
+        for o in changed {
+            match o {
+                Out::State(path, payload) => self.retain(&topics.at(&path), payload),
+                Out::Event(path, payload) => self.event(&topics.at(path), payload),
+            }
+        }
+    }
+
     fn republish_retained(&mut self) {
         self.0.push(Output::RepublishRetained);
     }
@@ -291,12 +301,7 @@ impl Core {
 
     /// Publishes what the parts changed, below base.
     fn publish(&self, out: &mut Outbox, changed: Vec<Out>) {
-        for o in changed {
-            match o {
-                Out::State(path, payload) => out.retain(&self.topics().at(&path), payload),
-                Out::Event(path, payload) => out.event(&self.topics().at(path), payload),
-            }
-        }
+        out.below(self.topics(), changed);
     }
 
     /// The next timer due, if any, as of `now`.
@@ -552,12 +557,7 @@ impl Core {
         let now = self.now(Instant::now());
         let topics = self.router.topics().clone();
         let (changed, result) = self.parts.stop(now).await;
-        for o in changed {
-            match o {
-                Out::State(path, payload) => out.retain(&topics.at(&path), payload),
-                Out::Event(path, payload) => out.event(&topics.at(path), payload),
-            }
-        }
+        out.below(&topics, changed);
         (out.0, result)
     }
 }
