@@ -3,7 +3,7 @@
 //! says in plain words what was wrong. The topic table routes the topic;
 //! the part parses the payload. Nothing here touches MQTT or hardware.
 
-use crate::mqtt::topic::{Route, Topics, Verb};
+use crate::mqtt::topic::{Route, Topics};
 pub use crate::parts::input::{CommandError, MAX_PAYLOAD};
 use crate::parts::{Command, Parts};
 
@@ -14,12 +14,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for topics below `base`, to the commands `verbs` (those the
-    /// configuration enables: `Config::verbs`).
-    pub(crate) fn new(base: impl Into<String>, verbs: Vec<Verb>) -> Self {
-        Router {
-            topics: Topics::new(base, verbs),
-        }
+    /// A router for the commands of `topics`.
+    pub(crate) fn new(topics: Topics) -> Self {
+        Router { topics }
     }
 
     /// The device's topics.
@@ -96,7 +93,7 @@ impl Parser {
         })
         .map_err(|e| e.to_string())?;
         Ok(Parser {
-            router: Router::new("edge/t", settings.config.verbs()),
+            router: Router::new(Topics::new("edge/t", settings.config.verbs())),
             parts,
             _runtime: runtime,
         })

@@ -213,7 +213,10 @@ impl Core {
             events: events_tx,
             tasks: &mut tasks,
         })?;
-        let router = Router::new(settings.base_topic.clone(), config.verbs());
+        let router = Router::new(
+            Topics::new(settings.base_topic.clone(), config.verbs())
+                .with_groups(settings.group_topics.clone()),
+        );
         let links = Links::new(&settings.base_topic, &config.links);
         let ha_status = config.homeassistant.status_topic();
         let wanted = router.topics().wanted(ha_status.clone(), links.filters());

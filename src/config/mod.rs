@@ -53,6 +53,19 @@ pub(crate) const RAW_ENV_KEYS: [&str; 8] = [
     "device.name",
 ];
 
+/// The most entries of `mqtt.group_topics`.
+pub(crate) const MAX_GROUP_TOPICS: usize = 16;
+
+/// Whether `t` can be a root of topics: no wildcards, not a `$` topic, no
+/// empty level at either end.
+fn plain_topic(t: &str) -> bool {
+    !(t.is_empty()
+        || t.contains(['+', '#', '\0'])
+        || t.starts_with('/')
+        || t.ends_with('/')
+        || t.starts_with('$'))
+}
+
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
 pub(crate) const MIN_KEEP_ALIVE_S: u64 = 5;
 
@@ -362,6 +375,9 @@ pub struct MqttConfig {
     /// the QoS 1 commands sent to it) while it is away, in seconds; 0 = a
     /// clean session on every connection.
     pub session_expiry_s: u32,
+    /// Command roots shared by many boards (`edge/all`): commands below each
+    /// are taken like commands below `<base>`.
+    pub group_topics: Vec<String>,
 }
 
 impl Default for MqttConfig {
@@ -378,6 +394,7 @@ impl Default for MqttConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 1000,
             session_expiry_s: 600,
+            group_topics: Vec::new(),
         }
     }
 }
@@ -517,10 +534,11 @@ impl Config {
     /// Checks every value and derives the settings the agent runs with.
     pub(crate) fn validate(self) -> Result<Settings, ConfigError> {
         let (device_id, base_topic, client_id) = self.identity()?;
+        let group_topics = self.group_topics(&base_topic)?;
         self.check_timing()?;
         let broker = self.embedded_broker()?;
         let (endpoint, credentials, ca) = self.connection(broker.as_ref())?;
-        let time_zone = self.check_parts(&base_topic)?;
+        let time_zone = self.check_parts(&base_topic, &group_topics)?;
         let safety = self.safety.typed()?;
         let m = &self.mqtt;
         let timing = Timing {
@@ -539,6 +557,7 @@ impl Config {
             device_id,
             device_name: name,
             base_topic,
+            group_topics,
             client_id,
             endpoint,
             credentials,
@@ -571,12 +590,7 @@ impl Config {
         };
         let base_topic = match &self.mqtt.base_topic {
             Some(t) => {
-                if t.is_empty()
-                    || t.contains(['+', '#', '\0'])
-                    || t.starts_with('/')
-                    || t.ends_with('/')
-                    || t.starts_with('$')
-                {
+                if !plain_topic(t) {
                     return Err(ConfigError::new(
                         "mqtt.base_topic",
                         quote(t),
@@ -600,6 +614,46 @@ impl Config {
             ));
         }
         Ok((device_id, base_topic, client_id))
+    }
+
+    /// The group topics, each a root of its own: not the base, not above or
+    /// below it or another group (a command would then arrive twice, or
+    /// another board's commands would look like this one's).
+    fn group_topics(&self, base_topic: &str) -> Result<Vec<String>, ConfigError> {
+        let groups = &self.mqtt.group_topics;
+        if groups.len() > MAX_GROUP_TOPICS {
+            return Err(ConfigError::new(
+                "mqtt.group_topics",
+                format!("{} topics", groups.len()),
+                format!("at most {MAX_GROUP_TOPICS} group topics"),
+            ));
+        }
+        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        for (i, g) in groups.iter().enumerate() {
+            let key = format!("mqtt.group_topics[{i}]");
+            if !plain_topic(g) {
+                return Err(ConfigError::new(
+                    key,
+                    quote(g),
+                    "a topic without wildcards (+, #), not starting with '$' or '/', not ending with '/', e.g. \"edge/all\"",
+                ));
+            }
+            if nested(g, base_topic) || nested(base_topic, g) {
+                return Err(ConfigError::new(
+                    key,
+                    quote(g),
+                    format!("a topic neither the base topic ({base_topic}) nor above or below it"),
+                ));
+            }
+            if let Some(other) = groups[..i].iter().find(|o| nested(g, o) || nested(o, g)) {
+                return Err(ConfigError::new(
+                    key,
+                    quote(g),
+                    format!("a topic neither another group topic ({other}) nor above or below it"),
+                ));
+            }
+        }
+        Ok(groups.clone())
     }
 
     /// The MQTT keep-alive and reconnection delays.
@@ -819,7 +873,11 @@ impl Config {
 
     /// Every part's section, their GPIO lines together, Home Assistant and
     /// the links; returns the clock's time zone.
-    fn check_parts(&self, base_topic: &str) -> Result<chrono_tz::Tz, ConfigError> {
+    fn check_parts(
+        &self,
+        base_topic: &str,
+        groups: &[String],
+    ) -> Result<chrono_tz::Tz, ConfigError> {
         let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
         let mut lines: Vec<UsedLine> = Vec::new();
         let time_zone =
@@ -851,7 +909,7 @@ impl Config {
                 ));
             }
         }
-        let topics = Topics::new(base_topic, self.verbs());
+        let topics = Topics::new(base_topic, self.verbs()).with_groups(groups.to_vec());
         check_links(&self.links, &topics)?;
         check_subscriptions(&self.links, &topics, self.homeassistant.status_topic())?;
         gpio.check(&lines)?;
@@ -871,6 +929,8 @@ pub struct Settings {
     pub device_name: String,
     /// Topic prefix, e.g. `edge/kitchen`.
     pub base_topic: String,
+    /// Command roots shared with other boards, e.g. `edge/all`.
+    pub group_topics: Vec<String>,
     /// MQTT client id.
     pub client_id: String,
     /// Where the agent connects.
@@ -1162,6 +1222,57 @@ mod tests {
         let text = include_str!("../../config/edge-agent.toml");
         let s = Config::from_toml(text).expect("config/edge-agent.toml is valid");
         assert!(s.broker.is_some());
+    }
+
+    #[test]
+    fn group_topics_are_roots_of_their_own() {
+        let cfg = |groups: &str| {
+            Config::from_toml(&format!(
+                "[device]\nid = \"k\"\n[mqtt]\ngroup_topics = {groups}\n"
+            ))
+        };
+        let s = cfg(r#"["edge/all", "site/kitchen-boards"]"#).expect("valid groups");
+        assert_eq!(s.group_topics, ["edge/all", "site/kitchen-boards"]);
+        assert!(cfg("[]").expect("none").group_topics.is_empty());
+        for (groups, key, why) in [
+            (r#"["edge/+"]"#, "mqtt.group_topics[0]", "wildcards"),
+            (r#"["edge/all/"]"#, "mqtt.group_topics[0]", "wildcards"),
+            (
+                r#"["edge/all", "$SYS"]"#,
+                "mqtt.group_topics[1]",
+                "wildcards",
+            ),
+            (
+                r#"["edge/k"]"#,
+                "mqtt.group_topics[0]",
+                "base topic (edge/k)",
+            ),
+            (r#"["edge"]"#, "mqtt.group_topics[0]", "above or below"),
+            (
+                r#"["edge/k/sub"]"#,
+                "mqtt.group_topics[0]",
+                "above or below",
+            ),
+            (
+                r#"["a/b", "a"]"#,
+                "mqtt.group_topics[1]",
+                "another group topic (a/b)",
+            ),
+            (
+                r#"["a", "a"]"#,
+                "mqtt.group_topics[1]",
+                "another group topic (a)",
+            ),
+        ] {
+            let e = cfg(groups).expect_err(groups);
+            assert_eq!(e.key, key, "{groups}: {e}");
+            assert!(e.allowed.contains(why), "{groups}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_GROUP_TOPICS)
+            .map(|i| format!("\"g/{i}\""))
+            .collect();
+        let e = cfg(&format!("[{}]", many.join(", "))).expect_err("too many");
+        assert_eq!(e.key, "mqtt.group_topics");
     }
 
     #[test]

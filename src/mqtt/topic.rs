@@ -163,10 +163,12 @@ pub enum Route<'t> {
     Unknown,
 }
 
-/// The vocabulary of one device: its base topic and the verbs it has.
+/// The vocabulary of one device: its base topic, the group topics it also
+/// takes commands below, and the verbs it has.
 #[derive(Debug, Clone)]
 pub struct Topics {
     base: String,
+    groups: Vec<String>,
     verbs: Vec<Verb>,
 }
 
@@ -175,8 +177,21 @@ impl Topics {
     pub fn new(base: impl Into<String>, verbs: impl IntoIterator<Item = Verb>) -> Topics {
         Topics {
             base: base.into(),
+            groups: Vec::new(),
             verbs: verbs.into_iter().collect(),
         }
+    }
+
+    /// The same, also taking commands below each of `groups` (shared roots
+    /// like `edge/all`) as if below base.
+    pub fn with_groups(mut self, groups: Vec<String>) -> Topics {
+        self.groups = groups;
+        self
+    }
+
+    /// The roots commands arrive below: base, then the groups.
+    fn roots(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.base.as_str()).chain(self.groups.iter().map(String::as_str))
     }
 
     /// The base topic, `<prefix>/<device id>`.
@@ -205,9 +220,9 @@ impl Topics {
 
     /// What `topic` is to this device.
     pub fn route<'t>(&self, topic: &'t str) -> Route<'t> {
-        let Some(rest) = topic
-            .strip_prefix(self.base.as_str())
-            .and_then(|t| t.strip_prefix('/'))
+        let Some(rest) = self
+            .roots()
+            .find_map(|root| topic.strip_prefix(root).and_then(|t| t.strip_prefix('/')))
         else {
             return Route::NotOurs;
         };
@@ -227,16 +242,17 @@ impl Topics {
     }
 
     /// The filters the device's commands arrive on: every `/set` below base
-    /// (known or not, so an unknown one is answered; see [`SET_DEPTH`]), and
-    /// the enabled commands outside that form.
+    /// and below each group (known or not, so an unknown one is answered;
+    /// see [`SET_DEPTH`]), and the enabled commands outside that form.
     pub fn filters(&self) -> Vec<String> {
-        let mut f: Vec<String> = (1..=SET_DEPTH)
-            .map(|depth| self.at(&format!("{}set", "+/".repeat(depth))))
-            .collect();
-        f.push(self.at(&format!("{}#", "+/".repeat(SET_DEPTH + 2))));
-        for c in COMMANDS {
-            if !c.path.ends_with("/set") && self.has(c.verb) {
-                f.push(self.at(c.path));
+        let mut f = Vec::new();
+        for root in self.roots() {
+            f.extend((1..=SET_DEPTH).map(|depth| format!("{root}/{}set", "+/".repeat(depth))));
+            f.push(format!("{root}/{}#", "+/".repeat(SET_DEPTH + 2)));
+            for c in COMMANDS {
+                if !c.path.ends_with("/set") && self.has(c.verb) {
+                    f.push(format!("{root}/{}", c.path));
+                }
             }
         }
         f
@@ -504,6 +520,42 @@ mod tests {
             let topic = t.at(s);
             assert!(!t.filters().iter().any(|f| matches(f, &topic)), "{topic}");
         }
+        assert_eq!(
+            disjoint(&t.filters()),
+            t.filters(),
+            "no two filters overlap"
+        );
+    }
+
+    #[test]
+    fn commands_below_a_group_route_as_below_base_and_nothing_else_does() {
+        let t = every_verb().with_groups(vec!["edge/all".into(), "site/kitchen".into()]);
+        for root in ["edge/t", "edge/all", "site/kitchen"] {
+            for c in COMMANDS {
+                let topic = format!("{root}/{}", c.path.replacen('+', "left", 1));
+                assert!(
+                    matches!(t.route(&topic), Route::Command { verb, .. } if verb == c.verb),
+                    "{topic}"
+                );
+                assert_eq!(
+                    t.filters().iter().filter(|f| matches(f, &topic)).count(),
+                    1,
+                    "{topic} is subscribed once"
+                );
+            }
+            assert_eq!(t.route(&format!("{root}/nope/set")), Route::Unknown);
+        }
+        // Another board's topics and the group's state-like topics are not ours.
+        for other in [
+            "edge/other/matrix/set",
+            "edge/allx/matrix/set",
+            "edge/all/matrix",
+        ] {
+            assert_eq!(t.route(other), Route::NotOurs, "{other}");
+            assert!(!t.filters().iter().any(|f| matches(f, other)), "{other}");
+        }
+        // State stays below base.
+        assert_eq!(t.at(state::MATRIX), "edge/t/matrix");
         assert_eq!(
             disjoint(&t.filters()),
             t.filters(),
