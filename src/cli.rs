@@ -43,8 +43,13 @@ pub(crate) enum Cmd {
         #[arg(long)]
         from: Option<String>,
         /// Another device on the same broker (its device id), instead of this one.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "group")]
         device: Option<String>,
+        /// Every board of a group instead: one of `mqtt.group_topics` (or its
+        /// last level), or a group topic like `edge/all`; waits for each
+        /// board's answer.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         /// Seconds to wait for the agent's answer.
         #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
         timeout: f64,
@@ -118,8 +123,9 @@ pub fn main() -> ExitCode {
             text,
             from,
             device,
+            group,
             timeout,
-        } => send(&settings, text, from, device, timeout),
+        } => send(&settings, text, from, Target::new(device, group), timeout),
     }
 }
 
@@ -130,13 +136,74 @@ fn print_out(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Where `send` puts the message.
+enum Target {
+    /// The configured device.
+    This,
+    /// Another device, by id.
+    Device(String),
+    /// Every board below a group topic, by name.
+    Group(String),
+}
+
+impl Target {
+    fn new(device: Option<String>, group: Option<String>) -> Target {
+        match (device, group) {
+            (Some(d), _) => Target::Device(d),
+            (None, Some(g)) => Target::Group(g),
+            (None, None) => Target::This,
+        }
+    }
+
+    /// The root the message goes below, or why not.
+    fn root(&self, settings: &Settings) -> Result<String, String> {
+        match self {
+            Target::This => Ok(settings.base_topic.clone()),
+            Target::Device(d) if crate::config::sanitize_device_id(d) == *d => {
+                Ok(format!("edge/{d}"))
+            }
+            Target::Device(d) => Err(format!(
+                "--device {d:?}: a device id of a-z, 0-9, '_' and '-'"
+            )),
+            Target::Group(g) => group_root(&settings.group_topics, g),
+        }
+    }
+}
+
+/// The group topic `name` stands for: a configured group topic, or one whose
+/// last level it is, or else a topic given in full.
+fn group_root(groups: &[String], name: &str) -> Result<String, String> {
+    if let Some(g) = groups
+        .iter()
+        .find(|g| *g == name || g.rsplit('/').next() == Some(name))
+    {
+        return Ok(g.clone());
+    }
+    let plain = !name.is_empty()
+        && !name.contains(['+', '#', '\0'])
+        && !name.starts_with(['/', '$'])
+        && !name.ends_with('/');
+    if name.contains('/') && plain {
+        return Ok(name.to_string());
+    }
+    let configured = if groups.is_empty() {
+        "none is configured (mqtt.group_topics)".to_string()
+    } else {
+        format!("configured: {}", groups.join(", "))
+    };
+    Err(format!(
+        "--group {name:?}: a group topic like edge/all, or the last level of one of mqtt.group_topics; {configured}"
+    ))
+}
+
 fn send(
     settings: &Settings,
     text: String,
     from: Option<String>,
-    device: Option<String>,
+    target: Target,
     timeout: f64,
 ) -> ExitCode {
+    use crate::mqtt::transport::{request, Answers, TransportOptions};
     let fail = |msg: String| {
         eprintln!("edge-agent: {msg}");
         ExitCode::from(EXIT_FAILURE)
@@ -146,21 +213,16 @@ fn send(
             "--timeout {timeout}: a number of seconds more than 0 and at most 3600 (e.g. 0.5 or 10)"
         ));
     }
-    let base = match device {
-        Some(d) if crate::config::sanitize_device_id(&d) == d => format!("edge/{d}"),
-        Some(d) => {
-            return fail(format!(
-                "--device {d:?}: a device id of a-z, 0-9, '_' and '-'"
-            ))
-        }
-        None => settings.base_topic.clone(),
+    let root = match target.root(settings) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
     };
     let from = from
         .or_else(|| std::env::var("USER").ok())
         .filter(|f| !f.is_empty());
     let payload = serde_json::json!({ "text": text, "from": from }).to_string();
-    let topic = Topics::new(base.clone(), []).command(Verb::Message, "");
-    let options = crate::mqtt::transport::TransportOptions::from_settings(settings, Vec::new());
+    let topic = Topics::new(root.clone(), []).command(Verb::Message, "");
+    let options = TransportOptions::from_settings(settings, Vec::new());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -168,26 +230,51 @@ fn send(
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    let answer = runtime.block_on(crate::mqtt::transport::request(
-        &options,
-        &topic,
-        payload.into(),
-        Duration::from_secs_f64(timeout),
-    ));
-    match answer {
-        Err(e) => fail(e.to_string()),
-        Ok(bytes) => {
-            let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            if reply["ok"] == true {
-                println!("shown on {base}");
-                ExitCode::SUCCESS
-            } else {
-                let why = reply["error"].as_str().unwrap_or("it gave no reason");
-                fail(format!("{base} refused the message: {why}"))
-            }
+    let group = matches!(target, Target::Group(_));
+    let answers = if group {
+        Answers::Many {
+            quiet: GROUP_QUIET.min(Duration::from_secs_f64(timeout)),
+        }
+    } else {
+        Answers::One
+    };
+    let within = Duration::from_secs_f64(timeout);
+    let got = match runtime.block_on(request(&options, &topic, payload.into(), within, answers)) {
+        Err(e) => return fail(e.to_string()),
+        Ok(got) => got,
+    };
+    let mut refused = 0;
+    for answer in &got {
+        let board = match (&answer.from, group) {
+            (Some(b), _) => b.clone(),
+            (None, false) => root.clone(),
+            (None, true) => "a board".to_string(),
+        };
+        let reply: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+        if reply["ok"] == true {
+            println!("shown on {board}");
+        } else {
+            refused += 1;
+            let why = reply["error"].as_str().unwrap_or("it gave no reason");
+            eprintln!("edge-agent: {board} refused the message: {why}");
         }
     }
+    if group {
+        println!(
+            "{} of {} boards below {root} showed it",
+            got.len() - refused,
+            got.len()
+        );
+    }
+    if refused > 0 {
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
+
+/// How long `send --group` waits for one more board after the last answer.
+const GROUP_QUIET: Duration = Duration::from_secs(1);
 
 /// The async runtime `edge-agent run` drives the agent on (the benchmarks
 /// use it too, to measure what the binary does).
@@ -386,6 +473,12 @@ pub fn banner(settings: &Settings) -> String {
         env!("CARGO_PKG_VERSION"),
         settings.device_id
     );
+    if !settings.group_topics.is_empty() {
+        out.push_str(&format!(
+            "also takes commands below: {}\n",
+            settings.group_topics.join(", ")
+        ));
+    }
     // mosquitto clients speak MQTT 3.1.1 by default: point them at that listener.
     let (host, port, port_v5) = match &settings.broker {
         Some(b) => {

@@ -214,6 +214,9 @@ impl TransportOptions {
     }
 }
 
+/// The user property of a reply that names the board's base topic.
+pub(crate) const REPLY_FROM: &str = "base";
+
 /// Why the transport could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -460,14 +463,37 @@ pub(crate) enum RequestError {
     },
 }
 
+/// An answer to a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    /// The reply's payload.
+    pub payload: Bytes,
+    /// The base topic of the board that answered, as its reply names it.
+    pub from: Option<String>,
+}
+
+/// How many answers a request waits for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answers {
+    /// The first one.
+    One,
+    /// Every one that comes until none has come for `quiet` (a group of
+    /// boards answers one by one), within the request's time.
+    Many {
+        /// How long after the last answer to stop waiting.
+        quiet: Duration,
+    },
+}
+
 /// Publishes one MQTT 5 request (response topic + correlation data) and
-/// returns the answer's payload; for `edge-agent send`.
+/// returns the answers; for `edge-agent send`. No answer at all is an error.
 pub(crate) async fn request(
     options: &TransportOptions,
     topic: &str,
     payload: Bytes,
     within: Duration,
-) -> Result<Bytes, RequestError> {
+    answers: Answers,
+) -> Result<Vec<Answer>, RequestError> {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -484,63 +510,82 @@ pub(crate) async fn request(
     let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
     let correlation = Bytes::from(nonce.into_bytes());
     let broker = format!("{}:{}", options.host, options.port);
-    let exchange = async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    // Not shown later than the sender waits for it: a board
-                    // that was away does not show it minutes after.
-                    let expiry = options.expiry.map(|_| {
-                        u32::try_from(within.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX)
-                    });
-                    let props = PublishProperties {
-                        response_topic: Some(reply_topic.clone()),
-                        correlation_data: Some(correlation.clone()),
-                        message_expiry_interval: expiry.map(|e| e.max(1)),
-                        ..Default::default()
-                    };
-                    let _ = client.try_publish_with_properties(
-                        topic,
-                        QoS::AtLeastOnce,
-                        false,
-                        payload.clone(),
-                        props,
-                    );
-                }
-                Ok(Event::Incoming(Packet::Publish(p)))
-                    if p.topic == reply_topic.as_bytes()
-                        && p.properties
-                            .as_ref()
-                            .and_then(|pr| pr.correlation_data.as_ref())
-                            == Some(&correlation) =>
-                {
-                    let _ = client.try_disconnect();
-                    // Let the DISCONNECT go out; the answer is in hand either way.
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-                    return Ok(p.payload);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(RequestError::Unreachable {
-                        broker: broker.clone(),
-                        reason: describe(&e),
-                    })
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got: Vec<Answer> = Vec::new();
+    loop {
+        // After an answer, a group's next one must come within the quiet time.
+        let until = match (answers, got.is_empty()) {
+            (Answers::Many { quiet }, false) => deadline.min(tokio::time::Instant::now() + quiet),
+            _ => deadline,
+        };
+        let event = match tokio::time::timeout_at(until, eventloop.poll()).await {
+            Ok(event) => event,
+            Err(_) => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.try_subscribe(&reply_topic, QoS::AtLeastOnce);
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                // Not shown later than the sender waits for it: a board
+                // that was away does not show it minutes after.
+                let expiry = options
+                    .expiry
+                    .map(|_| u32::try_from(within.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX));
+                let props = PublishProperties {
+                    response_topic: Some(reply_topic.clone()),
+                    correlation_data: Some(correlation.clone()),
+                    message_expiry_interval: expiry.map(|e| e.max(1)),
+                    ..Default::default()
+                };
+                let _ = client.try_publish_with_properties(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.clone(),
+                    props,
+                );
+            }
+            Ok(Event::Incoming(Packet::Publish(p)))
+                if p.topic == reply_topic.as_bytes()
+                    && p.properties
+                        .as_ref()
+                        .and_then(|pr| pr.correlation_data.as_ref())
+                        == Some(&correlation) =>
+            {
+                let from = p.properties.as_ref().and_then(|pr| {
+                    pr.user_properties
+                        .iter()
+                        .find(|(k, _)| k == REPLY_FROM)
+                        .map(|(_, v)| v.clone())
+                });
+                got.push(Answer {
+                    payload: p.payload,
+                    from,
+                });
+                if matches!(answers, Answers::One) {
+                    break;
                 }
             }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(RequestError::Unreachable {
+                    broker: broker.clone(),
+                    reason: describe(&e),
+                })
+            }
         }
-    };
-    tokio::time::timeout(within, exchange)
-        .await
-        .unwrap_or_else(|_| {
-            Err(RequestError::NoAnswer {
-                topic: topic.to_string(),
-                within,
-            })
-        })
+    }
+    if got.is_empty() {
+        return Err(RequestError::NoAnswer {
+            topic: topic.to_string(),
+            within,
+        });
+    }
+    let _ = client.try_disconnect();
+    // Let the DISCONNECT go out; the answers are in hand either way.
+    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    Ok(got)
 }
 
 impl Transport {
@@ -684,10 +729,17 @@ impl Publisher {
         });
     }
 
-    /// Answers a command on its MQTT 5 response topic.
+    /// Answers a command on its MQTT 5 response topic, naming the board (a
+    /// command to a group topic is answered by many).
     pub(crate) fn reply(&self, to: &ReplyTo, payload: impl Into<Bytes>) {
+        let base = self
+            .status_topic
+            .strip_suffix(crate::mqtt::topic::state::STATUS)
+            .and_then(|b| b.strip_suffix('/'))
+            .unwrap_or(&self.status_topic);
         let props = PublishProperties {
             correlation_data: to.correlation.clone(),
+            user_properties: vec![(REPLY_FROM.into(), base.into())],
             ..Default::default()
         };
         lock(&self.shared).push(OutKind::Answer {

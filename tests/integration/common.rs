@@ -289,6 +289,8 @@ pub struct Msg {
     pub correlation: Option<Bytes>,
     /// The MQTT 5 message expiry left, in seconds.
     pub expiry: Option<u32>,
+    /// The MQTT 5 user properties.
+    pub user: Vec<(String, String)>,
 }
 
 impl Msg {
@@ -444,7 +446,14 @@ fn to_msg(p: Publish) -> Msg {
             .properties
             .as_ref()
             .and_then(|pr| pr.correlation_data.clone()),
-        expiry: p.properties.and_then(|pr| pr.message_expiry_interval),
+        expiry: p
+            .properties
+            .as_ref()
+            .and_then(|pr| pr.message_expiry_interval),
+        user: p
+            .properties
+            .map(|pr| pr.user_properties)
+            .unwrap_or_default(),
     }
 }
 

@@ -281,3 +281,8 @@ async fn logs_are_plain_off_a_terminal_and_carry_levels_for_the_journal() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_topics_through_an_embedded_broker() {
+    scenarios::group_topics(&Broker::embedded(), "eb-grp").await;
+}

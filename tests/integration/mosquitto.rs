@@ -116,3 +116,9 @@ async fn events_carry_a_message_expiry_and_replies_do_not() {
     // A reply has none: it waits for its requester however slowly it reads.
     assert_eq!(reply.expiry, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_topics_through_mosquitto() {
+    let Some(broker) = mosquitto() else { return };
+    scenarios::group_topics(&broker, "mq-grp").await;
+}

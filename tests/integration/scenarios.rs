@@ -218,3 +218,123 @@ pub async fn rejects_bad_commands(broker: &Broker, device: &str) {
         "agent still running"
     );
 }
+
+/// Two boards in the group `edge/<prefix>-all`, one also in `<prefix>/kitchen`:
+/// a command below a group runs on each of its boards once, each answers
+/// (naming itself) and reports errors below its own base; `edge-agent send
+/// --group` waits for both.
+pub async fn group_topics(broker: &Broker, prefix: &str) {
+    let all = format!("edge/{prefix}-all");
+    let kitchen = format!("{prefix}/kitchen");
+    let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let config = |device: &str, groups: &[&str]| {
+        format!(
+            "{}group_topics = {groups:?}\n",
+            device_config(device, broker)
+        )
+    };
+    let config_a = config(&a, &[&all, &kitchen]);
+    let _agent_a = Agent::start(&config_a);
+    let _agent_b = Agent::start(&config(&b, &[&all]));
+    let mut c = Client::connect(broker.port(), &format!("{prefix}-c")).await;
+    for d in [&a, &b] {
+        c.subscribe(&format!("edge/{d}/#")).await;
+    }
+    c.subscribe(&format!("reply/{prefix}")).await;
+    for d in [&a, &b] {
+        let status = format!("edge/{d}/status");
+        c.expect(Duration::from_secs(10), |m| is(m, &status, "online"))
+            .await
+            .unwrap_or_else(|| panic!("{d} online"));
+    }
+    // One command to the group: each board's matrix, once each.
+    c.request(
+        &format!("{all}/matrix/set"),
+        "smiley",
+        &format!("reply/{prefix}"),
+        b"g1",
+    )
+    .await;
+    let seen = c.drain(Duration::from_secs(2)).await;
+    for d in [&a, &b] {
+        let matrix = format!("edge/{d}/matrix");
+        let states: Vec<_> = seen.iter().filter(|m| m.topic == matrix).collect();
+        assert_eq!(states.len(), 1, "{d}: {seen:?}");
+        assert_eq!(states[0].json()["effect"], "smiley", "{d}");
+    }
+    let mut answered: Vec<String> = seen
+        .iter()
+        .filter(|m| m.topic == format!("reply/{prefix}"))
+        .map(|m| {
+            assert_eq!(m.json()["ok"], true, "{m:?}");
+            assert_eq!(m.correlation.as_deref(), Some(&b"g1"[..]));
+            m.user
+                .iter()
+                .find(|(k, _)| k == "base")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    answered.sort();
+    assert_eq!(answered, [format!("edge/{a}"), format!("edge/{b}")]);
+    // The kitchen group is only board a.
+    c.publish(&format!("{kitchen}/led/left/set"), "ON").await;
+    let seen = c.drain(Duration::from_secs(2)).await;
+    assert!(
+        seen.iter()
+            .any(|m| m.topic == format!("edge/{a}/led/left") && m.json()["state"] == "ON"),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m.topic.starts_with(&format!("edge/{b}/led"))),
+        "{seen:?}"
+    );
+    // A bad command to a group: each board reports it below its own base,
+    // naming the topic it came on.
+    c.publish(&format!("{all}/nope/set"), "x").await;
+    let seen = c.drain(Duration::from_secs(2)).await;
+    for d in [&a, &b] {
+        let error = format!("edge/{d}/error");
+        let e = seen
+            .iter()
+            .find(|m| m.topic == error)
+            .unwrap_or_else(|| panic!("{d} reports the error: {seen:?}"));
+        assert_eq!(e.json()["topic"], format!("{all}/nope/set"), "{e:?}");
+    }
+    // `edge-agent send --group` by the group's last level, from board a's config.
+    let (mut send, _dir) = command(
+        &config_a,
+        &[
+            "send",
+            "--group",
+            &format!("{prefix}-all"),
+            "--timeout",
+            "5",
+            "hello all",
+        ],
+        &[],
+    );
+    let out = send.output().expect("run send");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("2 of 2 boards below {all} showed it")),
+        "{stdout}"
+    );
+    for d in [&a, &b] {
+        assert!(stdout.contains(&format!("shown on edge/{d}")), "{stdout}");
+        let board = retained(
+            broker.port(),
+            &format!("{d}-r"),
+            &format!("edge/{d}/display"),
+        )
+        .await;
+        assert_eq!(board.json()["text"], "hello all", "{d}");
+    }
+}
