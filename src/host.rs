@@ -42,14 +42,125 @@ impl Host {
     /// specific IPv4 route; the default route for a broker known by name),
     /// unless that is the loopback.
     pub(crate) fn mac_towards(&self, to: Option<Ipv4Addr>) -> Option<String> {
+        let iface = self.iface_towards(to)?;
+        let mac = self.text(&format!("sys/class/net/{iface}/address"))?;
+        (mac != "00:00:00:00:00:00").then_some(mac)
+    }
+
+    /// The interface that reaches `to` (as [`Host::mac_towards`] finds it),
+    /// unless that is the loopback.
+    pub(crate) fn iface_towards(&self, to: Option<Ipv4Addr>) -> Option<String> {
         if to.is_some_and(|ip| ip.is_loopback()) {
             return None;
         }
         let routes = self.text("proc/net/route")?;
-        let iface = route_for(&routes, to.unwrap_or(Ipv4Addr::UNSPECIFIED))?;
-        let mac = self.text(&format!("sys/class/net/{iface}/address"))?;
-        (mac != "00:00:00:00:00:00").then_some(mac)
+        route_for(&routes, to.unwrap_or(Ipv4Addr::UNSPECIFIED))
     }
+
+    /// This host's IPv4 address on the interface that reaches `to`: the
+    /// local address (from `/proc/net/fib_trie`) inside one of the networks
+    /// that interface is directly on.
+    pub(crate) fn ip_towards(&self, to: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let iface = self.iface_towards(to)?;
+        let routes = self.text("proc/net/route")?;
+        let nets = connected(&routes, &iface);
+        let trie = self.text("proc/net/fib_trie")?;
+        local_addresses(&trie).into_iter().find(|ip| {
+            let ip = u32::from(*ip);
+            nets.iter()
+                .any(|(net, mask)| ip & u32::from(*mask) == u32::from(*net) & u32::from(*mask))
+        })
+    }
+
+    /// The network name (SSID) the Wi-Fi interface `iface` is joined to, as
+    /// the kernel's wireless extensions tell it (`iwgetid`); only for the
+    /// real host (root `/`), since a made-up tree has no interfaces.
+    pub(crate) fn ssid(&self, iface: &str) -> Option<String> {
+        if self.root != std::path::Path::new("/") {
+            return None;
+        }
+        essid(iface)
+    }
+}
+
+/// The SSID of `iface` by the `SIOCGIWESSID` ioctl; `None` for an
+/// interface that is not Wi-Fi or not joined.
+fn essid(iface: &str) -> Option<String> {
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // The longest SSID is 32 bytes; the kernel may add a NUL.
+    let mut buf = [0u8; 33];
+    // SAFETY: a datagram socket is made and closed here; `req` is a zeroed
+    // iwreq (plain integers, arrays and a pointer) whose name holds `iface`
+    // NUL-terminated and whose `essid` points at `buf`, which outlives the
+    // call and whose length the kernel is told; `essid.length` is read only
+    // after the ioctl succeeded.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::iwreq = std::mem::zeroed();
+        for (i, b) in name.iter().enumerate() {
+            req.ifr_ifrn.ifrn_name[i] = *b as libc::c_char;
+        }
+        req.u.essid.pointer = buf.as_mut_ptr().cast();
+        req.u.essid.length = buf.len() as u16;
+        let ok = libc::ioctl(fd, libc::SIOCGIWESSID as _, &mut req) == 0;
+        libc::close(fd);
+        if !ok {
+            return None;
+        }
+        let len = usize::from(req.u.essid.length).min(buf.len());
+        let ssid = String::from_utf8_lossy(&buf[..len]);
+        let ssid = ssid.trim_end_matches('\0');
+        (!ssid.is_empty()).then(|| ssid.to_string())
+    }
+}
+
+/// The networks `iface` is directly on (routes without a gateway), as
+/// (address, mask), from `/proc/net/route` text.
+fn connected(routes: &str, iface: &str) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    routes
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (name, dest, gw, mask) = (
+                f.first()?,
+                addr(f.get(1)?)?,
+                addr(f.get(2)?)?,
+                addr(f.get(7)?)?,
+            );
+            (*name == iface && gw.is_unspecified() && !mask.is_unspecified())
+                .then_some((dest, mask))
+        })
+        .collect()
+}
+
+/// The host's own IPv4 addresses but the loopback's, from
+/// `/proc/net/fib_trie` text: each `|-- a.b.c.d` followed by `/32 host LOCAL`.
+fn local_addresses(trie: &str) -> Vec<Ipv4Addr> {
+    let lines: Vec<&str> = trie.lines().map(str::trim).collect();
+    let mut found: Vec<Ipv4Addr> = lines
+        .windows(2)
+        .filter(|w| w[1].starts_with("/32 host LOCAL"))
+        .filter_map(|w| w[0].strip_prefix("|-- ")?.parse().ok())
+        .filter(|ip: &Ipv4Addr| !ip.is_loopback())
+        .collect();
+    // The trie lists each address in its Main and Local tables.
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// An address in `/proc/net/route`'s hex, in the host's byte order.
+fn addr(hex: &str) -> Option<Ipv4Addr> {
+    u32::from_str_radix(hex, 16)
+        .ok()
+        .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
 }
 
 /// The firmware's throttling flags, as `vcgencmd get_throttled` reports them.
@@ -173,11 +284,6 @@ impl Host {
 /// The interface of the most specific route in `/proc/net/route` text that
 /// takes `to` (for `0.0.0.0`, the default route).
 fn route_for(routes: &str, to: Ipv4Addr) -> Option<String> {
-    let addr = |hex: &str| {
-        u32::from_str_radix(hex, 16)
-            .ok()
-            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-    };
     routes
         .lines()
         .skip(1)
@@ -247,6 +353,33 @@ mod tests {
             "a broker known by name"
         );
         assert_eq!(mac(Some([127, 0, 0, 1])), None, "the embedded broker");
+    }
+
+    /// /proc/net/fib_trie of the same Pi: 192.168.1.23 on wlan0, 10.0.0.5 on eth0.
+    const TRIE: &str = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 10.0.0.0/8 2 0 2\n        |-- 10.0.0.0\n           /8 link UNICAST\n        |-- 10.0.0.5\n           /32 host LOCAL\n     +-- 127.0.0.0/8 2 0 2\n           |-- 127.0.0.1\n              /32 host LOCAL\n     +-- 192.168.1.0/24 2 0 2\n           |-- 192.168.1.0\n              /24 link UNICAST\n           |-- 192.168.1.23\n              /32 host LOCAL\n        |-- 192.168.1.255\n           /32 link BROADCAST\nLocal:\n     +-- 192.168.1.0/24 2 0 2\n           |-- 192.168.1.23\n              /32 host LOCAL\n";
+
+    #[test]
+    fn the_ip_is_the_one_on_the_interface_towards_the_broker() {
+        let dir = tree(&[("proc/net/route", ROUTES), ("proc/net/fib_trie", TRIE)]);
+        let host = Host::new(dir.path());
+        let ip = |to: Option<[u8; 4]>| host.ip_towards(to.map(Ipv4Addr::from));
+        assert_eq!(
+            ip(Some([192, 168, 1, 20])),
+            Some(Ipv4Addr::new(192, 168, 1, 23))
+        );
+        assert_eq!(ip(Some([10, 9, 9, 9])), Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(
+            ip(None),
+            Some(Ipv4Addr::new(192, 168, 1, 23)),
+            "by name: the default route"
+        );
+        assert_eq!(ip(Some([127, 0, 0, 1])), None, "the embedded broker");
+        let no_trie = tree(&[("proc/net/route", ROUTES)]);
+        assert_eq!(Host::new(no_trie.path()).ip_towards(None), None);
+        // A made-up tree has no Wi-Fi network to name, and the loopback is none.
+        assert_eq!(host.ssid("wlan0"), None);
+        assert_eq!(Host::new("/").ssid("lo"), None);
+        assert_eq!(Host::new("/").ssid("no-such-interface-name"), None);
     }
 
     #[test]
