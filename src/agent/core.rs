@@ -906,6 +906,60 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_throttling_flag_that_changes_is_reported_at_the_next_check() {
+        let flags = "sys/devices/platform/soc/soc:firmware/get_throttled";
+        let dir = crate::host::tree(&[(flags, "0x0\n")]);
+        let (mut core, _w, _sim) = core(&format!(
+            "[diag]\ninterval_s = 60\nthrottle_check_s = 5\nroot = {:?}\n",
+            dir.path()
+        ));
+        let t0 = Instant::now();
+        let diag = |out: &[Output]| {
+            out.iter().find_map(|o| match o {
+                Output::Retain { topic, payload } if topic == "edge/t/diag" => {
+                    serde_json::from_slice::<serde_json::Value>(payload).ok()
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(diag(&core.announce()).unwrap()["under_voltage"], false);
+        let at = |s| t0 + Duration::from_secs(s);
+        let due = |core: &Core| core.deadline(t0);
+        // Nothing changed: a look, no report.
+        let (when, timer) = due(&core).unwrap();
+        assert_eq!(when, at(5));
+        assert_eq!(diag(&core.step(Input::Timer(timer), at(5))), None);
+        // Under-voltage: reported at the next look, 7 s late or not.
+        std::fs::write(dir.path().join(flags), "0x50005\n").unwrap();
+        let (when, timer) = due(&core).unwrap();
+        assert_eq!(when, at(10));
+        let v = diag(&core.step(Input::Timer(timer), at(17))).expect("a report at once");
+        assert_eq!(
+            (v["under_voltage"].clone(), v["throttled"].clone()),
+            (true.into(), true.into())
+        );
+        // Looks go on on their grid; the report stays on its own.
+        let (when, timer) = due(&core).unwrap();
+        assert_eq!(when, at(20));
+        assert_eq!(
+            diag(&core.step(Input::Timer(timer), at(20))),
+            None,
+            "no change since"
+        );
+        for s in (25..60).step_by(5) {
+            let (when, timer) = due(&core).unwrap();
+            assert_eq!(when, at(s));
+            assert_eq!(diag(&core.step(Input::Timer(timer), at(s))), None);
+        }
+        let (when, timer) = due(&core).unwrap();
+        assert_eq!(when, at(60));
+        assert!(
+            diag(&core.step(Input::Timer(timer), at(60))).is_some(),
+            "the minute's report"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_retained_command_runs_once_a_run_and_an_empty_one_clears_quietly() {
         let (mut core, _w, _sim) = core("");
         let retained = |payload: &str| {

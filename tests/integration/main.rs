@@ -11,6 +11,7 @@ mod broker_faults;
 mod config_errors;
 mod embedded_broker;
 mod flood;
+mod health;
 mod homeassistant;
 mod hostile;
 mod isolation;

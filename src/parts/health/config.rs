@@ -16,6 +16,10 @@ pub struct DiagConfig {
     pub enabled: bool,
     /// Seconds between two reports.
     pub interval_s: u64,
+    /// Seconds between two looks at the firmware's throttling flags (one
+    /// sysfs file), which report at once when a flag changes; 0 = only
+    /// with each report.
+    pub throttle_check_s: u64,
     /// Where procfs and sysfs are (`/`; tests give a made-up tree).
     pub root: PathBuf,
     /// The folder whose free space is reported (the agent's state).
@@ -27,6 +31,7 @@ impl Default for DiagConfig {
         DiagConfig {
             enabled: true,
             interval_s: 60,
+            throttle_check_s: 5,
             root: PathBuf::from("/"),
             state_dir: PathBuf::from("/var/lib/edge-agent"),
         }
@@ -47,6 +52,13 @@ impl Section for DiagConfig {
                 "diag.interval_s",
                 self.interval_s,
                 "5 to 86400 seconds",
+            ));
+        }
+        if self.throttle_check_s > self.interval_s {
+            return Err(ConfigError::new(
+                "diag.throttle_check_s",
+                self.throttle_check_s,
+                format!("0 (off) to diag.interval_s ({}) seconds", self.interval_s),
             ));
         }
         Ok(())

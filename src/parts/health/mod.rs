@@ -32,6 +32,12 @@ pub(crate) struct Health {
     /// The first report (at the start); the others follow every interval from it.
     first: Instant,
     next: Instant,
+    /// How often the throttling flags are looked at between two reports;
+    /// `None` when never (turned off, or the host has none).
+    check: Option<Duration>,
+    next_check: Instant,
+    /// The flags the last report gave.
+    flags: Option<crate::host::Throttled>,
 }
 
 impl Health {
@@ -40,9 +46,10 @@ impl Health {
     }
 
     /// The report, read now.
-    fn report(&self, now: &Now) -> Value {
+    fn report(&mut self, now: &Now) -> Value {
         let h = &self.host;
         let t = h.throttled();
+        self.flags = t;
         let flag = |f: fn(crate::host::Throttled) -> bool| t.map(f);
         let (available, total) = h.memory_kb().unzip();
         let wifi = h.wireless();
@@ -61,6 +68,9 @@ impl Health {
             "disk_free_kb": h.free_kb(&self.config.state_dir),
             "wifi_interface": wifi.as_ref().map(|w| w.iface.clone()),
             "wifi_signal_dbm": wifi.as_ref().map(|w| w.signal_dbm),
+            "wifi_ssid": wifi.as_ref().and_then(|w| h.ssid(&w.iface)),
+            "interface": h.iface_towards(self.broker),
+            "ip": h.ip_towards(self.broker).map(|ip| ip.to_string()),
             "mac": h.mac_towards(self.broker),
             "uptime_s": h.uptime_s().map(|u| u.floor()),
             "agent_uptime_s": now.at.saturating_duration_since(self.started).as_secs(),
@@ -90,13 +100,19 @@ impl Device for Health {
         // The first report goes out with every state at the start.
         let now = Instant::now();
         let next = now + Duration::from_secs(config.interval_s);
+        let host = Host::new(&config.root);
+        let check = (config.throttle_check_s > 0 && host.throttled().is_some())
+            .then(|| Duration::from_secs(config.throttle_check_s));
         Ok(Some(Health {
-            host: Host::new(&config.root),
+            host,
             config,
             broker,
             started: now,
             first: now,
             next,
+            check,
+            next_check: now + check.unwrap_or_default(),
+            flags: None,
         }))
     }
 
@@ -115,21 +131,38 @@ impl Device for Health {
     }
 
     fn deadline(&self, _: Instant) -> Option<Instant> {
-        Some(self.next)
+        Some(match self.check {
+            Some(_) => self.next.min(self.next_check),
+            None => self.next,
+        })
     }
 
     fn timer(&mut self, now: &Now) -> Vec<Out> {
-        // The next whole interval from the first report, however late this one.
-        let since = now.at.saturating_duration_since(self.first).as_nanos();
-        let step = self.interval().as_nanos().max(1);
-        let k = u32::try_from(since / step + 1).unwrap_or(u32::MAX);
-        self.next = self.first + self.interval().saturating_mul(k);
+        if let Some(check) = self.check {
+            // The next check on its own grid, however late this one.
+            self.next_check = next_on_grid(self.first, check, now.at);
+            if now.at < self.next {
+                // Between two reports: one file read, a report only if a flag changed.
+                if self.host.throttled() == self.flags {
+                    return Vec::new();
+                }
+                return self.states(now);
+            }
+        }
+        self.next = next_on_grid(self.first, self.interval(), now.at);
         self.states(now)
     }
 
     async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
         (Vec::new(), Ok(()))
     }
+}
+
+/// The first of `first`, `first + step`, `first + 2 step`, ... after `now`.
+fn next_on_grid(first: Instant, step: Duration, now: Instant) -> Instant {
+    let since = now.saturating_duration_since(first).as_nanos();
+    let k = u32::try_from(since / step.as_nanos().max(1) + 1).unwrap_or(u32::MAX);
+    first + step.saturating_mul(k)
 }
 
 /// The health report's Home Assistant entities, all diagnostic: sensors for
@@ -183,6 +216,18 @@ pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
             "Wi-Fi signal",
             "{{ value_json.wifi_signal_dbm }}",
             json!({ "device_class": "signal_strength", "unit_of_measurement": "dBm", "state_class": "measurement" }),
+        ),
+        sensor(
+            "wifi_ssid",
+            "Wi-Fi network",
+            "{{ value_json.wifi_ssid }}",
+            json!({ "icon": "mdi:wifi" }),
+        ),
+        sensor(
+            "ip",
+            "IP address",
+            "{{ value_json.ip }}",
+            json!({ "icon": "mdi:ip-network" }),
         ),
     ];
     all.push(Entity {
