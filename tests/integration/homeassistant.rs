@@ -72,6 +72,8 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
         "homeassistant/sensor/ha-dev/memory_available/config",
         "homeassistant/sensor/ha-dev/disk_free/config",
         "homeassistant/sensor/ha-dev/wifi_signal/config",
+        "homeassistant/sensor/ha-dev/wifi_ssid/config",
+        "homeassistant/sensor/ha-dev/ip/config",
         "homeassistant/binary_sensor/ha-dev/under_voltage/config",
         "homeassistant/switch/ha-dev/clock_running/config",
         "homeassistant/device_automation/ha-dev/button_press/config",
