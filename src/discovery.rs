@@ -243,9 +243,9 @@ mod tests {
         // Two LEDs, the matrix, the button and its three triggers, the
         // message, the board's image, the notify entity, the clock switch
         // and sensor, the buzzer (a siren; its old switch removed), the
-        // health report's five sensors and its under-voltage problem, the
+        // health report's seven sensors and its under-voltage problem, the
         // start time, identify.
-        assert_eq!(a.len(), 22);
+        assert_eq!(a.len(), 24);
         let text = a
             .iter()
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")
