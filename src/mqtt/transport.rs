@@ -26,7 +26,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Settings;
 
@@ -213,6 +213,10 @@ impl TransportOptions {
         }
     }
 }
+
+/// How long a flush waits before it tries again to hand a message to a
+/// connection whose queue is full.
+const ROOM_WAIT: Duration = Duration::from_millis(1);
 
 /// The user property of a reply that names the board's base topic.
 pub(crate) const REPLY_FROM: &str = "base";
@@ -782,47 +786,48 @@ impl Publisher {
                 }
             };
             // Retained state at QoS 0 (a snapshot, republished whole after a
-            // reconnection); answers and events at QoS 1.
+            // reconnection); answers and events at QoS 1. Handed over without
+            // waiting: a send given up half-way (to give way below) may have
+            // gone out all the same, and would then go out twice.
             let c = &self.client;
             let q = QoS::AtLeastOnce;
-            let send = async {
-                match next.what {
-                    OutKind::Retained { topic, payload } => {
-                        c.publish(topic, QoS::AtMostOnce, true, payload).await
-                    }
-                    OutKind::Event { topic, payload } => {
-                        match self.expiry {
-                            Some(_) => {
-                                let p = expiring(PublishProperties::default(), self.expiry);
-                                c.publish_with_properties(topic, q, false, payload, p).await
-                            }
-                            // Plain: a 3.1.1 subscriber of rumqttd takes it.
-                            None => c.publish(topic, q, false, payload).await,
-                        }
-                    }
-                    OutKind::Answer {
-                        topic,
-                        payload,
-                        props,
-                    } => match props {
-                        // No expiry: an answer waits for its requester
-                        // however slowly it reads (every command answered).
-                        Some(p) => c.publish_with_properties(topic, q, false, payload, p).await,
-                        None => c.publish(topic, q, false, payload).await,
-                    },
-                    OutKind::Ack(ack) => c.ack(&ack.packet()).await,
+            let sent = match next.what {
+                OutKind::Retained { topic, payload } => {
+                    c.try_publish(topic, QoS::AtMostOnce, true, payload)
                 }
+                OutKind::Event { topic, payload } => match self.expiry {
+                    Some(_) => {
+                        let p = expiring(PublishProperties::default(), self.expiry);
+                        c.try_publish_with_properties(topic, q, false, payload, p)
+                    }
+                    // Plain: a 3.1.1 subscriber of rumqttd takes it.
+                    None => c.try_publish(topic, q, false, payload),
+                },
+                OutKind::Answer {
+                    topic,
+                    payload,
+                    props,
+                } => match props {
+                    // No expiry: an answer waits for its requester
+                    // however slowly it reads (every command answered).
+                    Some(p) => c.try_publish_with_properties(topic, q, false, payload, p),
+                    None => c.try_publish(topic, q, false, payload),
+                },
+                OutKind::Ack(ack) => c.try_ack(&ack.packet()),
             };
-            let sent = tokio::select! {
+            if sent.is_ok() {
+                lock(&self.shared).sent(next.seq);
+                continue;
+            }
+            // No room in the connection's queue (or the connection task has
+            // ended, and the link is about to say so): nothing went out. Try
+            // again shortly; give way when the connection task waits for the
+            // agent, since only it makes room.
+            tokio::select! {
                 biased;
                 _ = self.wake.notified() => return,
-                sent = send => sent,
-            };
-            if let Err(e) = sent {
-                // Only when the connection task has ended (shutdown).
-                debug!(error = %e, "the connection no longer takes requests");
+                _ = tokio::time::sleep(ROOM_WAIT) => {}
             }
-            lock(&self.shared).sent(next.seq);
         }
     }
 
@@ -1076,6 +1081,73 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    /// A publisher on a connection queue of one request that the test reads.
+    fn publisher_on(tx: flume::Sender<rumqttc::v5::Request>) -> Publisher {
+        let mut shared = Shared::new();
+        shared.link = Link::Up;
+        Publisher {
+            client: AsyncClient::from_senders(tx),
+            shared: Arc::new(Mutex::new(shared)),
+            status_topic: "edge/t/status".into(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            expiry: None,
+        }
+    }
+
+    /// Polls `fut` once.
+    async fn poll_once<F: std::future::Future>(fut: &mut std::pin::Pin<&mut F>) {
+        std::future::poll_fn(|cx| {
+            let _ = fut.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_handed_over_once_when_the_flush_gives_way() {
+        let (tx, rx) = flume::bounded(1);
+        let p = publisher_on(tx);
+        let to = |n: &str| ReplyTo {
+            topic: "reply/t".into(),
+            correlation: Some(Bytes::from(n.to_string())),
+        };
+        p.reply(&to("a"), "{}");
+        p.reply(&to("b"), "{}");
+        {
+            let flush = p.flush();
+            let mut flush = std::pin::pin!(flush);
+            // A fills the queue; B waits for room.
+            poll_once(&mut flush).await;
+            // The connection takes A, which makes room for B, and then waits
+            // for the agent, which rings the flush to give way before it
+            // sees B went.
+            assert!(rx.try_recv().is_ok());
+            p.wake.notify_one();
+            poll_once(&mut flush).await;
+        }
+        // The next flush finishes the outbox; B reaches the connection once.
+        let rest = p.flush();
+        let mut rest = std::pin::pin!(rest);
+        let mut handed = Vec::new();
+        for _ in 0..100 {
+            poll_once(&mut rest).await;
+            handed.extend(rx.try_iter().filter_map(|r| match r {
+                rumqttc::v5::Request::Publish(p) => p.properties?.correlation_data,
+                _ => None,
+            }));
+            if lock(&p.shared).outbox.is_empty() {
+                break;
+            }
+            tokio::time::sleep(ROOM_WAIT).await;
+        }
+        assert!(lock(&p.shared).outbox.is_empty());
+        assert_eq!(
+            handed,
+            [Bytes::from("b")],
+            "B handed to the connection once"
+        );
     }
 
     #[test]
