@@ -45,16 +45,26 @@ async fn sigkill_loses_no_qos1_command() {
     let sender = Client::connect(broker.port, "alo-kill-s").await;
     let topic = format!("edge/{device}/display/message/set");
     // What the watcher saw: each command answered, with the number of the
-    // agent run (counted by its `online`) that answered it.
+    // agent run that answered it. A run ends with the `offline` of its last
+    // will, which the broker publishes after everything the killed agent
+    // sent; a new run may answer before its `online` (it takes commands as
+    // soon as it is connected), so `online` is no boundary.
     let mut seen: Vec<(usize, u32)> = Vec::new();
-    let mut generation = 0;
+    let mut runs = Runs::default();
+    #[derive(Default)]
+    struct Runs {
+        /// Wills seen: the number of the run now answering.
+        generation: usize,
+        /// `online`s seen.
+        online: usize,
+    }
     // Reads the watcher until the next `online` (or, with `last`, until that
     // command is answered), within 30 s.
     async fn watch_until(
         watch: &mut Client,
         reply: &str,
         seen: &mut Vec<(usize, u32)>,
-        generation: &mut usize,
+        runs: &mut Runs,
         last: Option<u32>,
     ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -70,13 +80,15 @@ async fn sigkill_loses_no_qos1_command() {
                             &seen[seen.len().saturating_sub(5)..]
                         )
                     });
-            if m.text() == "online" {
-                *generation += 1;
+            if m.text() == "offline" {
+                runs.generation += 1;
+            } else if m.text() == "online" {
+                runs.online += 1;
                 if last.is_none() {
                     return;
                 }
             } else if let Some(n) = answered(&m, reply) {
-                seen.push((*generation, n));
+                seen.push((runs.generation, n));
                 if Some(n) == last {
                     return;
                 }
@@ -86,7 +98,7 @@ async fn sigkill_loses_no_qos1_command() {
     // The first agent makes the persistent session, then the stream starts
     // and runs until the last kill.
     let mut agent = Agent::start(&config);
-    watch_until(&mut watch, &reply, &mut seen, &mut generation, None).await;
+    watch_until(&mut watch, &reply, &mut seen, &mut runs, None).await;
     let killing = Arc::new(AtomicBool::new(true));
     let stream = {
         let killing = Arc::clone(&killing);
@@ -117,19 +129,12 @@ async fn sigkill_loses_no_qos1_command() {
         tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
         agent.kill();
         agent = Agent::start(&config);
-        watch_until(&mut watch, &reply, &mut seen, &mut generation, None).await;
+        watch_until(&mut watch, &reply, &mut seen, &mut runs, None).await;
     }
     killing.store(false, Ordering::Relaxed);
     let (commands, _sender) = stream.await.expect("stream");
     // The last agent takes what is left.
-    watch_until(
-        &mut watch,
-        &reply,
-        &mut seen,
-        &mut generation,
-        Some(commands),
-    )
-    .await;
+    watch_until(&mut watch, &reply, &mut seen, &mut runs, Some(commands)).await;
     let board = retained(broker.port, "alo-kill-r", &format!("edge/{device}/display")).await;
     assert_eq!(
         board.json()["text"],
@@ -163,7 +168,11 @@ async fn sigkill_loses_no_qos1_command() {
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order: {order:?}"
     );
-    assert_eq!(generation, KILLS + 1, "agents that came online");
+    assert_eq!(
+        (runs.online, runs.generation),
+        (KILLS + 1, KILLS),
+        "agents that came online, and last wills"
+    );
 }
 
 /// Sends `count` requests to the left LED as fast as the client takes them
