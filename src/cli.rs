@@ -54,6 +54,23 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
         timeout: f64,
     },
+    /// Every device on the broker: status, version, IP and health, from
+    /// their retained records.
+    Fleet {
+        /// One JSON array (with --watch: then a JSON line per change).
+        #[arg(long)]
+        json: bool,
+        /// Keep running and print each change as it comes.
+        #[arg(long)]
+        watch: bool,
+        /// The topic level above the devices' ids; default: the one above
+        /// this device's base topic (`edge`).
+        #[arg(long, value_name = "TOPIC")]
+        prefix: Option<String>,
+        /// Seconds to wait for the broker and its retained records.
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
     /// Validate or print the merged configuration.
     Config {
         /// `check` or `show`.
@@ -119,6 +136,12 @@ pub fn main() -> ExitCode {
             print_out(&out)
         }
         Cmd::Run => run(settings),
+        Cmd::Fleet {
+            json,
+            watch,
+            prefix,
+            timeout,
+        } => fleet(&settings, json, watch, prefix, timeout),
         Cmd::Send {
             text,
             from,
@@ -208,11 +231,10 @@ fn send(
         eprintln!("edge-agent: {msg}");
         ExitCode::from(EXIT_FAILURE)
     };
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
-        return fail(format!(
-            "--timeout {timeout}: a number of seconds more than 0 and at most 3600 (e.g. 0.5 or 10)"
-        ));
-    }
+    let within = match seconds(timeout) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
     let root = match target.root(settings) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -223,22 +245,18 @@ fn send(
     let payload = serde_json::json!({ "text": text, "from": from }).to_string();
     let topic = Topics::new(root.clone(), []).command(Verb::Message, "");
     let options = TransportOptions::from_settings(settings, Vec::new());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tool_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(e) => return fail(e),
     };
     let group = matches!(target, Target::Group(_));
     let answers = if group {
         Answers::Many {
-            quiet: GROUP_QUIET.min(Duration::from_secs_f64(timeout)),
+            quiet: GROUP_QUIET.min(within),
         }
     } else {
         Answers::One
     };
-    let within = Duration::from_secs_f64(timeout);
     let got = match runtime.block_on(request(&options, &topic, payload.into(), within, answers)) {
         Err(e) => return fail(e.to_string()),
         Ok(got) => got,
@@ -275,6 +293,101 @@ fn send(
 
 /// How long `send --group` waits for one more board after the last answer.
 const GROUP_QUIET: Duration = Duration::from_secs(1);
+
+/// A `--timeout` in seconds, or why not.
+fn seconds(timeout: f64) -> Result<Duration, String> {
+    if timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0 {
+        Ok(Duration::from_secs_f64(timeout))
+    } else {
+        Err(format!(
+            "--timeout {timeout}: a number of seconds more than 0 and at most 3600 (e.g. 0.5 or 10)"
+        ))
+    }
+}
+
+/// A runtime for the command-line tools, which do one thing each.
+fn tool_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn fleet(
+    settings: &Settings,
+    json: bool,
+    watch: bool,
+    prefix: Option<String>,
+    timeout: f64,
+) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("edge-agent: {msg}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    let within = match seconds(timeout) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let prefix = prefix.unwrap_or_else(|| {
+        settings
+            .base_topic
+            .rsplit_once('/')
+            .map_or(String::new(), |(p, _)| p.to_string())
+    });
+    if prefix.contains(['+', '#']) || prefix.ends_with('/') {
+        return fail(format!(
+            "--prefix {prefix:?}: a topic without wildcards, not ending with '/', e.g. edge"
+        ));
+    }
+    let runtime = match tool_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let options = crate::mqtt::transport::TransportOptions::from_settings(settings, Vec::new());
+    runtime.block_on(async {
+        let mut seen = match crate::fleet::collect(&options, &prefix, within).await {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        if json {
+            print_out(&format!("{}\n", seen.fleet.to_json()));
+        } else {
+            print_out(&seen.fleet.table());
+        }
+        if !watch {
+            let _ = seen.client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_millis(200), seen.eventloop.poll()).await;
+            return ExitCode::SUCCESS;
+        }
+        loop {
+            match seen.eventloop.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::Publish(
+                    p,
+                ))) => {
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    let Some(id) = seen.fleet.take(&topic, &p.payload) else {
+                        continue;
+                    };
+                    let now = chrono::Utc::now().with_timezone(&settings.time_zone);
+                    seen.fleet.saw_change(&id, crate::clock::rfc3339(&now));
+                    let line = if json {
+                        seen.fleet
+                            .device(&id)
+                            .map_or(serde_json::json!({ "id": id, "gone": true }), |d| {
+                                d.to_json(&prefix)
+                            })
+                            .to_string()
+                    } else {
+                        format!("{} {}", now.format("%H:%M:%S"), seen.fleet.line(&id))
+                    };
+                    print_out(&format!("{line}\n"));
+                }
+                Ok(_) => {}
+                Err(e) => return fail(format!("lost the broker: {e}")),
+            }
+        }
+    })
+}
 
 /// The async runtime `edge-agent run` drives the agent on (the benchmarks
 /// use it too, to measure what the binary does).

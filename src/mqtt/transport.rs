@@ -467,6 +467,56 @@ pub(crate) enum RequestError {
     },
 }
 
+/// A short-lived client of the command-line tools (`fleet`, `doctor`):
+/// connected with a clean session that it leaves none of behind, under a
+/// client id of its own made from the agent's and `role`. `anonymous`
+/// leaves the configured credentials out.
+pub(crate) async fn one_off(
+    options: &TransportOptions,
+    role: &str,
+    anonymous: bool,
+    within: Duration,
+) -> Result<(AsyncClient, EventLoop), RequestError> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let client_id = format!(
+        "{}-{role}-{}-{nonce}",
+        options.client_id,
+        std::process::id()
+    );
+    let mut mqtt = if anonymous {
+        let options = TransportOptions {
+            credentials: None,
+            ..options.clone()
+        };
+        mqtt_options(&options, &client_id)?
+    } else {
+        mqtt_options(options, &client_id)?
+    };
+    mqtt.set_clean_start(true).set_session_expiry_interval(None);
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
+    let broker = format!("{}:{}", options.host, options.port);
+    let connect = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(describe(&e)),
+            }
+        }
+    };
+    match tokio::time::timeout(within, connect).await {
+        Ok(Ok(())) => Ok((client, eventloop)),
+        Ok(Err(reason)) => Err(RequestError::Unreachable { broker, reason }),
+        Err(_) => Err(RequestError::Unreachable {
+            broker,
+            reason: format!("no answer within {} s", within.as_secs_f32()),
+        }),
+    }
+}
+
 /// An answer to a request.
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {

@@ -395,6 +395,14 @@ impl Client {
             .expect("publish");
     }
 
+    /// Publishes a retained message at QoS 1.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Bytes>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .expect("publish");
+    }
+
     /// Publishes with an MQTT 5 response topic and correlation data.
     pub async fn request(
         &self,

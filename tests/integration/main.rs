@@ -10,6 +10,7 @@ mod at_least_once;
 mod broker_faults;
 mod config_errors;
 mod embedded_broker;
+mod fleet;
 mod flood;
 mod health;
 mod homeassistant;

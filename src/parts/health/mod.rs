@@ -55,6 +55,7 @@ impl Health {
         let wifi = h.wireless();
         let s = &now.stats;
         json!({
+            "at": rfc3339(&now.wall.with_timezone(&now.time_zone)),
             "temperature_c": h.temperature_c(),
             "under_voltage": flag(|t| t.under_voltage()),
             "frequency_capped": flag(|t| t.frequency_capped()),
