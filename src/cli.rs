@@ -71,6 +71,13 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
         timeout: f64,
     },
+    /// Check the configured broker the way this device uses it; exit 0
+    /// when nothing is wrong.
+    Doctor {
+        /// Seconds to wait for the broker to take the connection.
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
     /// Validate or print the merged configuration.
     Config {
         /// `check` or `show`.
@@ -136,6 +143,7 @@ pub fn main() -> ExitCode {
             print_out(&out)
         }
         Cmd::Run => run(settings),
+        Cmd::Doctor { timeout } => doctor(&settings, timeout),
         Cmd::Fleet {
             json,
             watch,
@@ -311,6 +319,32 @@ fn tool_runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn doctor(settings: &Settings, timeout: f64) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("edge-agent: {msg}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    let within = match seconds(timeout) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tool_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "doctor: device {}, base topic {}",
+        settings.device_id, settings.base_topic
+    );
+    let report = runtime.block_on(crate::doctor::examine(settings, within));
+    print_out(&report.text());
+    if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
 }
 
 fn fleet(

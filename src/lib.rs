@@ -24,6 +24,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub(crate) mod discovery;
+pub(crate) mod doctor;
 pub(crate) mod fleet;
 pub mod hardware;
 pub(crate) mod host;

@@ -118,6 +118,11 @@ pub(crate) const COMMANDS: &[CommandTopic] = &[
     },
 ];
 
+/// The command topic below base that `edge-agent doctor` writes to, to see
+/// that this device's commands arrive: a `/set` like every command (an ACL
+/// for them covers it), which the agent takes and ignores.
+pub(crate) const PROBE: &str = "doctor/set";
+
 /// The state and event topics below base.
 pub(crate) mod state {
     /// `online` / `offline`, retained; the last will.
@@ -136,6 +141,8 @@ pub(crate) mod state {
     pub(crate) const DISPLAY_IMAGE: &str = "display/image";
     /// The buzzer, retained.
     pub(crate) const BUZZER: &str = "buzzer";
+    /// `edge-agent doctor`'s retained round trip (cleared after it).
+    pub(crate) const DOCTOR: &str = "doctor";
     /// Button presses, events.
     pub(crate) const BUTTON_EVENT: &str = "button/event";
     /// The minute clock, events.
@@ -226,6 +233,9 @@ impl Topics {
         else {
             return Route::NotOurs;
         };
+        if rest == PROBE {
+            return Route::NotOurs;
+        }
         for c in COMMANDS {
             if matches(c.path, rest) {
                 let led = (c.verb == Verb::Led)
@@ -480,6 +490,9 @@ mod tests {
             }
         );
         assert_eq!(t.route("edge/t/a/b/c/d/e/f/set"), Route::Unknown);
+        // The doctor's probe arrives, and is nobody's command.
+        assert_eq!(t.route("edge/t/doctor/set"), Route::NotOurs);
+        assert!(t.filters().iter().any(|f| matches(f, "edge/t/doctor/set")));
         assert_eq!(t.route("edge/t/led/left"), Route::NotOurs);
         assert_eq!(t.route("edge/other/matrix/set"), Route::NotOurs);
         assert_eq!(t.route("edge/tt/matrix/set"), Route::NotOurs);

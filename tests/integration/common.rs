@@ -324,6 +324,13 @@ impl Client {
             .unwrap_or_else(|| panic!("test client cannot connect to port {port}"))
     }
 
+    /// Connects as `user` (retrying for up to 5 s).
+    pub async fn connect_as(port: u16, id: &str, user: &str, password: &str) -> Client {
+        Self::try_connect(port, id, Some((user, password)), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("test client cannot connect to port {port} as {user}"))
+    }
+
     /// Connects with optional credentials; `None` if not connected within `within`.
     pub async fn try_connect(
         port: u16,
