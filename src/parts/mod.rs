@@ -9,7 +9,7 @@
 
 pub mod button;
 pub mod buzzer;
-pub(crate) mod health;
+pub mod health;
 pub(crate) mod input;
 pub mod leds;
 pub mod matrix;

@@ -159,6 +159,35 @@ impl Device for Health {
     }
 }
 
+/// One report read below `root` as the agent reads it, the counters at
+/// zero; for the benchmark of a reading's cost (benches/health.rs).
+#[doc(hidden)]
+pub fn read_once(root: &std::path::Path, broker: Option<Ipv4Addr>) -> String {
+    let now = Instant::now();
+    let mut health = Health {
+        host: Host::new(root),
+        config: DiagConfig {
+            root: root.to_path_buf(),
+            state_dir: "/".into(),
+            ..DiagConfig::default()
+        },
+        broker,
+        started: now,
+        first: now,
+        next: now,
+        check: None,
+        next_check: now,
+        flags: None,
+    };
+    let at = Now {
+        at: now,
+        wall: chrono::Utc::now(),
+        time_zone: chrono_tz::UTC,
+        stats: Default::default(),
+    };
+    health.report(&at).to_string()
+}
+
 /// The first of `first`, `first + step`, `first + 2 step`, ... after `now`.
 fn next_on_grid(first: Instant, step: Duration, now: Instant) -> Instant {
     let since = now.saturating_duration_since(first).as_nanos();
