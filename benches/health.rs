@@ -45,13 +45,19 @@ fn write(root: &Path, files: &[(&str, &str)]) {
 fn measure(name: &str, root: &Path, reads: usize) {
     // Warm: the first reading opens what the page cache then holds.
     let sample = read_once(root, Some([192, 168, 1, 20].into()));
-    let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     let t0 = Instant::now();
     for _ in 0..reads {
         std::hint::black_box(read_once(root, Some([192, 168, 1, 20].into())));
     }
     let took = t0.elapsed();
-    let (a1, b1) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a1, b1) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     println!(
         "{name}: {:.1} µs, {} allocations, {} bytes per reading ({reads} readings; {} bytes of JSON)",
         took.as_secs_f64() * 1e6 / reads as f64,
