@@ -59,9 +59,9 @@ const ACK_BATCH: usize = 16;
 /// connection cannot take them; more are dropped and counted.
 pub(crate) const EVENT_BACKLOG: usize = 1024;
 
-/// How long the broker keeps an event for a subscriber that is away (MQTT 5
-/// message expiry), in seconds: a press is news for a minute, not an hour
-/// later.
+/// How long the broker keeps an event or a reply for a subscriber that is
+/// away (MQTT 5 message expiry), in seconds: a press or an answer is news
+/// for a minute, not an hour later.
 pub(crate) const EVENT_EXPIRY_S: u32 = 60;
 
 /// `props` with the message expiry `expiry`.
@@ -179,9 +179,9 @@ pub(crate) struct TransportOptions {
     /// How long the broker keeps the session while we are away (0 = clean
     /// session each time).
     pub session_expiry: u32,
-    /// The message expiry of events, in seconds; none through the embedded
-    /// broker, whose 3.1.1 listener drops a subscriber sent a message with
-    /// properties (docs/known-issues.md).
+    /// The message expiry of events and replies, in seconds; none through
+    /// the embedded broker, whose 3.1.1 listener drops a subscriber sent a
+    /// message with properties (docs/known-issues.md).
     pub expiry: Option<u32>,
 }
 
@@ -360,7 +360,7 @@ pub(crate) struct Publisher {
     /// a message: a flush waiting for room then gives way, since only the
     /// connection task makes room.
     wake: Arc<tokio::sync::Notify>,
-    /// The message expiry of events (`TransportOptions::expiry`).
+    /// The message expiry of events and replies (`TransportOptions::expiry`).
     expiry: Option<u32>,
 }
 
@@ -858,9 +858,11 @@ impl Publisher {
                     payload,
                     props,
                 } => match props {
-                    // No expiry: an answer waits for its requester
-                    // however slowly it reads (every command answered).
-                    Some(p) => c.try_publish_with_properties(topic, q, false, payload, p),
+                    // Not handed to a requester that comes back long after.
+                    Some(p) => {
+                        let p = expiring(p, self.expiry);
+                        c.try_publish_with_properties(topic, q, false, payload, p)
+                    }
                     None => c.try_publish(topic, q, false, payload),
                 },
                 OutKind::Ack(ack) => c.try_ack(&ack.packet()),

@@ -74,11 +74,10 @@ async fn mqtts_with_a_ca_file() {
     );
 }
 
-/// Events expire (MQTT 5 message expiry): a press is not handed to a
-/// subscriber that comes back an hour later. Replies do not: each waits for
-/// its requester.
+/// Events and replies expire (MQTT 5 message expiry): a press or an answer
+/// is not handed to a subscriber that comes back an hour later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_carry_a_message_expiry_and_replies_do_not() {
+async fn events_and_replies_carry_a_message_expiry() {
     let Some(m) = Mosquitto::start() else { return };
     let device = "mq-expiry";
     let _agent = Agent::start(&external_config(device, m.port));
@@ -113,8 +112,11 @@ async fn events_carry_a_message_expiry_and_replies_do_not() {
         .expect(Duration::from_secs(5), |m| m.topic == "reply/mq-expiry")
         .await
         .expect("a reply");
-    // A reply has none: it waits for its requester however slowly it reads.
-    assert_eq!(reply.expiry, None);
+    assert!(
+        matches!(reply.expiry, Some(s) if (50..=60).contains(&s)),
+        "{:?}",
+        reply.expiry
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
