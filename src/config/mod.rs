@@ -336,7 +336,7 @@ fn check_subscriptions(
 }
 
 /// Identity of the device.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeviceConfig {
     /// Device id used in topics; default: the host name, sanitized.
@@ -345,7 +345,24 @@ pub struct DeviceConfig {
     pub name: Option<String>,
     /// The room it is in (Home Assistant's suggested area), if given.
     pub area: Option<String>,
+    /// Where the agent keeps what it must remember across restarts (the
+    /// saved matrix patterns); systemd's `StateDirectory=edge-agent`.
+    pub state_dir: PathBuf,
 }
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            id: None,
+            name: None,
+            area: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+/// The default `device.state_dir`.
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/edge-agent";
 
 /// Connection to the MQTT broker.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -22,8 +22,8 @@ pub struct DiagConfig {
     pub throttle_check_s: u64,
     /// Where procfs and sysfs are (`/`; tests give a made-up tree).
     pub root: PathBuf,
-    /// The folder whose free space is reported (the agent's state).
-    pub state_dir: PathBuf,
+    /// The folder whose free space is reported; default: `device.state_dir`.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for DiagConfig {
@@ -33,7 +33,7 @@ impl Default for DiagConfig {
             interval_s: 60,
             throttle_check_s: 5,
             root: PathBuf::from("/"),
-            state_dir: PathBuf::from("/var/lib/edge-agent"),
+            state_dir: None,
         }
     }
 }

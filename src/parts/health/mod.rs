@@ -28,6 +28,8 @@ pub(crate) struct Health {
     config: DiagConfig,
     /// Where the broker is, for the interface that reaches it.
     broker: Option<Ipv4Addr>,
+    /// The folder whose free space is reported.
+    state_dir: std::path::PathBuf,
     started: Instant,
     /// The first report (at the start); the others follow every interval from it.
     first: Instant,
@@ -66,7 +68,7 @@ impl Health {
             "load": h.load(),
             "memory_available_kb": available,
             "memory_total_kb": total,
-            "disk_free_kb": h.free_kb(&self.config.state_dir),
+            "disk_free_kb": h.free_kb(&self.state_dir),
             "wifi_interface": wifi.as_ref().map(|w| w.iface.clone()),
             "wifi_signal_dbm": wifi.as_ref().map(|w| w.signal_dbm),
             "wifi_ssid": wifi.as_ref().and_then(|w| h.ssid(&w.iface)),
@@ -91,6 +93,10 @@ impl Device for Health {
 
     fn start(start: &mut Start<'_>) -> Result<Option<Self>, AgentError> {
         let config = start.settings.config.diag.clone();
+        let state_dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| start.settings.config.device.state_dir.clone());
         if !config.enabled {
             return Ok(None);
         }
@@ -108,6 +114,7 @@ impl Device for Health {
             host,
             config,
             broker,
+            state_dir,
             started: now,
             first: now,
             next,
@@ -168,10 +175,10 @@ pub fn read_once(root: &std::path::Path, broker: Option<Ipv4Addr>) -> String {
         host: Host::new(root),
         config: DiagConfig {
             root: root.to_path_buf(),
-            state_dir: "/".into(),
             ..DiagConfig::default()
         },
         broker,
+        state_dir: "/".into(),
         started: now,
         first: now,
         next: now,
