@@ -45,7 +45,7 @@ impl Router {
         route: Route<'_>,
         payload: &[u8],
     ) -> Result<Command, CommandError> {
-        let Route::Command { verb, led } = route else {
+        let Route::Command { verb, name } = route else {
             return Err(CommandError::UnknownTopic {
                 known: self.topics.known(),
             });
@@ -53,7 +53,7 @@ impl Router {
         if payload.len() > MAX_PAYLOAD {
             return Err(CommandError::TooLarge(payload.len()));
         }
-        parts.parse(verb, led, payload)
+        parts.parse(verb, name, payload)
     }
 }
 

@@ -105,6 +105,8 @@ impl Outbox {
             match o {
                 Out::State(path, payload) => self.retain(&topics.at(&path), payload),
                 Out::Event(path, payload) => self.event(&topics.at(path), payload),
+                // Not below base: the core announces (`Core::publish`).
+                Out::Rediscover => {}
             }
         }
     }
@@ -112,6 +114,16 @@ impl Outbox {
     fn republish_retained(&mut self) {
         self.0.push(Output::RepublishRetained);
     }
+}
+
+/// The discovery configs of the device of `settings` offering `effects`.
+fn announcements(
+    settings: &Settings,
+    device: &serde_json::Value,
+    effects: &[String],
+) -> Vec<Announcement> {
+    let effects: Vec<&str> = effects.iter().map(String::as_str).collect();
+    crate::discovery::announcements(settings, device, &effects)
 }
 
 /// The shortest time between two announcements after Home Assistant's
@@ -174,6 +186,8 @@ pub(crate) struct Core {
     went_safe: bool,
     started_at: DateTime<Tz>,
     announcements: Vec<Announcement>,
+    /// What the announcements are made from, to make them again.
+    discovery: (Settings, serde_json::Value),
     /// Rejected commands reported one by one (log and `<base>/error`).
     error_reports: PerSecond,
     /// What the agent has done, for the health report.
@@ -229,6 +243,10 @@ impl Core {
         }
         let library = crate::parts::matrix::pattern::Library::shared()
             .map_err(|e| AgentError::Patterns(e.to_string()))?;
+        let effects = parts
+            .effects()
+            .unwrap_or_else(|| library.names().into_iter().map(String::from).collect());
+        let device = crate::discovery::device(settings, &crate::host::Host::new("/"));
         let core = Core {
             parts,
             router,
@@ -243,11 +261,8 @@ impl Core {
             offline_since: None,
             went_safe: false,
             started_at,
-            announcements: crate::discovery::announcements(
-                settings,
-                &crate::discovery::device(settings, &crate::host::Host::new("/")),
-                &library.names(),
-            ),
+            announcements: announcements(settings, &device, &effects),
+            discovery: (settings.clone(), device),
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
             stats: Stats::default(),
             connected_before: false,
@@ -302,9 +317,20 @@ impl Core {
         .to_string()
     }
 
-    /// Publishes what the parts changed, below base.
-    fn publish(&self, out: &mut Outbox, changed: Vec<Out>) {
+    /// Publishes what the parts changed, below base; announces what they
+    /// offer Home Assistant again when that changed.
+    fn publish(&mut self, out: &mut Outbox, changed: Vec<Out>) {
+        let rediscover = changed.iter().any(|o| matches!(o, Out::Rediscover));
         out.below(self.topics(), changed);
+        if rediscover {
+            let effects = self.parts.effects().unwrap_or_default();
+            let (settings, device) = &self.discovery;
+            let fresh = announcements(settings, device, &effects);
+            for a in fresh.iter().filter(|a| !self.announcements.contains(a)) {
+                out.retain(&a.topic, a.payload.clone());
+            }
+            self.announcements = fresh;
+        }
     }
 
     /// The next timer due, if any, as of `now`.
@@ -576,15 +602,24 @@ mod tests {
     /// without the health report unless `config` has `[diag]`), with the
     /// simulated hardware's recordings.
     fn core(config: &str) -> (Core, Wiring, SimHandles) {
+        core_in(
+            config,
+            std::path::Path::new(crate::config::DEFAULT_STATE_DIR),
+        )
+    }
+
+    /// The same, keeping its state in `state_dir`.
+    fn core_in(config: &str, state_dir: &std::path::Path) -> (Core, Wiring, SimHandles) {
         let diag = if config.contains("[diag]") {
             ""
         } else {
             "[diag]\nenabled = false\n"
         };
-        let settings = Config::from_toml(&format!(
+        let mut settings = Config::from_toml(&format!(
             "[device]\nid = \"t\"\n[display]\nbackend = \"sim\"\nrefresh_ms = 0\n{config}\n{diag}"
         ))
         .unwrap();
+        settings.config.device.state_dir = state_dir.to_path_buf();
         let hw = Hardware::from_settings(&settings).unwrap();
         let sim = hw.sim.clone().unwrap();
         let wall = Arc::new(TokioClock::starting_at(
@@ -957,6 +992,91 @@ mod tests {
             diag(&core.step(Input::Timer(timer), at(60))).is_some(),
             "the minute's report"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saved_pattern_joins_the_effects_outlives_a_restart_and_can_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let matrix_config = |out: &[Output]| {
+            out.iter().find_map(|o| match o {
+                Output::Retain { topic, payload } if topic.ends_with("/light/t/matrix/config") => {
+                    serde_json::from_slice::<serde_json::Value>(payload).ok()
+                }
+                _ => None,
+            })
+        };
+        let effects = |v: &serde_json::Value| -> Vec<String> {
+            serde_json::from_value(v["effect_list"].clone()).unwrap()
+        };
+        let (mut core, _w, _sim) = core_in("", dir.path());
+        let t0 = Instant::now();
+        let shipped = effects(&matrix_config(&core.announce()).unwrap());
+        let save = |core: &mut Core, name: &str, payload: &str| {
+            core.step(
+                Input::Message(message(
+                    &format!("edge/t/matrix/pattern/{name}/set"),
+                    payload,
+                )),
+                t0,
+            )
+        };
+        let out = save(&mut core, "cross", "10001/01010/00100/01010/10001");
+        let v = matrix_config(&out).expect("the matrix announced again");
+        assert_eq!(effects(&v).last().map(String::as_str), Some("cross"));
+        assert_eq!(effects(&v)[..shipped.len()], shipped[..], "shipped first");
+        assert_eq!(effects(&v).len(), shipped.len() + 1);
+        assert_eq!(
+            topics_of(&out).len(),
+            1,
+            "only the matrix's config: {out:?}"
+        );
+        let out = save(
+            &mut core,
+            "blinky",
+            r#"{"blink": {"leds": "cross", "interval_ms": 100}}"#,
+        );
+        let v = matrix_config(&out).expect("announced again");
+        assert!(
+            effects(&v).ends_with(&["blinky".to_string(), "cross".to_string()]),
+            "by name: {v}"
+        );
+        // It runs by name, like a shipped one.
+        let out = core.step(Input::Message(message("edge/t/matrix/set", "blinky")), t0);
+        assert!(!topics_of(&out).contains(&"edge/t/error"), "{out:?}");
+        // Refused: a shipped name, a bad name, a bad program; nothing saved.
+        for (name, payload, why) in [
+            ("smiley", "11111/11111/11111/11111/11111", "shipped"),
+            ("Big", "11111/11111/11111/11111/11111", "a-z"),
+            ("on", "11111/11111/11111/11111/11111", "a command"),
+            ("bad", r#"{"blink": {}}"#, "blink"),
+            ("ghost", "", "no saved pattern called"),
+        ] {
+            let out = save(&mut core, name, payload);
+            let error = out.iter().find_map(|o| match o {
+                Output::Report { topic, payload } if topic == "edge/t/error" => {
+                    Some(String::from_utf8_lossy(payload).into_owned())
+                }
+                _ => None,
+            });
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(why)),
+                "{name}: {out:?}"
+            );
+            assert!(matrix_config(&out).is_none(), "{name}");
+        }
+        // A new run finds them.
+        drop(core);
+        let (mut core, _w, _sim) = core_in("", dir.path());
+        let v = matrix_config(&core.announce()).unwrap();
+        assert!(
+            effects(&v).ends_with(&["blinky".to_string(), "cross".to_string()]),
+            "{v}"
+        );
+        // Empty: deleted, and gone from the effects.
+        let out = save(&mut core, "cross", "");
+        let v = matrix_config(&out).expect("announced again");
+        assert!(!effects(&v).contains(&"cross".to_string()));
+        assert!(!dir.path().join("patterns/cross.json").exists());
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,6 +35,8 @@ pub enum Verb {
     SimPanic,
     /// `identify/set`: every part that can show where the device is does.
     Identify,
+    /// `matrix/pattern/<name>/set`: a pattern program saved under a name.
+    SavePattern,
 }
 
 /// One command topic of the vocabulary.
@@ -42,7 +44,7 @@ pub enum Verb {
 pub(crate) struct CommandTopic {
     /// What it asks for.
     pub verb: Verb,
-    /// Its levels below base; in `led/+/set` the `+` is an LED's name.
+    /// Its levels below base; a `+` is a name (an LED's in `led/+/set`).
     pub path: &'static str,
     /// The topics below base that carrying it out may publish, besides
     /// `error`; `led/+` is the LED the command names.
@@ -78,6 +80,12 @@ pub(crate) const COMMANDS: &[CommandTopic] = &[
         verb: Verb::Matrix,
         path: "matrix/set",
         publishes: &["matrix"],
+        part: "the LED matrix ([matrix])",
+    },
+    CommandTopic {
+        verb: Verb::SavePattern,
+        path: "matrix/pattern/+/set",
+        publishes: &[],
         part: "the LED matrix ([matrix])",
     },
     CommandTopic {
@@ -159,12 +167,14 @@ pub(crate) mod state {
 pub enum Route<'t> {
     /// Not one of this device's command topics.
     NotOurs,
-    /// A command topic of the vocabulary; `led` is the name in `led/<name>/set`.
+    /// A command topic of the vocabulary.
     Command {
         /// What it asks for.
         verb: Verb,
-        /// The LED a `led/<name>/set` names, as given (maybe no real LED).
-        led: Option<&'t str>,
+        /// The level its row has a `+` for, as given: the LED of
+        /// `led/<name>/set` (maybe no real LED), the pattern of
+        /// `matrix/pattern/<name>/set`.
+        name: Option<&'t str>,
     },
     /// Below base and ending in `/set`, but in no row of the table.
     Unknown,
@@ -216,13 +226,14 @@ impl Topics {
         format!("{}/{path}", self.base)
     }
 
-    /// The full command topic of `verb` (for an LED, of the LED `led`).
-    pub fn command(&self, verb: Verb, led: &str) -> String {
+    /// The full command topic of `verb` (with `name` for its row's `+`:
+    /// an LED's name, a pattern's).
+    pub fn command(&self, verb: Verb, name: &str) -> String {
         let path = COMMANDS
             .iter()
             .find(|c| c.verb == verb)
             .map_or("", |c| c.path);
-        self.at(&path.replacen('+', led, 1))
+        self.at(&path.replacen('+', name, 1))
     }
 
     /// What `topic` is to this device.
@@ -238,10 +249,10 @@ impl Topics {
         }
         for c in COMMANDS {
             if matches(c.path, rest) {
-                let led = (c.verb == Verb::Led)
-                    .then(|| rest.split('/').nth(1))
-                    .flatten();
-                return Route::Command { verb: c.verb, led };
+                return Route::Command {
+                    verb: c.verb,
+                    name: named_level(c.path, rest),
+                };
             }
         }
         if rest.ends_with("/set") {
@@ -289,7 +300,7 @@ impl Topics {
             if c.verb == Verb::Led {
                 k.extend(LED_NAMES.iter().map(|n| c.path.replacen('+', n, 1)));
             } else {
-                k.push(c.path.to_string());
+                k.push(c.path.replacen('+', "<name>", 1));
             }
         }
         k.join(", ")
@@ -309,17 +320,17 @@ impl Topics {
                 self.known()
             ));
         }
-        let led = path.split('/').nth(1).unwrap_or_default();
-        if row.verb == Verb::Led && !LED_NAMES.contains(&led) {
+        let name = named_level(row.path, path).unwrap_or_default();
+        if row.verb == Verb::Led && !LED_NAMES.contains(&name) {
             return Err(format!(
-                "a command this device has: there is no LED called {led:?}; the LEDs are {}",
+                "a command this device has: there is no LED called {name:?}; the LEDs are {}",
                 LED_NAMES.join(", ")
             ));
         }
         let mut out: Vec<String> = row
             .publishes
             .iter()
-            .map(|p| p.replacen('+', led, 1))
+            .map(|p| p.replacen('+', name, 1))
             .collect();
         out.push(state::ERROR.into());
         Ok(out)
@@ -332,6 +343,12 @@ impl Topics {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The level of `topic` that stands where `path` (a row's) has its `+`.
+fn named_level<'t>(path: &str, topic: &'t str) -> Option<&'t str> {
+    let at = path.split('/').position(|l| l == "+")?;
+    topic.split('/').nth(at)
 }
 
 /// Whether `filter` is a valid MQTT topic filter.
@@ -479,14 +496,14 @@ mod tests {
             t.route("edge/t/led/left/set"),
             Route::Command {
                 verb: Verb::Led,
-                led: Some("left")
+                name: Some("left")
             }
         );
         assert_eq!(
             t.route("edge/t/display/clock/set"),
             Route::Command {
                 verb: Verb::Clock,
-                led: None
+                name: None
             }
         );
         assert_eq!(t.route("edge/t/a/b/c/d/e/f/set"), Route::Unknown);

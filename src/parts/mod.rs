@@ -133,6 +133,9 @@ pub(crate) enum Out {
     State(String, Bytes),
     /// An event (a button press, a clock tick): not retained.
     Event(&'static str, Bytes),
+    /// What the part offers Home Assistant changed (the matrix's effects):
+    /// its discovery is announced again.
+    Rediscover,
 }
 
 impl Out {
@@ -241,6 +244,12 @@ pub(crate) trait Device: Sized {
         Vec::new()
     }
 
+    /// The effects it offers Home Assistant (the matrix's named patterns),
+    /// if it has any.
+    fn effects(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Its next timer due, as of `now`.
     fn deadline(&self, _now: Instant) -> Option<Instant> {
         None
@@ -323,6 +332,10 @@ macro_rules! parts {
                 match self { $(Part::$arm(p) => p.react(event, now),)* }
             }
 
+            fn effects(&self) -> Option<Vec<String>> {
+                match self { $(Part::$arm(p) => p.effects(),)* }
+            }
+
             fn deadline(&self, now: Instant) -> Option<Instant> {
                 match self { $(Part::$arm(p) => p.deadline(now),)* }
             }
@@ -402,6 +415,11 @@ impl Parts {
     /// Every part's states.
     pub(crate) fn states(&mut self, now: &Now) -> Vec<Out> {
         self.list.iter_mut().flat_map(|p| p.states(now)).collect()
+    }
+
+    /// The effects offered to Home Assistant (the matrix's named patterns).
+    pub(crate) fn effects(&self) -> Option<Vec<String>> {
+        self.list.iter().find_map(|p| p.effects())
     }
 
     /// What the parts make of `event`.
@@ -518,6 +536,7 @@ mod tests {
             .map(|o| match o {
                 Out::State(p, _) => p.as_str(),
                 Out::Event(p, _) => p,
+                Out::Rediscover => "(discovery)",
             })
             .collect();
         assert_eq!(paths, ["button/event"], "the clock was running already");

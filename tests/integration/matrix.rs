@@ -217,3 +217,107 @@ async fn bad_programs_are_refused_and_the_running_pattern_goes_on() {
     assert_eq!(states, 0, "the refused commands changed the state");
     agent.stop().await;
 }
+
+/// A pattern saved over MQTT runs by name, joins Home Assistant's effect
+/// list, is still there after a restart, and an empty payload deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_patterns_outlive_a_restart_and_join_the_effects() {
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let (v4, v5) = (free_port(), free_port());
+    let cfg = format!(
+        "{}[display]\nenabled = false\n",
+        embedded_config("mx-save", v4, v5).replacen(
+            "[device]\n",
+            &format!("[device]\nstate_dir = {:?}\n", state_dir.path()),
+            1
+        )
+    );
+    let base = "edge/mx-save";
+    let effects = |m: &Msg| -> Vec<String> {
+        serde_json::from_value(m.json()["effect_list"].clone()).expect("effect_list")
+    };
+    let config_topic = "homeassistant/light/mx-save/matrix/config";
+    let mut agent = Agent::start(&cfg);
+    let mut c = Client::connect(v5, "mx-save-c").await;
+    c.subscribe(config_topic).await;
+    c.subscribe(&format!("{base}/matrix")).await;
+    c.subscribe("reply/mx-save").await;
+    let first = c
+        .expect(Duration::from_secs(5), |m| m.topic == config_topic)
+        .await
+        .expect("discovery");
+    assert!(!effects(&first).contains(&"wave".to_string()));
+    let program = r#"{"forever": {"sequence": [{"on": {"leds": "row:0", "ms": 100}}, {"on": {"leds": "col:0", "ms": 100}}]}}"#;
+    c.request(
+        &format!("{base}/matrix/pattern/wave/set"),
+        program,
+        "reply/mx-save",
+        b"s1",
+    )
+    .await;
+    // The matrix's config comes again (before the reply), now with it.
+    let seen = c.drain(Duration::from_secs(2)).await;
+    let reply = seen
+        .iter()
+        .find(|m| m.topic == "reply/mx-save")
+        .expect("a reply");
+    assert_eq!(reply.json()["ok"], true, "{}", reply.text());
+    let again = seen
+        .iter()
+        .find(|m| m.topic == config_topic)
+        .expect("announced again");
+    assert!(effects(again).contains(&"wave".to_string()));
+    c.publish(
+        &format!("{base}/matrix/set"),
+        r#"{"state": "ON", "effect": "wave"}"#,
+    )
+    .await;
+    let s = c
+        .expect(Duration::from_secs(3), |m| {
+            m.topic == format!("{base}/matrix") && m.json()["effect"] == "wave"
+        })
+        .await
+        .expect("runs by name");
+    assert_eq!(s.json()["state"], "ON");
+    // A shipped name is refused, and says why.
+    c.request(
+        &format!("{base}/matrix/pattern/smiley/set"),
+        "11111/11111/11111/11111/11111",
+        "reply/mx-save",
+        b"s2",
+    )
+    .await;
+    let reply = c
+        .expect(Duration::from_secs(3), |m| m.topic == "reply/mx-save")
+        .await
+        .expect("a reply");
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shipped")),
+        "{}",
+        reply.text()
+    );
+
+    // After a restart: still there.
+    agent.terminate();
+    let mut agent = Agent::start(&cfg);
+    let kept = retained(v5, "mx-save-r", config_topic).await;
+    assert!(
+        effects(&kept).contains(&"wave".to_string()),
+        "{}",
+        kept.text()
+    );
+    let mut c = Client::connect(v5, "mx-save-c2").await;
+    c.subscribe(config_topic).await;
+    c.drain(Duration::from_millis(300)).await;
+    c.publish(&format!("{base}/matrix/pattern/wave/set"), "")
+        .await;
+    let gone = c
+        .expect(Duration::from_secs(3), |m| m.topic == config_topic)
+        .await
+        .expect("announced without it");
+    assert!(!effects(&gone).contains(&"wave".to_string()));
+    assert!(!state_dir.path().join("patterns/wave.json").exists());
+    agent.terminate();
+}

@@ -24,6 +24,17 @@ pub(crate) enum MatrixSet {
     On,
     /// Blink every LED for this long, then show what was shown before.
     Flash(std::time::Duration),
+    /// Keep a program under a name (`matrix/pattern/<name>/set`).
+    Save {
+        /// Its name.
+        name: String,
+        /// The program, parsed.
+        program: std::sync::Arc<super::pattern::Node>,
+        /// The program as JSON text, as it is kept.
+        source: String,
+    },
+    /// Forget the saved pattern of this name (an empty payload).
+    Delete(String),
 }
 
 #[derive(Deserialize)]
@@ -110,4 +121,57 @@ pub(crate) fn parse_matrix(payload: &str, lib: &Library) -> Result<MatrixSet, Co
         });
     }
     named(p, lib)
+}
+
+/// `matrix/pattern/<name>/set`: a pattern program (JSON) or a frame to save
+/// under `name`; empty: forget it.
+pub(crate) fn parse_save(
+    name: &str,
+    payload: &str,
+    lib: &Library,
+) -> Result<MatrixSet, CommandError> {
+    use super::pattern::{parse, Limits, Node};
+    use super::saved::{check_name, MAX_SAVED};
+    check_name(name).map_err(|e| CommandError::BadPayload(format!("{}: {e}", clip(name, 40))))?;
+    if lib.is_shipped(name) {
+        return Err(CommandError::BadPayload(format!(
+            "{name:?} is a shipped pattern, which cannot be replaced or deleted; save yours under another name"
+        )));
+    }
+    let exists = lib.find(name).is_some();
+    let p = payload.trim();
+    if p.is_empty() {
+        return if exists {
+            Ok(MatrixSet::Delete(name.to_string()))
+        } else {
+            Err(CommandError::BadPayload(format!(
+                "there is no saved pattern called {name:?} to delete"
+            )))
+        };
+    }
+    if !exists && lib.saved() >= MAX_SAVED {
+        return Err(CommandError::BadPayload(format!(
+            "{MAX_SAVED} patterns are saved, the most there may be; delete one first (an empty payload)"
+        )));
+    }
+    let (program, source) = if p.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(p).map_err(json_error)?;
+        let program = parse(&v, Limits::default(), lib)
+            .map_err(|e| CommandError::BadPayload(e.to_string()))?;
+        (program, v.to_string())
+    } else if p.contains('/') {
+        let frame = Frame::parse(p).map_err(CommandError::BadPayload)?;
+        let source = serde_json::json!({ "frame": frame.to_string() }).to_string();
+        (Node::Frame(frame), source)
+    } else {
+        return Err(CommandError::BadPayload(format!(
+            "{:?} is neither a pattern program (JSON) nor a frame like 01110/10001/10001/10001/01110",
+            clip(p, 32)
+        )));
+    };
+    Ok(MatrixSet::Save {
+        name: name.to_string(),
+        program: std::sync::Arc::new(program),
+        source,
+    })
 }

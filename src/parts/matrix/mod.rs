@@ -6,6 +6,7 @@ pub(crate) mod config;
 pub mod engine;
 mod frame;
 pub mod pattern;
+pub(crate) mod saved;
 
 pub use frame::Frame;
 
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use self::command::{parse_matrix, MatrixSet};
+use self::command::{parse_matrix, parse_save, MatrixSet};
 use self::engine::{MatrixCommand, MatrixHandle, MatrixState};
 use self::pattern::{Library, Node};
 use crate::agent::AgentError;
@@ -30,7 +31,10 @@ use crate::parts::{Device, Entity, Event, Now, Out, Start};
 pub(crate) struct Matrix {
     engine: MatrixHandle,
     task: JoinHandle<()>,
-    library: &'static Library,
+    /// The shipped patterns and the saved ones.
+    library: Library,
+    /// Where the saved ones are kept.
+    store: saved::Store,
     state: MatrixState,
     /// The program ON brings back.
     last: Option<(Arc<Node>, Option<String>)>,
@@ -39,7 +43,7 @@ pub(crate) struct Matrix {
 }
 
 /// The verbs of the topic table the part takes.
-const VERBS: &[Verb] = &[Verb::Matrix];
+const VERBS: &[Verb] = &[Verb::Matrix, Verb::SavePattern];
 
 impl Matrix {
     /// Every LED blinking for `d`, then what was shown before (the last
@@ -76,7 +80,11 @@ impl Device for Matrix {
         let Some(outputs) = start.hardware.outputs(state::MATRIX) else {
             return Ok(None);
         };
-        let library = Library::shared().map_err(|e| AgentError::Patterns(e.to_string()))?;
+        let mut library = Library::shared()
+            .map_err(|e| AgentError::Patterns(e.to_string()))?
+            .clone();
+        let store = saved::Store::new(&start.settings.config.device.state_dir);
+        store.load(&mut library);
         let safe = start.settings.safety.matrix;
         let (states_tx, mut states) = watch::channel(MatrixState::default());
         let errors = start.failures(state::MATRIX);
@@ -95,6 +103,7 @@ impl Device for Matrix {
             engine,
             task,
             library,
+            store,
             state: MatrixState::default(),
             last: None,
             safe,
@@ -105,11 +114,46 @@ impl Device for Matrix {
         VERBS
     }
 
-    fn parse(&self, _: Verb, _: Option<&str>, payload: &[u8]) -> Result<MatrixSet, CommandError> {
-        parse_matrix(text(payload)?, self.library)
+    fn parse(
+        &self,
+        verb: Verb,
+        name: Option<&str>,
+        payload: &[u8],
+    ) -> Result<MatrixSet, CommandError> {
+        match verb {
+            Verb::SavePattern => {
+                parse_save(name.unwrap_or_default(), text(payload)?, &self.library)
+            }
+            _ => parse_matrix(text(payload)?, &self.library),
+        }
     }
 
     fn execute(&mut self, set: MatrixSet, _: &Now) -> Result<Vec<Out>, CommandError> {
+        let dir = || self.store.dir().display().to_string();
+        match set {
+            MatrixSet::Save {
+                name,
+                program,
+                source,
+            } => {
+                self.store.save(&name, &source).map_err(|e| {
+                    CommandError::BadPayload(format!(
+                        "cannot save the pattern in {}: {e} (device.state_dir)",
+                        dir()
+                    ))
+                })?;
+                self.library.put(&name, program);
+                return Ok(vec![Out::Rediscover]);
+            }
+            MatrixSet::Delete(name) => {
+                self.store.delete(&name).map_err(|e| {
+                    CommandError::BadPayload(format!("cannot delete the pattern in {}: {e}", dir()))
+                })?;
+                self.library.remove(&name);
+                return Ok(vec![Out::Rediscover]);
+            }
+            _ => {}
+        }
         let flashing = matches!(set, MatrixSet::Flash(_));
         // The engine reports the new state when the program starts.
         let cmd = match set {
@@ -123,6 +167,8 @@ impl Device for Matrix {
                 MatrixCommand::Run { program, effect }
             }
             MatrixSet::Flash(d) => self.flash(d),
+            // Taken above.
+            MatrixSet::Save { .. } | MatrixSet::Delete(_) => return Ok(Vec::new()),
         };
         self.engine
             .send(cmd.clone())
@@ -135,6 +181,10 @@ impl Device for Matrix {
 
     fn states(&mut self, _: &Now) -> Vec<Out> {
         vec![Out::state(state::MATRIX, self.state.payload())]
+    }
+
+    fn effects(&self) -> Option<Vec<String>> {
+        Some(self.library.names().into_iter().map(String::from).collect())
     }
 
     fn react(&mut self, event: &Event, _: &Now) -> Vec<Out> {

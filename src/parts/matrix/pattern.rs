@@ -111,6 +111,8 @@ pub(crate) const LIBRARY_JSON: &str = include_str!("../../../patterns/patterns.j
 #[derive(Debug, Clone)]
 pub struct Library {
     patterns: Vec<(String, std::sync::Arc<Node>)>,
+    /// How many of them, first, are the shipped ones; saved ones follow.
+    shipped: usize,
 }
 
 impl Names for Library {
@@ -162,7 +164,47 @@ impl Library {
                 .map_err(|e| PatternError(format!("pattern {name:?}: {e}")))?;
             patterns.push((name.clone(), std::sync::Arc::new(node)));
         }
-        Ok(Library { patterns })
+        let shipped = patterns.len();
+        Ok(Library { patterns, shipped })
+    }
+
+    /// Whether `name` (in any case) is one of the shipped patterns.
+    pub(crate) fn is_shipped(&self, name: &str) -> bool {
+        self.patterns[..self.shipped]
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    /// How many saved patterns it has.
+    pub(crate) fn saved(&self) -> usize {
+        self.patterns.len() - self.shipped
+    }
+
+    /// Adds a saved pattern (the saved ones in the order of their names), or
+    /// replaces the saved one of that name; never a shipped one (the caller
+    /// refuses those names).
+    pub(crate) fn put(&mut self, name: &str, program: std::sync::Arc<Node>) {
+        let saved = &mut self.patterns[self.shipped..];
+        match saved.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(entry) => entry.1 = program,
+            None => {
+                // In the order of their names, after the shipped ones.
+                let at = saved.partition_point(|(n, _)| n.as_str() < name);
+                self.patterns
+                    .insert(self.shipped + at, (name.to_string(), program));
+            }
+        }
+    }
+
+    /// Forgets a saved pattern; whether there was one.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        let at = self.patterns[self.shipped..]
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name));
+        if let Some(i) = at {
+            self.patterns.remove(self.shipped + i);
+        }
+        at.is_some()
     }
 
     /// The program called `name`.
