@@ -240,12 +240,12 @@ mod tests {
             // Removed from Home Assistant's JSON light in 2025.3.
             assert!(v.get("color_mode").is_none(), "{}", x.topic);
         }
-        // Two LEDs, the matrix, the button and its three triggers, the
+        // Two LEDs, the matrix, the button and its eight triggers, the
         // message, the board's image, the notify entity, the clock switch
         // and sensor, the buzzer (a siren; its old switch removed), the
         // health report's seven sensors and its under-voltage problem, the
         // start time, identify.
-        assert_eq!(a.len(), 24);
+        assert_eq!(a.len(), 29);
         let text = a
             .iter()
             .find(|x| x.topic == "homeassistant/text/kitchen/message/config")

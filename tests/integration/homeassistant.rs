@@ -79,6 +79,11 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
         "homeassistant/device_automation/ha-dev/button_press/config",
         "homeassistant/device_automation/ha-dev/button_double_press/config",
         "homeassistant/device_automation/ha-dev/button_long_press/config",
+        "homeassistant/device_automation/ha-dev/button_triple_press/config",
+        "homeassistant/device_automation/ha-dev/button_quadruple_press/config",
+        "homeassistant/device_automation/ha-dev/button_quintuple_press/config",
+        "homeassistant/device_automation/ha-dev/button_hold/config",
+        "homeassistant/device_automation/ha-dev/button_release/config",
     ];
     let topics: HashSet<&str> = got.keys().map(String::as_str).collect();
     assert_eq!(topics, expected.iter().copied().collect(), "{got:#?}");
@@ -124,7 +129,16 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
         serde_json::from_str(&got[expected[3]].1).expect("button config");
     assert_eq!(
         button["event_types"],
-        serde_json::json!(["press", "double_press", "long_press"])
+        serde_json::json!([
+            "press",
+            "double_press",
+            "triple_press",
+            "quadruple_press",
+            "quintuple_press",
+            "long_press",
+            "hold",
+            "release"
+        ])
     );
 
     // Home Assistant restarts: configs and states come again.

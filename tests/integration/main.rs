@@ -8,6 +8,7 @@ mod scenarios;
 
 mod at_least_once;
 mod broker_faults;
+mod button;
 mod config_errors;
 mod doctor;
 mod embedded_broker;

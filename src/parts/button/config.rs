@@ -17,10 +17,17 @@ pub struct ButtonConfig {
     pub pin: u32,
     /// The level must hold this long to count (contact bounce), in ms.
     pub debounce_ms: u64,
-    /// A second press within this time after a release is a double press; 0 = none.
-    pub double_press_ms: u64,
+    /// The next press within this time after a release counts with it (a
+    /// double, triple ... press), in ms; 0: every press is a press at once.
+    #[serde(alias = "double_press_ms")]
+    pub multi_press_ms: u64,
+    /// The most presses one event counts, 1 to 5 (`quintuple_press`); the
+    /// last is reported at once.
+    pub max_presses: u8,
     /// Held this long, a press is a long press, in ms.
     pub long_press_ms: u64,
+    /// While held after a long press, a `hold` event this often, in ms; 0: none.
+    pub hold_repeat_ms: u64,
     /// Events while the broker is away are kept (at most
     /// [`super::KEPT_OFFLINE`]) and published when it is back, unless
     /// older than this, in seconds; 0: none kept.
@@ -33,8 +40,10 @@ impl Default for ButtonConfig {
             enabled: true,
             pin: 27,
             debounce_ms: 30,
-            double_press_ms: 300,
+            multi_press_ms: 300,
+            max_presses: 5,
             long_press_ms: 800,
+            hold_repeat_ms: 500,
             offline_max_age_s: 300,
         }
     }
@@ -61,12 +70,27 @@ impl Section for ButtonConfig {
         let b = self;
         for (key, v, max) in [
             ("button.debounce_ms", b.debounce_ms, 1000),
-            ("button.double_press_ms", b.double_press_ms, 5000),
+            ("button.multi_press_ms", b.multi_press_ms, 5000),
             ("button.long_press_ms", b.long_press_ms, 60_000),
+            ("button.hold_repeat_ms", b.hold_repeat_ms, 60_000),
         ] {
             if v > max {
                 return Err(ConfigError::new(key, v, format!("0 to {max} ms")));
             }
+        }
+        if !(1..=super::MAX_PRESSES).contains(&b.max_presses) {
+            return Err(ConfigError::new(
+                "button.max_presses",
+                b.max_presses,
+                format!("1 to {} presses in a row", super::MAX_PRESSES),
+            ));
+        }
+        if b.hold_repeat_ms != 0 && b.hold_repeat_ms < 50 {
+            return Err(ConfigError::new(
+                "button.hold_repeat_ms",
+                b.hold_repeat_ms,
+                "0 (no hold events) or 50 to 60000 ms",
+            ));
         }
         if b.offline_max_age_s > 86_400 {
             return Err(ConfigError::new(
