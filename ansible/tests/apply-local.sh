@@ -53,48 +53,37 @@ diff "$root/kitchen/etc/edge-agent/config.toml" "$root/porch/etc/edge-agent/conf
 
 # Group topics: the explicit list and, with edge_agent_group_topics_from_inventory,
 # edge/<group> for each of the host's inventory groups (an extra inventory
-# puts kitchen in Ground_Floor too), sanitized, each once. An agent that does
-# not know mqtt.group_topics yet refuses the key: the role's `config check`
-# then runs through a stand-in binary that drops that line first, and only
-# the rendered text is checked.
+# puts kitchen in Ground_Floor too), sanitized, each once; the role's
+# `config check` checks the whole file, group_topics included: a group topic
+# the agent refuses (kitchen's own base topic) fails the play and leaves the
+# config as it was.
 echo "== group topics"
 for host in kitchen porch; do
   if grep -q group_topics "$root/$host/etc/edge-agent/config.toml"; then
     echo "FAIL: $host got group_topics without asking" >&2; exit 1
   fi
 done
-mkdir -p "$root/gt-dist"
-printf '[mqtt]\ngroup_topics = ["edge/all"]\n' >"$root/gt-probe.toml"
-if "$binary" config check --config "$root/gt-probe.toml" >/dev/null 2>"$root/gt-probe.err"; then
-  cp "$binary" "$root/gt-dist/edge-agent-$triple"
-  gt_checked="checked by edge-agent config check"
-elif grep -q group_topics "$root/gt-probe.err"; then
-  cat >"$root/gt-dist/edge-agent-$triple" <<STANDIN
-#!/bin/sh
-# Stand-in while edge-agent refuses mqtt.group_topics: config check without it.
-if [ "\$1 \$2 \$3" = "config check --config" ]; then
-  grep -v '^group_topics = ' "\$4" >"$root/gt-checked.toml" || exit 1
-  exec "$binary" config check --config "$root/gt-checked.toml"
-fi
-exec "$binary" "\$@"
-STANDIN
-  chmod +x "$root/gt-dist/edge-agent-$triple"
-  gt_checked="the group_topics line NOT checked by edge-agent config check (this edge-agent refuses mqtt.group_topics as unknown), the rest of the file checked"
-else
-  cat "$root/gt-probe.err" >&2; echo "FAIL: the group_topics probe config was refused for another reason" >&2; exit 1
-fi
 printf 'Ground_Floor:\n  hosts:\n    kitchen:\n' >"$root/groups.yml"
-play -i inventory/example.yml -i "$root/groups.yml" --limit kitchen \
-  -e '{"edge_agent_group_topics": ["edge/all", "edge/boards"]}' -e edge_agent_group_topics_from_inventory=true \
-  -e "edge_agent_artifact_dir=$root/gt-dist" -e "edge_agent_root=$root/gt/{{ inventory_hostname }}" \
-  >"$root/gt.log" || { cat "$root/gt.log"; exit 1; }
+gt_play() {
+  play -i inventory/example.yml -i "$root/groups.yml" --limit kitchen \
+    -e edge_agent_group_topics_from_inventory=true -e "edge_agent_root=$root/gt/{{ inventory_hostname }}" "$@"
+}
+gt_play -e '{"edge_agent_group_topics": ["edge/all", "edge/boards"]}' >"$root/gt.log" || { cat "$root/gt.log"; exit 1; }
+gt_cfg=$root/gt/kitchen/etc/edge-agent/config.toml
 want='group_topics = ["edge/all", "edge/boards", "edge/ground_floor"]'
-awk '/^\[/ { section = $0 } /^group_topics = / { print section; print }' \
-  "$root/gt/kitchen/etc/edge-agent/config.toml" >"$root/gt-lines"
+awk '/^\[/ { section = $0 } /^group_topics = / { print section; print }' "$gt_cfg" >"$root/gt-lines"
 printf '[mqtt]\n%s\n' "$want" | cmp -s - "$root/gt-lines" \
-  || { cat "$root/gt/kitchen/etc/edge-agent/config.toml"; echo "FAIL: kitchen's group topics are not [mqtt] $want" >&2; exit 1; }
-echo "kitchen in boards and Ground_Floor, [edge/all, edge/boards] + from the inventory: [mqtt] $want"
-echo "  $gt_checked"
+  || { cat "$gt_cfg"; echo "FAIL: kitchen's group topics are not [mqtt] $want" >&2; exit 1; }
+"$binary" config check --config "$gt_cfg" >/dev/null
+echo "kitchen in boards and Ground_Floor, [edge/all, edge/boards] + from the inventory: [mqtt] $want (config check: valid)"
+sum=$(sha256sum <"$gt_cfg")
+if gt_play -e '{"edge_agent_group_topics": ["edge/kitchen"]}' >"$root/gt-bad.log" 2>&1; then
+  cat "$root/gt-bad.log"; echo "FAIL: the role took edge/kitchen, kitchen's base topic, as a group topic" >&2; exit 1
+fi
+grep -q 'mqtt.group_topics\[0\]' "$root/gt-bad.log" \
+  || { cat "$root/gt-bad.log"; echo "FAIL: the failed play does not name mqtt.group_topics[0]" >&2; exit 1; }
+[ "$(sha256sum <"$gt_cfg")" = "$sum" ] || { echo "FAIL: kitchen's config changed though config check refused it" >&2; exit 1; }
+echo "[edge/kitchen] (kitchen's base topic): refused by config check, the play failed, the config left as it was"
 
 # The release is chosen by the host's architecture: one artifact per triple,
 # each made different by a trailing marker (an ELF runs with bytes appended,

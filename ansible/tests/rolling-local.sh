@@ -17,9 +17,9 @@
 # the old one by its started_at, which the role compares with the one seen
 # before the restart.
 #
-# The role waits with `edge-agent fleet --json`; an agent without `fleet`
-# gets fleet-standin.sh (mosquitto_sub) through edge_agent_wait_online_command.
-# Every wait is bounded; the EXIT trap ends every process started, by PID.
+# The role waits with its default command, the installed binary's
+# `edge-agent fleet --json` on the host's own config. Every wait is bounded;
+# the EXIT trap ends every process started, by PID.
 # Usage: ansible/tests/rolling-local.sh PATH/TO/edge-agent  (ansible-playbook, mosquitto on PATH)
 set -euo pipefail
 binary=$(realpath "$1")
@@ -82,14 +82,6 @@ for _ in $(seq 50); do
 done
 echo "== mosquitto on 127.0.0.1:$port"
 
-if "$binary" fleet --help >/dev/null 2>&1; then
-  wait_command=""
-  echo "== the role waits with its default: edge-agent fleet --json"
-else
-  wait_command="$here/fleet-standin.sh 127.0.0.1 $port"
-  echo "== this edge-agent has no fleet subcommand: the role waits with tests/fleet-standin.sh (mosquitto_sub)"
-fi
-
 # inventory RELEASE-OF-roll-1 RELEASE-OF-roll-2 RELEASE-OF-roll-3
 inventory() {
   {
@@ -105,7 +97,6 @@ inventory() {
       'edge_agent_homeassistant: false' \
       'edge_agent_wait_online_timeout: 10' \
       'edge_agent_wait_online_delay: 1'
-    if [ -n "$wait_command" ]; then printf '    edge_agent_wait_online_command: %s\n' "$wait_command"; fi
     printf '  hosts:\n'
     local i=0 release
     for release in "$@"; do
