@@ -50,7 +50,11 @@ pub(crate) enum Cmd {
         /// board's answer.
         #[arg(long, value_name = "NAME")]
         group: Option<String>,
-        /// Seconds to wait for the agent's answer.
+        /// Wait until the panel has shown it (a second answer), not only
+        /// until the board took it.
+        #[arg(long, conflicts_with = "group")]
+        wait_shown: bool,
+        /// Seconds to wait for the agent's answer (with --wait-shown, for both).
         #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
         timeout: f64,
     },
@@ -155,8 +159,16 @@ pub fn main() -> ExitCode {
             from,
             device,
             group,
+            wait_shown,
             timeout,
-        } => send(&settings, text, from, Target::new(device, group), timeout),
+        } => send(
+            &settings,
+            text,
+            from,
+            Target::new(device, group),
+            wait_shown,
+            timeout,
+        ),
     }
 }
 
@@ -232,6 +244,7 @@ fn send(
     text: String,
     from: Option<String>,
     target: Target,
+    wait_shown: bool,
     timeout: f64,
 ) -> ExitCode {
     use crate::mqtt::transport::{request, Answers, TransportOptions};
@@ -262,6 +275,8 @@ fn send(
         Answers::Many {
             quiet: GROUP_QUIET.min(within),
         }
+    } else if wait_shown {
+        Answers::Two
     } else {
         Answers::One
     };
@@ -269,6 +284,9 @@ fn send(
         Err(e) => return fail(e.to_string()),
         Ok(got) => got,
     };
+    if wait_shown {
+        return shown(&root, &got, within);
+    }
     let mut refused = 0;
     for answer in &got {
         let board = match (&answer.from, group) {
@@ -296,6 +314,35 @@ fn send(
         ExitCode::from(EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// What `send --wait-shown` says of the board's two answers.
+fn shown(root: &str, got: &[crate::mqtt::transport::Answer], within: Duration) -> ExitCode {
+    let json = |a: &crate::mqtt::transport::Answer| -> serde_json::Value {
+        serde_json::from_slice(&a.payload).unwrap_or_default()
+    };
+    let fail = |msg: String| {
+        eprintln!("edge-agent: {msg}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    let Some(last) = got.last().map(json) else {
+        return fail(format!("no answer from {root}"));
+    };
+    match (got.len(), last["ok"] == true) {
+        (2, true) => {
+            let at = last["shown_at"].as_str().unwrap_or("a moment ago");
+            println!("shown on {root} at {at}");
+            ExitCode::SUCCESS
+        }
+        (_, false) => fail(format!(
+            "{root}: {}",
+            last["error"].as_str().unwrap_or("it gave no reason")
+        )),
+        _ => fail(format!(
+            "{root} took the message, but did not say within {} s that its panel had shown it",
+            within.as_secs_f32()
+        )),
     }
 }
 

@@ -143,6 +143,7 @@ mod tests {
     use crate::parts::leds::LedsCommand;
     use crate::parts::matrix::command::MatrixSet;
     use crate::parts::matrix::Frame;
+    use crate::parts::message_board::command::Message;
     use crate::parts::message_board::BoardCommand;
     use crate::quote::MAX_ECHO;
 
@@ -616,17 +617,19 @@ mod tests {
         let msg = |p: &[u8]| r.parse("edge/t/display/message/set", p);
         assert_eq!(
             msg(b"  hello world \n").unwrap(),
-            Command::Board(BoardCommand::Message {
+            Command::Board(BoardCommand::Message(Message {
                 text: "hello world".into(),
-                from: None
-            })
+                from: None,
+                ttl: None
+            }))
         );
         assert_eq!(
             msg(br#"{"text": "Dinner at 7", "from": "john"}"#).unwrap(),
-            Command::Board(BoardCommand::Message {
+            Command::Board(BoardCommand::Message(Message {
                 text: "Dinner at 7".into(),
-                from: Some("john".into())
-            })
+                from: Some("john".into()),
+                ttl: None
+            }))
         );
         // No text: the clock again (Home Assistant's text entity cleared).
         for clock in [&b""[..], b"   \n "] {

@@ -5,6 +5,7 @@
 //! network; the loop in [`super`] feeds it and hands its outputs to the
 //! transport.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,14 +106,37 @@ impl Outbox {
             match o {
                 Out::State(path, payload) => self.retain(&topics.at(&path), payload),
                 Out::Event(path, payload) => self.event(&topics.at(path), payload),
-                // Not below base: the core announces (`Core::publish`).
-                Out::Rediscover => {}
+                // Not below base: the core announces and answers (`Core::publish`).
+                Out::Rediscover | Out::Awaits(..) | Out::Answer(..) => {}
             }
         }
     }
 
     fn republish_retained(&mut self) {
         self.0.push(Output::RepublishRetained);
+    }
+}
+
+/// The most commands waiting for a later answer; beyond it the oldest gets
+/// none (its requester has its first answer).
+const AWAITING: usize = 256;
+
+/// Where the later answers go: the requester of each command a part
+/// numbered for one, oldest first.
+#[derive(Debug, Default)]
+struct Awaiting(VecDeque<((&'static str, u64), ReplyTo)>);
+
+impl Awaiting {
+    fn put(&mut self, part: &'static str, n: u64, to: ReplyTo) {
+        if self.0.len() == AWAITING {
+            self.0.pop_front();
+        }
+        self.0.push_back(((part, n), to));
+    }
+
+    fn take(&mut self, part: &'static str, n: u64) -> Option<ReplyTo> {
+        let at = self.0.iter().position(|(k, _)| *k == (part, n))?;
+        self.0.remove(at).map(|(_, to)| to)
     }
 }
 
@@ -188,6 +212,8 @@ pub(crate) struct Core {
     announcements: Vec<Announcement>,
     /// What the announcements are made from, to make them again.
     discovery: (Settings, serde_json::Value),
+    /// Commands that parts will answer once more, later.
+    awaiting: Awaiting,
     /// Rejected commands reported one by one (log and `<base>/error`).
     error_reports: PerSecond,
     /// What the agent has done, for the health report.
@@ -263,6 +289,7 @@ impl Core {
             started_at,
             announcements: announcements(settings, &device, &effects),
             discovery: (settings.clone(), device),
+            awaiting: Awaiting::default(),
             error_reports: PerSecond::new(ERROR_REPORTS_PER_SECOND, Instant::now()),
             stats: Stats::default(),
             connected_before: false,
@@ -320,6 +347,13 @@ impl Core {
     /// Publishes what the parts changed, below base; announces what they
     /// offer Home Assistant again when that changed.
     fn publish(&mut self, out: &mut Outbox, changed: Vec<Out>) {
+        for o in &changed {
+            if let Out::Answer(part, n, payload) = o {
+                if let Some(to) = self.awaiting.take(part, *n) {
+                    out.reply(&to, payload.clone());
+                }
+            }
+        }
         let rediscover = changed.iter().any(|o| matches!(o, Out::Rediscover));
         out.below(self.topics(), changed);
         if rediscover {
@@ -453,6 +487,13 @@ impl Core {
         match result {
             Ok(changed) => {
                 self.stats.applied += 1;
+                if let Some(to) = &msg.reply_to {
+                    for o in &changed {
+                        if let Out::Awaits(part, n) = o {
+                            self.awaiting.put(part, *n, to.clone());
+                        }
+                    }
+                }
                 self.publish(out, changed);
                 if let Some(to) = &msg.reply_to {
                     out.reply(to, Bytes::from_static(br#"{"ok":true}"#));
@@ -1077,6 +1118,61 @@ mod tests {
         let v = matrix_config(&out).expect("announced again");
         assert!(!effects(&v).contains(&"cross".to_string()));
         assert!(!dir.path().join("patterns/cross.json").exists());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_answered_again_by_the_panel_and_gives_way_to_the_clock_at_its_ttl() {
+        use crate::parts::message_board::display::Progress;
+        let (mut core, _w, _sim) = core("");
+        core.announce();
+        let t0 = Instant::now();
+        let request = |n: &str, payload: &str| {
+            let mut m = message("edge/t/display/message/set", payload);
+            m.reply_to = Some(ReplyTo {
+                topic: "reply/t".into(),
+                correlation: Some(Bytes::from(n.to_string())),
+            });
+            Input::Message(m)
+        };
+        let replies = |out: &[Output]| -> Vec<(String, serde_json::Value)> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Reply { to, payload } => Some((
+                        String::from_utf8_lossy(to.correlation.as_deref()?).into_owned(),
+                        serde_json::from_slice(payload).ok()?,
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Screen 1 is the clock at the start; the messages are 2 and 3.
+        let out = core.step(request("a", "first"), t0);
+        assert_eq!(replies(&out), [("a".into(), json!({"ok": true}))]);
+        core.step(request("b", r#"{"text": "second", "ttl_s": 60}"#), t0);
+        // The panel takes 3 (so 2 is never drawn), then shows it.
+        let out = core.step(Input::Part(Event::Board(Progress::Taken(3))), t0);
+        assert_eq!(replies(&out)[0].0, "a");
+        assert_eq!(replies(&out)[0].1["ok"], false, "superseded: {out:?}");
+        let out = core.step(Input::Part(Event::Board(Progress::Shown(3))), t0);
+        let shown = replies(&out);
+        assert_eq!((shown[0].0.as_str(), &shown[0].1["ok"]), ("b", &json!(true)));
+        assert!(shown[0].1["shown_at"].is_string());
+        // Answered once more only: a repeated report changes nothing.
+        assert!(replies(&core.step(Input::Part(Event::Board(Progress::Shown(3))), t0)).is_empty());
+        // At its ttl, on the core's timer: the clock again.
+        let Some((at, timer)) = core.deadline(t0) else {
+            panic!("no deadline for the ttl")
+        };
+        assert_eq!(at, t0 + Duration::from_secs(60));
+        let out = core.step(Input::Timer(timer), at);
+        let board = out.iter().find_map(|o| match o {
+            Output::Retain { topic, payload } if topic == "edge/t/display" => {
+                serde_json::from_slice::<serde_json::Value>(payload).ok()
+            }
+            _ => None,
+        });
+        assert_eq!(board.expect("the board's state")["mode"], "clock");
+        assert!(core.deadline(at).is_none_or(|(d, _)| d > at + Duration::from_secs(3600)));
     }
 
     #[tokio::test(start_paused = true)]

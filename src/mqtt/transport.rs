@@ -531,6 +531,8 @@ pub(crate) struct Answer {
 pub(crate) enum Answers {
     /// The first one.
     One,
+    /// The first and the second (the board's when it has shown a message).
+    Two,
     /// Every one that comes until none has come for `quiet` (a group of
     /// boards answers one by one), within the request's time.
     Many {
@@ -617,8 +619,10 @@ pub(crate) async fn request(
                     payload: p.payload,
                     from,
                 });
-                if matches!(answers, Answers::One) {
-                    break;
+                match answers {
+                    Answers::One => break,
+                    Answers::Two if got.len() == 2 => break,
+                    _ => {}
                 }
             }
             Ok(_) => {}

@@ -136,6 +136,12 @@ pub(crate) enum Out {
     /// What the part offers Home Assistant changed (the matrix's effects):
     /// its discovery is announced again.
     Rediscover,
+    /// The command just carried out will be answered once more, later, as
+    /// number `.1` of the part whose state is at `.0` (the board answers
+    /// again when the panel has shown a message).
+    Awaits(&'static str, u64),
+    /// The later answer to the command that [`Out::Awaits`] numbered so.
+    Answer(&'static str, u64, Bytes),
 }
 
 impl Out {
@@ -171,6 +177,8 @@ pub(crate) enum Event {
         /// The frame, as a 1-bit PNG in base64.
         png: Bytes,
     },
+    /// What the board's panel did with a screen.
+    Board(message_board::display::Progress),
 }
 
 /// What a part is started with.
@@ -536,7 +544,7 @@ mod tests {
             .map(|o| match o {
                 Out::State(p, _) => p.as_str(),
                 Out::Event(p, _) => p,
-                Out::Rediscover => "(discovery)",
+                Out::Rediscover | Out::Awaits(..) | Out::Answer(..) => "(core)",
             })
             .collect();
         assert_eq!(paths, ["button/event"], "the clock was running already");

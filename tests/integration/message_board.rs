@@ -604,3 +604,136 @@ async fn a_sent_message_expires_with_the_senders_timeout() {
     let (code, _, _) = sending.await.expect("join");
     assert_ne!(code, Some(0), "nobody answered");
 }
+
+/// With MQTT 5 a message is answered twice: at once, and when the panel has
+/// shown it, or when a newer one replaced it before it was drawn; `send
+/// --wait-shown` waits for the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_answered_again_when_shown_or_superseded() {
+    let (v4, v5) = (free_port(), free_port());
+    // A panel whose refresh takes 1.5 s.
+    let cfg = board_config("twice", v4, v5, "backend = \"sim\"\nrefresh_ms = 1500");
+    let _agent = Agent::start(&cfg);
+    let mut c = Client::connect(v5, "twice-c").await;
+    c.subscribe("reply/twice").await;
+    c.subscribe("edge/twice/status").await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    // The first refresh (the clock at the start) is over.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let topic = "edge/twice/display/message/set";
+    for n in ["1", "2", "3"] {
+        c.request(topic, format!("message {n}"), "reply/twice", n.as_bytes())
+            .await;
+    }
+    let t0 = Instant::now();
+    let mut answers: Vec<(String, serde_json::Value, Duration)> = Vec::new();
+    while answers.len() < 6 {
+        let Some(m) = c
+            .expect(Duration::from_secs(6), |m| m.topic == "reply/twice")
+            .await
+        else {
+            break;
+        };
+        let n = String::from_utf8_lossy(m.correlation.as_deref().unwrap_or_default()).into_owned();
+        answers.push((n, m.json(), t0.elapsed()));
+    }
+    let of = |n: &str| -> Vec<&serde_json::Value> {
+        answers
+            .iter()
+            .filter(|(k, _, _)| k == n)
+            .map(|(_, v, _)| v)
+            .collect()
+    };
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    for n in ["1", "2", "3"] {
+        assert_eq!(
+            of(n)[0],
+            &serde_json::json!({"ok": true}),
+            "{n} taken at once"
+        );
+    }
+    // 1 was drawn at once, 2 never (3 replaced it while 1 was refreshing), 3 after 1.
+    assert_eq!(of("1")[1]["ok"], true, "{answers:?}");
+    assert!(of("1")[1]["shown_at"].is_string());
+    assert_eq!(of("2")[1]["ok"], false);
+    assert!(of("2")[1]["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("superseded")));
+    assert_eq!(of("3")[1]["ok"], true);
+    let when = |n: &str, k: usize| {
+        answers
+            .iter()
+            .filter(|(m, _, _)| m == n)
+            .nth(k)
+            .map(|(_, _, at)| *at)
+            .unwrap_or_default()
+    };
+    assert!(
+        when("3", 1) >= Duration::from_millis(2500),
+        "after two refreshes: {answers:?}"
+    );
+
+    // The same from the command line.
+    let (code, out, err) = send(&cfg, &["--wait-shown", "--timeout", "10", "Back at 8"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("shown on edge/twice at 20"), "{out}");
+}
+
+/// `ttl_s`: the message gives way to the clock when its time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_a_ttl_brings_the_clock_back() {
+    let (v4, v5) = (free_port(), free_port());
+    let cfg = board_config("ttl", v4, v5, "backend = \"sim\"\nrefresh_ms = 0");
+    let _agent = Agent::start(&cfg);
+    let mut c = Client::connect(v5, "ttl-c").await;
+    c.subscribe("edge/ttl/display").await;
+    c.expect(Duration::from_secs(5), |m| m.json()["mode"] == "clock")
+        .await
+        .expect("the clock");
+    c.publish(
+        "edge/ttl/display/message/set",
+        r#"{"text": "Brb", "ttl_s": 1}"#,
+    )
+    .await;
+    let m = c
+        .expect(Duration::from_secs(3), |m| m.json()["mode"] == "message")
+        .await
+        .expect("the message")
+        .json();
+    let (shown, expires) = (
+        DateTime::parse_from_rfc3339(m["shown_at"].as_str().unwrap_or_default()),
+        DateTime::parse_from_rfc3339(m["expires_at"].as_str().unwrap_or_default()),
+    );
+    assert_eq!(
+        expires.expect("expires_at") - shown.expect("shown_at"),
+        chrono::TimeDelta::seconds(1),
+        "{m}"
+    );
+    let back = c
+        .expect(Duration::from_secs(3), |m| m.json()["mode"] == "clock")
+        .await
+        .expect("the clock again");
+    assert!(back.json()["expires_at"].is_null());
+    // Out of range: said so.
+    c.subscribe("reply/ttl").await;
+    c.request(
+        "edge/ttl/display/message/set",
+        r#"{"text": "x", "ttl_s": 0}"#,
+        "reply/ttl",
+        b"t",
+    )
+    .await;
+    let r = c
+        .expect(Duration::from_secs(3), |m| m.topic == "reply/ttl")
+        .await
+        .expect("a reply");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("1 to 604800")),
+        "{}",
+        r.text()
+    );
+}

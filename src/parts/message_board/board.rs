@@ -16,11 +16,13 @@ pub(crate) struct BoardState {
     pub clock_running: bool,
     /// When the current screen's mode began (message arrival, clock start).
     pub shown_at: DateTime<Tz>,
+    /// When the message gives way to the clock, if it expires.
+    pub expires_at: Option<DateTime<Tz>>,
 }
 
 impl BoardState {
     /// Its state report: `{"mode": "clock"|"message", "text", "from",
-    /// "shown_at", "clock": "ON"|"OFF"}`.
+    /// "shown_at", "expires_at", "clock": "ON"|"OFF"}`.
     pub(crate) fn payload(&self) -> String {
         let (mode, text, from) = match &self.screen {
             Screen::Clock(_) => ("clock", None, None),
@@ -31,6 +33,7 @@ impl BoardState {
             "text": text,
             "from": from,
             "shown_at": crate::clock::rfc3339(&self.shown_at),
+            "expires_at": self.expires_at.as_ref().map(crate::clock::rfc3339),
             "clock": if self.clock_running { "ON" } else { "OFF" },
         })
         .to_string()
@@ -55,6 +58,7 @@ impl Board {
                 screen: screen.clone(),
                 clock_running: true,
                 shown_at: now,
+                expires_at: None,
             },
         };
         (board, screen)
@@ -65,12 +69,14 @@ impl Board {
         &self.state
     }
 
-    /// A message arrived: the clock stops and the message is drawn.
+    /// A message arrived: the clock stops and the message is drawn (until
+    /// `expires`, if given).
     pub(crate) fn message(
         &mut self,
         text: String,
         from: Option<String>,
         now: DateTime<Utc>,
+        expires: Option<DateTime<Utc>>,
     ) -> Screen {
         let at = now.with_timezone(&self.tz);
         let screen = Screen::Message { text, from, at };
@@ -78,6 +84,7 @@ impl Board {
             screen: screen.clone(),
             clock_running: false,
             shown_at: at,
+            expires_at: expires.map(|e| e.with_timezone(&self.tz)),
         };
         screen
     }
@@ -93,6 +100,7 @@ impl Board {
                     screen: screen.clone(),
                     clock_running: true,
                     shown_at: now,
+                    expires_at: None,
                 };
                 Some(screen)
             }
@@ -141,7 +149,7 @@ mod tests {
         assert_eq!(b.press(t(1)), None);
         assert_eq!(b.state(), &before);
 
-        let m = b.message("hi".into(), Some("john".into()), t(2));
+        let m = b.message("hi".into(), Some("john".into()), t(2), None);
         assert!(matches!(m, Screen::Message { .. }));
         assert!(!b.state().clock_running);
         assert_eq!(

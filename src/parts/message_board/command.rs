@@ -14,18 +14,42 @@ pub(crate) const MAX_FROM_CHARS: usize = 64;
 struct JsonMessage {
     text: String,
     from: Option<String>,
+    ttl_s: Option<serde_json::Value>,
 }
 
-/// A message: plain text, or JSON `{"text": ..., "from": ...}`.
-pub(crate) fn parse_message(
-    payload: &str,
-    max_chars: usize,
-) -> Result<(String, Option<String>), CommandError> {
-    let (text, from) = if payload.trim_start().starts_with('{') {
+/// The longest `ttl_s`: a week.
+pub(crate) const MAX_TTL_S: u64 = 7 * 24 * 3600;
+
+/// A message as parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Message {
+    /// The text, trimmed, not empty.
+    pub text: String,
+    /// The sender, if given.
+    pub from: Option<String>,
+    /// How long it is shown before the clock comes back, if it expires.
+    pub ttl: Option<std::time::Duration>,
+}
+
+/// A message: plain text, or JSON `{"text": ..., "from": ..., "ttl_s": ...}`.
+pub(crate) fn parse_message(payload: &str, max_chars: usize) -> Result<Message, CommandError> {
+    let (text, from, ttl) = if payload.trim_start().starts_with('{') {
         let j: JsonMessage = serde_json::from_str(payload).map_err(json_error)?;
-        (j.text, j.from)
+        let ttl = match j.ttl_s {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(s) if (1..=MAX_TTL_S).contains(&s) => Some(std::time::Duration::from_secs(s)),
+                _ => {
+                    return Err(CommandError::BadPayload(format!(
+                        "\"ttl_s\" is {}; a message is shown for 1 to {MAX_TTL_S} whole seconds (a week) before the clock comes back",
+                        clip(&v.to_string(), 24)
+                    )))
+                }
+            },
+        };
+        (j.text, j.from, ttl)
     } else {
-        (payload.to_string(), None)
+        (payload.to_string(), None, None)
     };
     let text = text.trim().to_string();
     if text.is_empty() {
@@ -45,7 +69,7 @@ pub(crate) fn parse_message(
             )));
         }
     }
-    Ok((text, from))
+    Ok(Message { text, from, ttl })
 }
 
 /// `display/clock/set`: ON or OFF.

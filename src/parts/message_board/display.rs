@@ -18,14 +18,27 @@ use crate::parts::message_board::render::{render, Screen};
 /// Hands screens to the display worker; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct DisplayHandle {
-    tx: watch::Sender<Option<Screen>>,
+    tx: watch::Sender<Option<(u64, Screen)>>,
 }
 
 impl DisplayHandle {
-    /// Asks for `screen` to be drawn next, replacing any screen still waiting.
-    pub(crate) fn show(&self, screen: Screen) {
-        self.tx.send_replace(Some(screen));
+    /// Asks for `screen` (numbered `id`, in the order asked) to be drawn
+    /// next, replacing any screen still waiting.
+    pub(crate) fn show(&self, id: u64, screen: Screen) {
+        self.tx.send_replace(Some((id, screen)));
     }
+}
+
+/// What the worker did with the screens it was given, by number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// It took this one to draw: the ones before it that it did not take
+    /// never will be.
+    Taken(u64),
+    /// The panel shows it (its refresh has ended).
+    Shown(u64),
+    /// The panel refused it.
+    Failed(u64, String),
 }
 
 /// How the worker treats the backend.
@@ -45,6 +58,8 @@ pub(crate) struct Reports {
     /// The latest frame the panel took, as a PNG in base64, at most once
     /// per [`IMAGE_INTERVAL`].
     pub drawn: mpsc::Sender<Bytes>,
+    /// What became of each screen.
+    pub progress: mpsc::Sender<Progress>,
 }
 
 /// The shortest time between two images of the board: a flood of messages
@@ -59,7 +74,13 @@ pub(crate) fn spawn(
 ) -> (DisplayHandle, [tokio::task::JoinHandle<()>; 2]) {
     let (tx, rx) = watch::channel(None);
     let (frames_tx, frames) = watch::channel(None);
-    let worker = tokio::spawn(run(display, refresh, rx, reports.errors, frames_tx));
+    let worker = tokio::spawn(run(
+        display,
+        refresh,
+        rx,
+        (reports.errors, reports.progress),
+        frames_tx,
+    ));
     let images = tokio::spawn(images(frames, reports.drawn));
     (DisplayHandle { tx }, [worker, images])
 }
@@ -87,15 +108,17 @@ async fn images(mut frames: watch::Receiver<Option<BitFrame>>, drawn: mpsc::Send
 async fn run(
     mut display: Box<dyn Display>,
     refresh: Refresh,
-    mut rx: watch::Receiver<Option<Screen>>,
-    errors: mpsc::Sender<HardwareError>,
+    mut rx: watch::Receiver<Option<(u64, Screen)>>,
+    (errors, progress): (mpsc::Sender<HardwareError>, mpsc::Sender<Progress>),
     frames: watch::Sender<Option<BitFrame>>,
 ) {
     let (w, h) = display.size();
     while rx.changed().await.is_ok() {
-        let Some(screen) = rx.borrow_and_update().clone() else {
+        let Some((id, screen)) = rx.borrow_and_update().clone() else {
             continue;
         };
+        // The part may be gone (shutdown): the panel is drawn all the same.
+        let _ = progress.send(Progress::Taken(id)).await;
         let result = if refresh.blocking {
             let joined = tokio::task::spawn_blocking(move || {
                 let frame = render(&screen, w, h);
@@ -110,6 +133,7 @@ async fn run(
                 }
                 Err(e) => {
                     // The panel driver panicked: the display is gone.
+                    let _ = progress.send(Progress::Failed(id, e.to_string())).await;
                     let _ = errors
                         .send(HardwareError::Backend {
                             part: "display".into(),
@@ -123,17 +147,25 @@ async fn run(
             let frame = render(&screen, w, h);
             display.show(&frame).map(|()| frame)
         };
-        match result {
+        let failed = match result {
             Ok(frame) => {
                 frames.send_replace(Some(frame));
+                None
             }
             Err(e) => {
+                let why = e.to_string();
                 let _ = errors.send(e).await;
+                Some(why)
             }
-        }
+        };
         if !refresh.simulated.is_zero() {
             tokio::time::sleep(refresh.simulated).await;
         }
+        let done = match failed {
+            None => Progress::Shown(id),
+            Some(why) => Progress::Failed(id, why),
+        };
+        let _ = progress.send(done).await;
     }
 }
 
@@ -164,13 +196,18 @@ mod tests {
             simulated: Duration::from_secs(3),
         };
         let (drawn, _drawn) = mpsc::channel(4);
-        let reports = Reports { errors: etx, drawn };
+        let (progress, _progress) = mpsc::channel(64);
+        let reports = Reports {
+            errors: etx,
+            drawn,
+            progress,
+        };
         let (handle, _task) = spawn(Box::new(d), refresh, reports);
         let start = Instant::now();
-        handle.show(msg(1));
+        handle.show(1, msg(1));
         tokio::time::sleep(Duration::from_millis(100)).await; // the first refresh is running
         for i in 2..=10 {
-            handle.show(msg(i));
+            handle.show(u64::from(i), msg(i));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -223,9 +260,13 @@ mod tests {
                 blocking: true,
                 simulated: Duration::ZERO,
             },
-            Reports { errors: etx, drawn },
+            Reports {
+                errors: etx,
+                drawn,
+                progress: mpsc::channel(64).0,
+            },
         );
-        handle.show(msg(1));
+        handle.show(1, msg(1));
         tokio::task::spawn_blocking(move || started.recv())
             .await
             .expect("join")
@@ -249,8 +290,16 @@ mod tests {
             blocking: false,
             simulated: Duration::ZERO,
         };
-        let (handle, _task) = spawn(Box::new(d), refresh, Reports { errors, drawn });
-        handle.show(msg(1));
+        let (handle, _task) = spawn(
+            Box::new(d),
+            refresh,
+            Reports {
+                errors,
+                drawn,
+                progress: mpsc::channel(64).0,
+            },
+        );
+        handle.show(1, msg(1));
         let png = BASE64.decode(pngs.recv().await.expect("a PNG")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let shown = frames.last().expect("a frame");
@@ -259,7 +308,7 @@ mod tests {
         // a second after the one before.
         let first = Instant::now();
         for i in 2..=10 {
-            handle.show(msg(i));
+            handle.show(u64::from(i), msg(i));
             tokio::task::yield_now().await;
         }
         let png = BASE64.decode(pngs.recv().await.expect("a PNG")).unwrap();

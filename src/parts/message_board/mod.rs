@@ -13,10 +13,11 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 
 use serde_json::json;
+use tokio::time::Instant;
 
 use self::board::Board;
-use self::command::{parse_clock, parse_message};
-use self::display::{DisplayHandle, Refresh};
+use self::command::{parse_clock, parse_message, Message};
+use self::display::{DisplayHandle, Progress, Refresh};
 use self::render::Screen;
 use crate::agent::AgentError;
 use crate::clock::rfc3339;
@@ -36,28 +37,41 @@ pub(crate) struct MessageBoard {
     max_chars: usize,
     /// The last whole-minute tick.
     last_tick: Option<DateTime<Tz>>,
+    /// The number of the last screen handed to the panel.
+    screens: u64,
+    /// The messages handed to the panel and not yet shown, by number.
+    waiting: std::collections::VecDeque<u64>,
+    /// The message shown now, by number, and when it expires (`ttl_s`).
+    expires: Option<(u64, Instant)>,
 }
+
+/// The most messages kept waiting for the panel (for their second answer).
+const WAITING: usize = 64;
 
 /// A command for the message board.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum BoardCommand {
     /// Show a message (stops the clock).
-    Message {
-        /// The text, trimmed, not empty.
-        text: String,
-        /// The sender, if given.
-        from: Option<String>,
-    },
+    Message(Message),
     /// Start (`true`) or stop the clock.
     Clock(bool),
 }
 
 impl MessageBoard {
+    /// Hands `screen` to the panel; its number.
+    fn draw(&mut self, screen: Screen) -> u64 {
+        self.screens += 1;
+        self.display.show(self.screens, screen);
+        self.screens
+    }
+
     /// Draws `screen`, if any, and gives the board's state.
-    fn show(&self, screen: Option<Screen>) -> Vec<Out> {
+    fn show(&mut self, screen: Option<Screen>) -> Vec<Out> {
         match screen {
             Some(screen) => {
-                self.display.show(screen);
+                self.draw(screen);
+                // The clock replaced the message: it expires no more.
+                self.expires = None;
                 self.state()
             }
             None => Vec::new(),
@@ -66,6 +80,48 @@ impl MessageBoard {
 
     fn state(&self) -> Vec<Out> {
         vec![Out::state(state::DISPLAY, self.board.state().payload())]
+    }
+
+    /// The second answers the panel's progress makes.
+    fn progress(&mut self, p: &Progress, now: &Now) -> Vec<Out> {
+        let answer =
+            |n: u64, v: serde_json::Value| Out::Answer(state::DISPLAY, n, v.to_string().into());
+        let mut out = Vec::new();
+        match p {
+            // Those before it that the panel did not take, it never will.
+            Progress::Taken(n) => {
+                while let Some(&m) = self.waiting.front().filter(|m| **m < *n) {
+                    self.waiting.pop_front();
+                    out.push(answer(m, json!({
+                        "ok": false,
+                        "error": "superseded: a newer message or the clock replaced it before the panel drew it",
+                    })));
+                }
+            }
+            Progress::Shown(n) | Progress::Failed(n, _) => {
+                let Some(at) = self.waiting.iter().position(|m| m == n) else {
+                    return out;
+                };
+                self.waiting.remove(at);
+                out.push(match p {
+                    Progress::Failed(_, why) => answer(
+                        *n,
+                        json!({
+                            "ok": false,
+                            "error": format!("the panel could not show it: {why}"),
+                        }),
+                    ),
+                    _ => answer(
+                        *n,
+                        json!({
+                            "ok": true,
+                            "shown_at": rfc3339(&now.wall.with_timezone(&now.time_zone)),
+                        }),
+                    ),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -85,17 +141,22 @@ impl Device for MessageBoard {
         let reports = display::Reports {
             errors: start.failures(state::DISPLAY),
             drawn: start.forward(|png| Event::Drawn { png }),
+            progress: start.forward(Event::Board),
         };
         let (display, tasks) = display::spawn(panel, refresh, reports);
         start.tasks.extend(tasks);
         let (board, first) = Board::new(start.settings.time_zone, start.wall);
-        display.show(first);
-        Ok(Some(MessageBoard {
+        let mut part = MessageBoard {
             board,
             display,
             max_chars,
             last_tick: None,
-        }))
+            screens: 0,
+            waiting: std::collections::VecDeque::new(),
+            expires: None,
+        };
+        part.draw(first);
+        Ok(Some(part))
     }
 
     fn verbs(&self) -> &'static [Verb] {
@@ -117,19 +178,28 @@ impl Device for MessageBoard {
         if text(payload)?.trim().is_empty() {
             return Ok(BoardCommand::Clock(true));
         }
-        let (text, from) = parse_message(text(payload)?, self.max_chars)?;
-        Ok(BoardCommand::Message { text, from })
+        parse_message(text(payload)?, self.max_chars).map(BoardCommand::Message)
     }
 
     fn execute(&mut self, cmd: BoardCommand, now: &Now) -> Result<Vec<Out>, CommandError> {
         Ok(match cmd {
-            BoardCommand::Message { text, from } => {
-                let screen = self.board.message(text, from, now.wall);
-                self.show(Some(screen))
+            BoardCommand::Message(m) => {
+                let expires = m.ttl.map(|ttl| now.wall + ttl);
+                let screen = self.board.message(m.text, m.from, now.wall, expires);
+                let n = self.draw(screen);
+                self.expires = m.ttl.map(|ttl| (n, now.at + ttl));
+                if self.waiting.len() == WAITING {
+                    self.waiting.pop_front();
+                }
+                self.waiting.push_back(n);
+                let mut out = self.state();
+                out.push(Out::Awaits(state::DISPLAY, n));
+                out
             }
             BoardCommand::Clock(on) => {
                 if let Some(screen) = self.board.set_clock(on, now.wall) {
-                    self.display.show(screen);
+                    self.draw(screen);
+                    self.expires = None;
                 }
                 self.state()
             }
@@ -147,13 +217,14 @@ impl Device for MessageBoard {
             // clock is drawn when it runs.
             Event::Minute(at) => {
                 if let Some(screen) = self.board.tick(*at) {
-                    self.display.show(screen);
+                    self.draw(screen);
                 }
                 self.last_tick = Some(*at);
                 tick(at)
             }
             Event::Announce => self.last_tick.as_ref().map(tick).unwrap_or_default(),
             Event::Drawn { png } => vec![Out::state(state::DISPLAY_IMAGE, png.clone())],
+            Event::Board(p) => self.progress(p, now),
             // The restart button: the clock comes back.
             Event::Button(ButtonEvent::Press) => {
                 let screen = self.board.press(now.wall);
@@ -161,6 +232,17 @@ impl Device for MessageBoard {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn deadline(&self, _: Instant) -> Option<Instant> {
+        self.expires.map(|(_, at)| at)
+    }
+
+    /// The message's time is up: the clock comes back.
+    fn timer(&mut self, now: &Now) -> Vec<Out> {
+        self.expires = None;
+        let screen = self.board.set_clock(true, now.wall);
+        self.show(screen)
     }
 
     async fn stop(self, _: Now) -> (Vec<Out>, Result<(), HardwareError>) {
