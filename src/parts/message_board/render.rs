@@ -31,7 +31,8 @@ pub enum Screen {
     },
 }
 
-/// The screens shown in the documentation (`docs/clock.png`, `docs/message.png`).
+/// The screens shown in the documentation (`docs/clock.png`,
+/// `docs/message.png`, `docs/message-ru.png`).
 pub fn samples() -> Vec<(&'static str, Screen)> {
     use chrono::TimeZone;
     let tz = chrono_tz::Europe::Berlin;
@@ -46,6 +47,15 @@ pub fn samples() -> Vec<(&'static str, Screen)> {
                     "Back at 8 — the soup is on the stove. Don't forget the plants on the balcony!"
                         .into(),
                 from: Some("Jürgen".into()),
+                at: msg,
+            },
+        ));
+        out.push((
+            "message-ru",
+            Screen::Message {
+                text: "Вернусь к восьми — суп на плите. Не забудь полить цветы на балконе!"
+                    .into(),
+                from: Some("Юля".into()),
                 at: msg,
             },
         ));
@@ -124,28 +134,80 @@ fn time_font(i: usize) -> Option<FontRenderer> {
     })
 }
 
-/// Text fonts (Latin-1 and Latin Extended-A), largest first.
+/// How many text sizes each script has, largest first.
 const TEXT_SIZES: usize = 6;
 
-fn text_renderer(i: usize) -> FontRenderer {
-    match i {
-        0 => FontRenderer::new::<fonts::u8g2_font_helvR24_te>(),
-        1 => FontRenderer::new::<fonts::u8g2_font_helvR18_te>(),
-        2 => FontRenderer::new::<fonts::u8g2_font_helvR14_te>(),
-        3 => FontRenderer::new::<fonts::u8g2_font_helvR12_te>(),
-        4 => FontRenderer::new::<fonts::u8g2_font_helvR10_te>(),
-        _ => FontRenderer::new::<fonts::u8g2_font_helvR08_te>(),
+/// The writing a text is drawn in: the fonts that cover it. Helvetica has
+/// Latin-1 and Latin Extended-A (German, Polish, French ...); Greek and
+/// Cyrillic come from the X11 and Unifont families, with ASCII beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    /// Latin (Helvetica).
+    Latin,
+    /// Greek (X11 10x20, Unifont, cu12).
+    Greek,
+    /// Cyrillic (X11 10x20 to 5x8).
+    Cyrillic,
+}
+
+impl Script {
+    /// The script of most of `text`'s letters outside ASCII; Latin when it
+    /// has no Greek or Cyrillic letters.
+    pub fn of(text: &str) -> Script {
+        let (mut greek, mut cyrillic) = (0usize, 0usize);
+        for c in text.chars() {
+            match c {
+                '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => greek += 1,
+                '\u{0400}'..='\u{04FF}' => cyrillic += 1,
+                _ => {}
+            }
+        }
+        match (greek, cyrillic) {
+            (0, 0) => Script::Latin,
+            (g, c) if g > c => Script::Greek,
+            _ => Script::Cyrillic,
+        }
     }
 }
 
-fn text_style(i: usize) -> U8g2TextStyle<BinaryColor> {
-    match i {
-        0 => U8g2TextStyle::new(fonts::u8g2_font_helvR24_te, BinaryColor::On),
-        1 => U8g2TextStyle::new(fonts::u8g2_font_helvR18_te, BinaryColor::On),
-        2 => U8g2TextStyle::new(fonts::u8g2_font_helvR14_te, BinaryColor::On),
-        3 => U8g2TextStyle::new(fonts::u8g2_font_helvR12_te, BinaryColor::On),
-        4 => U8g2TextStyle::new(fonts::u8g2_font_helvR10_te, BinaryColor::On),
-        _ => U8g2TextStyle::new(fonts::u8g2_font_helvR08_te, BinaryColor::On),
+fn text_renderer(script: Script, i: usize) -> FontRenderer {
+    match (script, i) {
+        (Script::Latin, 0) => FontRenderer::new::<fonts::u8g2_font_helvR24_te>(),
+        (Script::Latin, 1) => FontRenderer::new::<fonts::u8g2_font_helvR18_te>(),
+        (Script::Latin, 2) => FontRenderer::new::<fonts::u8g2_font_helvR14_te>(),
+        (Script::Latin, 3) => FontRenderer::new::<fonts::u8g2_font_helvR12_te>(),
+        (Script::Latin, 4) => FontRenderer::new::<fonts::u8g2_font_helvR10_te>(),
+        (Script::Latin, _) => FontRenderer::new::<fonts::u8g2_font_helvR08_te>(),
+        (Script::Greek, 0 | 1) => FontRenderer::new::<fonts::u8g2_font_10x20_t_greek>(),
+        (Script::Greek, 2 | 3) => FontRenderer::new::<fonts::u8g2_font_unifont_t_greek>(),
+        (Script::Greek, _) => FontRenderer::new::<fonts::u8g2_font_cu12_t_greek>(),
+        (Script::Cyrillic, 0) => FontRenderer::new::<fonts::u8g2_font_10x20_t_cyrillic>(),
+        (Script::Cyrillic, 1) => FontRenderer::new::<fonts::u8g2_font_9x15_t_cyrillic>(),
+        (Script::Cyrillic, 2) => FontRenderer::new::<fonts::u8g2_font_8x13_t_cyrillic>(),
+        (Script::Cyrillic, 3) => FontRenderer::new::<fonts::u8g2_font_7x13_t_cyrillic>(),
+        (Script::Cyrillic, 4) => FontRenderer::new::<fonts::u8g2_font_6x12_t_cyrillic>(),
+        (Script::Cyrillic, _) => FontRenderer::new::<fonts::u8g2_font_5x8_t_cyrillic>(),
+    }
+}
+
+fn text_style(script: Script, i: usize) -> U8g2TextStyle<BinaryColor> {
+    let on = BinaryColor::On;
+    match (script, i) {
+        (Script::Latin, 0) => U8g2TextStyle::new(fonts::u8g2_font_helvR24_te, on),
+        (Script::Latin, 1) => U8g2TextStyle::new(fonts::u8g2_font_helvR18_te, on),
+        (Script::Latin, 2) => U8g2TextStyle::new(fonts::u8g2_font_helvR14_te, on),
+        (Script::Latin, 3) => U8g2TextStyle::new(fonts::u8g2_font_helvR12_te, on),
+        (Script::Latin, 4) => U8g2TextStyle::new(fonts::u8g2_font_helvR10_te, on),
+        (Script::Latin, _) => U8g2TextStyle::new(fonts::u8g2_font_helvR08_te, on),
+        (Script::Greek, 0 | 1) => U8g2TextStyle::new(fonts::u8g2_font_10x20_t_greek, on),
+        (Script::Greek, 2 | 3) => U8g2TextStyle::new(fonts::u8g2_font_unifont_t_greek, on),
+        (Script::Greek, _) => U8g2TextStyle::new(fonts::u8g2_font_cu12_t_greek, on),
+        (Script::Cyrillic, 0) => U8g2TextStyle::new(fonts::u8g2_font_10x20_t_cyrillic, on),
+        (Script::Cyrillic, 1) => U8g2TextStyle::new(fonts::u8g2_font_9x15_t_cyrillic, on),
+        (Script::Cyrillic, 2) => U8g2TextStyle::new(fonts::u8g2_font_8x13_t_cyrillic, on),
+        (Script::Cyrillic, 3) => U8g2TextStyle::new(fonts::u8g2_font_7x13_t_cyrillic, on),
+        (Script::Cyrillic, 4) => U8g2TextStyle::new(fonts::u8g2_font_6x12_t_cyrillic, on),
+        (Script::Cyrillic, _) => U8g2TextStyle::new(fonts::u8g2_font_5x8_t_cyrillic, on),
     }
 }
 
@@ -226,7 +288,7 @@ fn draw_clock(canvas: &mut Canvas, now: &DateTime<Tz>) {
     centred_line(
         canvas,
         &date,
-        (1..TEXT_SIZES).map(text_renderer),
+        (1..TEXT_SIZES).map(|i| text_renderer(Script::Latin, i)),
         w * 94 / 100,
         w as i32 / 2,
         date_baseline,
@@ -235,17 +297,17 @@ fn draw_clock(canvas: &mut Canvas, now: &DateTime<Tz>) {
     centred_line(
         canvas,
         &zone,
-        std::iter::once(text_renderer(TEXT_SIZES - 1)),
+        std::iter::once(text_renderer(Script::Latin, TEXT_SIZES - 1)),
         w,
         w as i32 / 2,
         h as i32 - 4,
     );
 }
 
-/// Replaces characters the font cannot draw with [`REPLACEMENT`]; drops
-/// carriage returns and turns tabs into spaces.
-pub(crate) fn printable(text: &str) -> String {
-    let probe = text_renderer(TEXT_SIZES - 1);
+/// Replaces characters the fonts of `script` cannot draw with
+/// [`REPLACEMENT`]; drops carriage returns and turns tabs into spaces.
+pub(crate) fn printable(text: &str, script: Script) -> String {
+    let probe = text_renderer(script, TEXT_SIZES - 1);
     text.chars()
         .filter(|&c| c != '\r')
         .map(|c| match c {
@@ -290,17 +352,18 @@ fn box_style() -> TextBoxStyle {
 
 /// The text as it will be drawn in `area`: the largest font in which it
 /// fits, or the smallest with the text cut and an ellipsis.
-pub(crate) fn fit_text(text: &str, area: Size) -> (usize, String) {
+pub(crate) fn fit_text(text: &str, area: Size, script: Script) -> (usize, String) {
     let style = box_style();
-    let fits =
-        |i: usize, t: &str| style.measure_text_height(&text_style(i), t, area.width) <= area.height;
+    let fits = |i: usize, t: &str| {
+        style.measure_text_height(&text_style(script, i), t, area.width) <= area.height
+    };
     for i in 0..TEXT_SIZES {
         if fits(i, text) {
             return (i, text.to_string());
         }
     }
     let smallest = TEXT_SIZES - 1;
-    let ellipsis = if text_renderer(smallest)
+    let ellipsis = if text_renderer(script, smallest)
         .get_rendered_dimensions('…', Point::zero(), VerticalPosition::Baseline)
         .is_ok()
     {
@@ -351,10 +414,12 @@ fn draw_message(canvas: &mut Canvas, text: &str, from: Option<&str>, at: &DateTi
         ),
     );
     // A panel too small for one line of the smallest font shows the footer only.
-    if area.size.height >= text_style(TEXT_SIZES - 1).line_height() && area.size.width >= 16 {
-        let (font_i, shown) = fit_text(&printable(text), area.size);
-        let _ =
-            TextBox::with_textbox_style(&shown, area, text_style(font_i), box_style()).draw(canvas);
+    let script = Script::of(text);
+    if area.size.height >= text_style(script, TEXT_SIZES - 1).line_height() && area.size.width >= 16
+    {
+        let (font_i, shown) = fit_text(&printable(text, script), area.size, script);
+        let _ = TextBox::with_textbox_style(&shown, area, text_style(script, font_i), box_style())
+            .draw(canvas);
     }
 
     // Footer: a rule, then "sender · HH:MM, Tue 24 Nov".
@@ -363,11 +428,16 @@ fn draw_message(canvas: &mut Canvas, text: &str, from: Option<&str>, at: &DateTi
         .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
         .draw(canvas);
     let when = at.format("%H:%M, %a %-d %b").to_string();
+    let script = from.map_or(Script::Latin, Script::of);
+    let small = text_renderer(script, if footer >= 18 { 4 } else { TEXT_SIZES - 1 });
+    // Not every script's font has the middle dot.
+    let dot = if has_glyph(&small, '·') { "·" } else { "-" };
     let label = match from {
-        Some(f) if !f.trim().is_empty() => format!("{} · {when}", printable(f.trim())),
+        Some(f) if !f.trim().is_empty() => {
+            format!("{} {dot} {when}", printable(f.trim(), script))
+        }
         _ => when,
     };
-    let small = text_renderer(if footer >= 18 { 4 } else { TEXT_SIZES - 1 });
     let _ = small.render_aligned(
         label.as_str(),
         Point::new(margin as i32, h as i32 - (footer as i32 / 2)),
@@ -419,9 +489,9 @@ mod tests {
     #[test]
     fn short_messages_get_a_big_font_and_long_ones_a_small_one() {
         let area = Size::new(256, 140);
-        assert_eq!(fit_text("Hi!", area).0, 0);
+        assert_eq!(fit_text("Hi!", area, Script::Latin).0, 0);
         let long = "word ".repeat(60);
-        let (i, shown) = fit_text(&long, area);
+        let (i, shown) = fit_text(&long, area, Script::Latin);
         assert!(i > 2, "font {i}");
         assert_eq!(shown, long);
     }
@@ -430,7 +500,7 @@ mod tests {
     fn over_long_text_is_cut_with_an_ellipsis() {
         let area = Size::new(256, 140);
         let text = "lorem ipsum dolor ".repeat(200);
-        let (i, shown) = fit_text(&text, area);
+        let (i, shown) = fit_text(&text, area, Script::Latin);
         assert_eq!(i, TEXT_SIZES - 1);
         assert!(shown.ends_with('…') || shown.ends_with("..."), "{shown}");
         assert!(shown.chars().count() < text.chars().count());
@@ -443,12 +513,40 @@ mod tests {
 
     #[test]
     fn unknown_characters_become_a_visible_replacement() {
-        assert_eq!(printable("a😀b\tc\r\nd\u{7}"), "a?b c\nd?");
-        assert_eq!(printable("Grüße, Łódź"), "Grüße, Łódź");
+        let latin = |t: &str| printable(t, Script::Latin);
+        assert_eq!(latin("a😀b\tc\r\nd\u{7}"), "a?b c\nd?");
+        assert_eq!(latin("Grüße, Łódź"), "Grüße, Łódź");
         assert_eq!(
-            printable("It\u{2019}s \u{201C}fine\u{201D} \u{2014} ok"),
+            latin("It\u{2019}s \u{201C}fine\u{201D} \u{2014} ok"),
             "It's \"fine\" - ok"
         );
+        assert_eq!(latin("Привет"), "??????", "Cyrillic is not Helvetica's");
+    }
+
+    #[test]
+    fn german_polish_greek_and_russian_are_drawn_not_replaced() {
+        for (text, script) in [
+            ("Bin um 8 zurück — die Suppe steht auf dem Herd. Grüße, Jürgen", Script::Latin),
+            ("Wracam o 8. Zupa stoi na kuchence. Pozdrawiam, Łukasz, Źdźbło", Script::Latin),
+            ("Επιστρέφω στις 8 — η σούπα είναι στην κουζίνα. Φιλιά, Γιώργος", Script::Greek),
+            ("Вернусь в 8 — суп на плите. Не забудь полить цветы! Юля, Ёж", Script::Cyrillic),
+        ] {
+            assert_eq!(Script::of(text), script, "{text}");
+            let shown = printable(text, script).replace('—', "-");
+            let want: String = text.chars().map(|c| if c == '—' { '-' } else { c }).collect();
+            assert_eq!(shown, want, "every letter has a glyph: {text}");
+            // Drawn: ink in the text area, as large as fits.
+            let f = render(
+                &Screen::Message {
+                    text: text.into(),
+                    from: Some("Юля".into()),
+                    at: at(),
+                },
+                264,
+                176,
+            );
+            assert!(ink(&f, 0, 0, 264, 100) > 500, "{text}");
+        }
     }
 
     #[test]
