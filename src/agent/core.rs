@@ -1155,7 +1155,10 @@ mod tests {
         assert_eq!(replies(&out)[0].1["ok"], false, "superseded: {out:?}");
         let out = core.step(Input::Part(Event::Board(Progress::Shown(3))), t0);
         let shown = replies(&out);
-        assert_eq!((shown[0].0.as_str(), &shown[0].1["ok"]), ("b", &json!(true)));
+        assert_eq!(
+            (shown[0].0.as_str(), &shown[0].1["ok"]),
+            ("b", &json!(true))
+        );
         assert!(shown[0].1["shown_at"].is_string());
         // Answered once more only: a repeated report changes nothing.
         assert!(replies(&core.step(Input::Part(Event::Board(Progress::Shown(3))), t0)).is_empty());
@@ -1172,7 +1175,9 @@ mod tests {
             _ => None,
         });
         assert_eq!(board.expect("the board's state")["mode"], "clock");
-        assert!(core.deadline(at).is_none_or(|(d, _)| d > at + Duration::from_secs(3600)));
+        assert!(core
+            .deadline(at)
+            .is_none_or(|(d, _)| d > at + Duration::from_secs(3600)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,6 +14,9 @@ use super::{BitFrame, Display, HardwareError};
 /// The byte written to `command` for a full update.
 pub(crate) const UPDATE: &[u8] = b"U";
 
+/// The byte written to `command` for a partial update.
+pub(crate) const PARTIAL: &[u8] = b"P";
+
 /// A panel driven through the EPD file interface.
 pub(crate) struct EpdFile {
     dir: PathBuf,
@@ -79,12 +82,9 @@ impl EpdFile {
     }
 }
 
-impl Display for EpdFile {
-    fn size(&self) -> (u32, u32) {
-        self.size
-    }
-
-    fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+impl EpdFile {
+    /// Writes the frame, then the update `command`.
+    fn update(&mut self, frame: &BitFrame, command: &[u8]) -> Result<(), HardwareError> {
         if (frame.width, frame.height) != self.size {
             return Err(err(
                 &self.dir,
@@ -103,7 +103,25 @@ impl Display for EpdFile {
             f.flush()
         };
         write("display", &pack(frame)).map_err(|e| err(&self.dir, format!("display: {e}")))?;
-        write("command", UPDATE).map_err(|e| err(&self.dir, format!("command: {e}")))
+        write("command", command).map_err(|e| err(&self.dir, format!("command: {e}")))
+    }
+}
+
+impl Display for EpdFile {
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        self.update(frame, UPDATE)
+    }
+
+    fn has_partial_refresh(&self) -> bool {
+        true
+    }
+
+    fn show_partial(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        self.update(frame, PARTIAL)
     }
 }
 

@@ -90,6 +90,15 @@ pub trait Display: Send {
     fn is_slow(&self) -> bool {
         true
     }
+    /// Whether it can refresh only what changed, faster and without the
+    /// full refresh's flashing (at the price of some ghosting).
+    fn has_partial_refresh(&self) -> bool {
+        false
+    }
+    /// Shows a whole frame with a partial refresh, where the panel has one.
+    fn show_partial(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        self.show(frame)
+    }
 }
 
 /// What one part needs of the pins, as every backend takes it.

@@ -201,6 +201,8 @@ pub(crate) struct SimDisplay {
     size: (u32, u32),
     /// Every frame shown.
     pub frames: Recording<BitFrame>,
+    /// How each was refreshed: `true` full, `false` partial.
+    pub full: Recording<bool>,
 }
 
 impl SimDisplay {
@@ -209,15 +211,13 @@ impl SimDisplay {
         SimDisplay {
             size: (width, height),
             frames: Recording::new(),
+            full: Recording::new(),
         }
     }
 }
 
-impl Display for SimDisplay {
-    fn size(&self) -> (u32, u32) {
-        self.size
-    }
-    fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+impl SimDisplay {
+    fn draw(&mut self, frame: &BitFrame, full: bool) -> Result<(), HardwareError> {
         if (frame.width, frame.height) != self.size
             || frame.pixels.len() != (frame.width * frame.height) as usize
         {
@@ -227,10 +227,27 @@ impl Display for SimDisplay {
             )));
         }
         self.frames.record(frame.clone());
+        self.full.record(full);
         Ok(())
+    }
+}
+
+impl Display for SimDisplay {
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+    fn show(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        self.draw(frame, true)
     }
     fn is_slow(&self) -> bool {
         false
+    }
+    /// It stands in for a panel that has one.
+    fn has_partial_refresh(&self) -> bool {
+        true
+    }
+    fn show_partial(&mut self, frame: &BitFrame) -> Result<(), HardwareError> {
+        self.draw(frame, false)
     }
 }
 

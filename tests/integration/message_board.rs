@@ -380,9 +380,10 @@ fn unpack_epd(bytes: &[u8], w: u32, h: u32) -> BitFrame {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_epd_driver_files_get_the_frame_in_the_drivers_order() {
-    for (panel, w, h) in [
-        ("EPD 2.7 264x176 COG 2 FILM 231", 264u32, 176u32),
-        ("EPD 1.44 128x96 COG 2 FILM 231", 128, 96),
+    // The message is the second update: partial, unless every one is full.
+    for (panel, w, h, every, command) in [
+        ("EPD 2.7 264x176 COG 2 FILM 231", 264u32, 176u32, 10, b"P"),
+        ("EPD 1.44 128x96 COG 2 FILM 231", 128, 96, 1, b"U"),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         epd_folder(dir.path(), panel, (w * h / 8) as usize);
@@ -392,7 +393,10 @@ async fn the_epd_driver_files_get_the_frame_in_the_drivers_order() {
             &device,
             v4,
             v5,
-            &format!("backend = \"epd\"\nepd_path = \"{}\"", dir.path().display()),
+            &format!(
+                "backend = \"epd\"\nepd_path = \"{}\"\nfull_refresh_every = {every}",
+                dir.path().display()
+            ),
         );
         let _agent = Agent::start(&cfg);
         assert!(wait_port(v5, Duration::from_secs(5)), "{panel}: agent up");
@@ -430,7 +434,7 @@ async fn the_epd_driver_files_get_the_frame_in_the_drivers_order() {
         );
         assert_eq!(
             std::fs::read(dir.path().join("command")).expect("command"),
-            b"U",
+            command,
             "{panel}: update command"
         );
     }

@@ -58,6 +58,10 @@ pub struct DisplayConfig {
     pub refresh_ms: u64,
     /// Longest message accepted, in characters.
     pub max_message_chars: usize,
+    /// On a panel with partial refresh (the `epd` backend, `sim`), every
+    /// this many updates one is a full refresh (against ghosting), the
+    /// others partial; 1: every one full.
+    pub full_refresh_every: u32,
     /// Waveshare panel: reset line (BCM).
     pub rst_pin: u32,
     /// Waveshare panel: data/command line (BCM).
@@ -78,6 +82,7 @@ impl Default for DisplayConfig {
             epd_path: PathBuf::from("/dev/epd"),
             refresh_ms: 0,
             max_message_chars: 1000,
+            full_refresh_every: 10,
             rst_pin: 17,
             dc_pin: 25,
             busy_pin: 24,
@@ -121,6 +126,13 @@ impl Section for DisplayConfig {
                 "display.max_message_chars",
                 d.max_message_chars,
                 "1 to 10000 characters",
+            ));
+        }
+        if !(1..=1000).contains(&d.full_refresh_every) {
+            return Err(ConfigError::new(
+                "display.full_refresh_every",
+                d.full_refresh_every,
+                "1 (every update a full refresh) to 1000 updates",
             ));
         }
         if d.backend == DisplayBackend::Waveshare && !cfg!(feature = "waveshare") {

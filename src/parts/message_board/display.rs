@@ -48,6 +48,14 @@ pub(crate) struct Refresh {
     pub blocking: bool,
     /// Extra time a refresh takes (simulated panels).
     pub simulated: Duration,
+    /// On a panel with partial refresh, one full refresh every this many
+    /// (`display.full_refresh_every`); the others partial.
+    pub full_every: u32,
+}
+
+/// Whether update number `n` (from 0) is a full refresh.
+fn full_refresh(n: u64, refresh: &Refresh, partial: bool) -> bool {
+    !partial || n % u64::from(refresh.full_every.max(1)) == 0
 }
 
 /// Where the worker reports: failed refreshes, and the frames drawn, as
@@ -105,6 +113,15 @@ async fn images(mut frames: watch::Receiver<Option<BitFrame>>, drawn: mpsc::Send
     }
 }
 
+/// Shows `frame` with a full refresh or a partial one.
+fn update(display: &mut dyn Display, frame: &BitFrame, full: bool) -> Result<(), HardwareError> {
+    if full {
+        display.show(frame)
+    } else {
+        display.show_partial(frame)
+    }
+}
+
 async fn run(
     mut display: Box<dyn Display>,
     refresh: Refresh,
@@ -113,16 +130,20 @@ async fn run(
     frames: watch::Sender<Option<BitFrame>>,
 ) {
     let (w, h) = display.size();
+    let partial = display.has_partial_refresh();
+    let mut updates: u64 = 0;
     while rx.changed().await.is_ok() {
         let Some((id, screen)) = rx.borrow_and_update().clone() else {
             continue;
         };
         // The part may be gone (shutdown): the panel is drawn all the same.
         let _ = progress.send(Progress::Taken(id)).await;
+        let full = full_refresh(updates, &refresh, partial);
+        updates += 1;
         let result = if refresh.blocking {
             let joined = tokio::task::spawn_blocking(move || {
                 let frame = render(&screen, w, h);
-                let r = display.show(&frame).map(|()| frame);
+                let r = update(display.as_mut(), &frame, full).map(|()| frame);
                 (display, r)
             })
             .await;
@@ -145,7 +166,7 @@ async fn run(
             }
         } else {
             let frame = render(&screen, w, h);
-            display.show(&frame).map(|()| frame)
+            update(display.as_mut(), &frame, full).map(|()| frame)
         };
         let failed = match result {
             Ok(frame) => {
@@ -194,6 +215,7 @@ mod tests {
         let refresh = Refresh {
             blocking: false,
             simulated: Duration::from_secs(3),
+            full_every: 1,
         };
         let (drawn, _drawn) = mpsc::channel(4);
         let (progress, _progress) = mpsc::channel(64);
@@ -221,6 +243,31 @@ mod tests {
         );
         assert_eq!(seen[0].1, render(&msg(1), 264, 176));
         assert_eq!(seen[1].1, render(&msg(10), 264, 176), "the newest is drawn");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panel_with_partial_refresh_gets_a_full_one_every_n_updates() {
+        let d = SimDisplay::new(264, 176);
+        let full = d.full.clone();
+        let refresh = Refresh {
+            blocking: false,
+            simulated: Duration::from_millis(10),
+            full_every: 3,
+        };
+        let reports = Reports {
+            errors: mpsc::channel(4).0,
+            drawn: mpsc::channel(4).0,
+            progress: mpsc::channel(64).0,
+        };
+        let (handle, _task) = spawn(Box::new(d), refresh, reports);
+        for i in 1..=7 {
+            handle.show(u64::from(i), msg(i));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            full.values(),
+            [true, false, false, true, false, false, true]
+        );
     }
 
     /// A panel whose `show` holds its thread until the test releases it.
@@ -259,6 +306,7 @@ mod tests {
             Refresh {
                 blocking: true,
                 simulated: Duration::ZERO,
+                full_every: 1,
             },
             Reports {
                 errors: etx,
@@ -289,6 +337,7 @@ mod tests {
         let refresh = Refresh {
             blocking: false,
             simulated: Duration::ZERO,
+            full_every: 1,
         };
         let (handle, _task) = spawn(
             Box::new(d),

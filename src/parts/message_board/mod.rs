@@ -268,6 +268,7 @@ fn refresh_of(display: &DisplayConfig, panel: &dyn Display) -> Refresh {
         } else {
             Duration::ZERO
         },
+        full_every: display.full_refresh_every,
     }
 }
 

@@ -53,8 +53,7 @@ pub fn samples() -> Vec<(&'static str, Screen)> {
         out.push((
             "message-ru",
             Screen::Message {
-                text: "Вернусь к восьми — суп на плите. Не забудь полить цветы на балконе!"
-                    .into(),
+                text: "Вернусь к восьми — суп на плите. Не забудь полить цветы на балконе!".into(),
                 from: Some("Юля".into()),
                 at: msg,
             },
@@ -526,14 +525,29 @@ mod tests {
     #[test]
     fn german_polish_greek_and_russian_are_drawn_not_replaced() {
         for (text, script) in [
-            ("Bin um 8 zurück — die Suppe steht auf dem Herd. Grüße, Jürgen", Script::Latin),
-            ("Wracam o 8. Zupa stoi na kuchence. Pozdrawiam, Łukasz, Źdźbło", Script::Latin),
-            ("Επιστρέφω στις 8 — η σούπα είναι στην κουζίνα. Φιλιά, Γιώργος", Script::Greek),
-            ("Вернусь в 8 — суп на плите. Не забудь полить цветы! Юля, Ёж", Script::Cyrillic),
+            (
+                "Bin um 8 zurück — die Suppe steht auf dem Herd. Grüße, Jürgen",
+                Script::Latin,
+            ),
+            (
+                "Wracam o 8. Zupa stoi na kuchence. Pozdrawiam, Łukasz, Źdźbło",
+                Script::Latin,
+            ),
+            (
+                "Επιστρέφω στις 8 — η σούπα είναι στην κουζίνα. Φιλιά, Γιώργος",
+                Script::Greek,
+            ),
+            (
+                "Вернусь в 8 — суп на плите. Не забудь полить цветы! Юля, Ёж",
+                Script::Cyrillic,
+            ),
         ] {
             assert_eq!(Script::of(text), script, "{text}");
             let shown = printable(text, script).replace('—', "-");
-            let want: String = text.chars().map(|c| if c == '—' { '-' } else { c }).collect();
+            let want: String = text
+                .chars()
+                .map(|c| if c == '—' { '-' } else { c })
+                .collect();
             assert_eq!(shown, want, "every letter has a glyph: {text}");
             // Drawn: ink in the text area, as large as fits.
             let f = render(
