@@ -1181,6 +1181,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_fade_takes_every_step_though_its_timers_fire_late() {
+        let (mut core, _w, sim) = core("");
+        core.announce();
+        let t0 = Instant::now();
+        core.step(
+            Input::Message(message(
+                "edge/t/led/left/set",
+                r#"{"state": "ON", "brightness": 255, "transition": 1}"#,
+            )),
+            t0,
+        );
+        // Each timer taken 3 ms after it was due, as a busy loop would.
+        let (mut steps, mut now) = (0, t0);
+        while let Some((at, timer)) = core.deadline(now) {
+            if at > t0 + Duration::from_secs(2) || steps > 200 {
+                break;
+            }
+            now = at + Duration::from_millis(3);
+            tokio::time::sleep_until(now).await;
+            core.step(Input::Timer(timer), now);
+            steps += 1;
+        }
+        // The writer writes what it is given, at most every 10 ms.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left = sim.pwm("led/left").unwrap();
+        assert_eq!(steps, 50, "one timer per 20 ms step");
+        assert!(left.total() > 40, "{} writes", left.total());
+        assert_eq!(left.last(), Some(1.0));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_retained_command_runs_once_a_run_and_an_empty_one_clears_quietly() {
         let (mut core, _w, _sim) = core("");
         let retained = |payload: &str| {

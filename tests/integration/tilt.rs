@@ -239,3 +239,28 @@ async fn losing_the_broker_while_tilting_turns_the_leds_off() {
     );
     agent.stop().await;
 }
+
+/// Home Assistant's `transition`: the LED fades on 20 ms steps to its new
+/// brightness, over MQTT, through the agent's timers and the PWM writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_fades_the_led_in_steps() {
+    let agent = start("fade", "");
+    let base = "edge/fade";
+    let mut c = Client::connect(agent.port, "fade-c").await;
+    c.subscribe(&format!("{base}/status")).await;
+    c.expect(Duration::from_secs(5), |m| m.text() == "online")
+        .await
+        .expect("online");
+    let left = agent.sim.pwm("led/left").expect("left LED").clone();
+    let before = left.entries().len();
+    c.publish(
+        &format!("{base}/led/left/set"),
+        r#"{"state": "ON", "brightness": 255, "transition": 1}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let duties: Vec<f64> = left.values().into_iter().skip(before).collect();
+    assert!(duties.len() >= 20, "steps written: {duties:?}");
+    assert!(duties.windows(2).all(|w| w[0] < w[1]), "rising: {duties:?}");
+    assert_eq!(duties.last().copied(), Some(1.0), "{duties:?}");
+}

@@ -205,6 +205,9 @@ pub struct LedGroup {
     publish_pending: bool,
     /// Each LED's fade or flash under way.
     moving: Vec<Option<Moving>>,
+    /// When each one's next step is due: fixed when it is set, so that a
+    /// timer that fires late still finds its step due.
+    due: Vec<Option<Instant>>,
 }
 
 impl LedGroup {
@@ -219,6 +222,7 @@ impl LedGroup {
             states: vec![LedState::default(); names.len()],
             duties: vec![0.0; names.len()],
             moving: vec![None; names.len()],
+            due: vec![None; names.len()],
             names,
             writer: PwmWriter::spawn(channels, timing.write_interval, errors),
             timing,
@@ -253,6 +257,7 @@ impl LedGroup {
 
     fn show(&mut self, duties: Vec<f64>) {
         self.moving.iter_mut().for_each(|m| *m = None);
+        self.due.iter_mut().for_each(|d| *d = None);
         for (i, d) in duties.iter().enumerate() {
             self.states[i] = self.states[i].at_duty(*d);
         }
@@ -282,6 +287,11 @@ impl LedGroup {
         true
     }
 
+    /// The step after `now` of LED `i`'s motion, if it still moves.
+    fn plan(&mut self, i: usize, now: Instant) {
+        self.due[i] = self.moving[i].map(|m| m.next(now));
+    }
+
     /// LED `i` at its duty at `now`, its fade or flash taken into account;
     /// one that has ended is done.
     fn move_to(&mut self, i: usize, now: Instant) {
@@ -294,6 +304,7 @@ impl LedGroup {
         if self.moving[i].is_some_and(|m| now >= m.span().1) {
             self.moving[i] = None;
         }
+        self.plan(i, now);
     }
 
     /// Every moving LED at its duty at `now`.
@@ -350,12 +361,11 @@ impl LedGroup {
         });
         let timeout = self.tilt_until.map(|t| (t, LedTimer::TiltTimeout));
         let motion = self
-            .moving
+            .due
             .iter()
             .flatten()
-            .map(|m| m.next(now))
             .min()
-            .map(|at| (at, LedTimer::Motion));
+            .map(|at| (*at, LedTimer::Motion));
         [timeout, publish, motion]
             .into_iter()
             .flatten()
