@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use common::*;
 
-/// The command number an answer carries as its correlation data.
+/// The command number an answer carries as its correlation data; only the
+/// first answer of each (the board answers a second time when its panel
+/// has shown the message, or a newer one superseded it).
 fn answered(m: &Msg, reply: &str) -> Option<u32> {
-    (m.topic == reply)
+    (m.topic == reply && m.payload.as_ref() == br#"{"ok":true}"#)
         .then(|| {
             std::str::from_utf8(m.correlation.as_ref()?)
                 .ok()?

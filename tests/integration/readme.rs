@@ -129,7 +129,7 @@ fn readme_lines_work_exactly_as_printed() {
         r#"edge/raspberrypi/led/left {"brightness":255,"state":"OFF"}"#,
         r#"edge/raspberrypi/matrix {"effect":null,"frame":"01010/01010/00000/10001/01110","state":"ON"}"#,
         r#"edge/raspberrypi/button/event {"at":"#,
-        r#"edge/raspberrypi/display {"clock":"OFF","from":null,"mode":"message","#,
+        r#"edge/raspberrypi/display {"clock":"OFF","expires_at":null,"from":null,"mode":"message","#,
     ] {
         assert!(
             seen.lines().any(|l| l.starts_with(want)),
