@@ -287,6 +287,12 @@ fn send(
     if wait_shown {
         return shown(&root, &got, within);
     }
+    // A board answers a message twice (taken, then shown): its first counts.
+    let mut boards = std::collections::HashSet::new();
+    let got: Vec<_> = got
+        .into_iter()
+        .filter(|a| a.from.as_ref().is_none_or(|b| boards.insert(b.clone())))
+        .collect();
     let mut refused = 0;
     for answer in &got {
         let board = match (&answer.from, group) {
