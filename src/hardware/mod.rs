@@ -51,6 +51,15 @@ pub trait DigitalOutputs: Send {
 pub trait PwmChannel: Send {
     /// Sets the duty cycle, from 0.0 (off) to 1.0 (fully on).
     fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError>;
+
+    /// Sets the frequency (a passive buzzer's pitch) and the duty cycle
+    /// together; the frequency stays for later duties. A channel that has
+    /// no frequency of its own (a plain output) cannot.
+    fn set_frequency(&mut self, hz: f64, _duty: f64) -> Result<(), HardwareError> {
+        Err(HardwareError::Invalid(format!(
+            "this output cannot change its frequency (asked for {hz} Hz)"
+        )))
+    }
 }
 
 /// A change of level on an input.

@@ -35,6 +35,10 @@ impl PwmChannel for HardPwm {
     fn set_duty(&mut self, duty: f64) -> Result<(), HardwareError> {
         self.0.set_duty_cycle(duty).map_err(|e| err("PWM", e))
     }
+
+    fn set_frequency(&mut self, hz: f64, duty: f64) -> Result<(), HardwareError> {
+        self.0.set_frequency(hz, duty).map_err(|e| err("PWM", e))
+    }
 }
 
 /// Software PWM on any output pin.
@@ -53,6 +57,16 @@ impl PwmChannel for SoftPwm {
             self.pin.set_pwm_frequency(self.frequency, duty)
         };
         r.map_err(|e| err("software PWM", e))
+    }
+
+    /// A new period for the running PWM thread (rppal reconfigures it
+    /// without stopping it); fully off or on stops it, as `set_duty` does.
+    fn set_frequency(&mut self, hz: f64, duty: f64) -> Result<(), HardwareError> {
+        if !(hz.is_finite() && hz > 0.0) {
+            return Err(HardwareError::Invalid(format!("a frequency of {hz} Hz")));
+        }
+        self.frequency = hz;
+        self.set_duty(duty)
     }
 }
 

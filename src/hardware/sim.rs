@@ -122,11 +122,34 @@ impl DigitalOutputs for SimOutputs {
     }
 }
 
-/// A simulated PWM channel.
-#[derive(Default)]
+/// A simulated PWM channel: a PWM pin, or a tone output (a passive
+/// buzzer's, whose pitch can change) or a plain one (an active buzzer's).
 pub(crate) struct SimPwm {
     /// Every duty cycle written.
     pub writes: Recording<f64>,
+    /// Every frequency set (a passive buzzer's pitches); `None` for a plain
+    /// output, which has no frequency to set.
+    pub pitches: Option<Recording<f64>>,
+}
+
+impl Default for SimPwm {
+    /// A PWM channel whose frequency can be set.
+    fn default() -> Self {
+        SimPwm {
+            writes: Recording::new(),
+            pitches: Some(Recording::new()),
+        }
+    }
+}
+
+impl SimPwm {
+    /// A plain output driven as a 0/1 duty (an active buzzer): no frequency.
+    pub(crate) fn plain() -> Self {
+        SimPwm {
+            writes: Recording::new(),
+            pitches: None,
+        }
+    }
 }
 
 impl PwmChannel for SimPwm {
@@ -137,6 +160,21 @@ impl PwmChannel for SimPwm {
             )));
         }
         self.writes.record(duty);
+        Ok(())
+    }
+
+    fn set_frequency(&mut self, hz: f64, duty: f64) -> Result<(), HardwareError> {
+        let Some(pitches) = &self.pitches else {
+            return Err(HardwareError::Invalid(format!(
+                "a plain output cannot change its frequency (asked for {hz} Hz)"
+            )));
+        };
+        if !(hz.is_finite() && hz > 0.0) {
+            return Err(HardwareError::Invalid(format!("a frequency of {hz} Hz")));
+        }
+        let pitches = pitches.clone();
+        self.set_duty(duty)?;
+        pitches.record(hz);
         Ok(())
     }
 }
@@ -257,6 +295,9 @@ impl Display for SimDisplay {
 pub struct SimHandles {
     /// Duty writes of each PWM channel and tone output.
     pub pwm: Vec<(String, Recording<f64>)>,
+    /// Frequencies set on each PWM channel and tone output that has one
+    /// (a passive buzzer's pitches, at the time each was set).
+    pub pitches: Vec<(String, Recording<f64>)>,
     /// Sets written to each group of outputs.
     pub outputs: Vec<(String, Recording<Vec<bool>>)>,
     /// What presses each input.
@@ -274,6 +315,11 @@ impl SimHandles {
     /// Duty writes of the wire `name` (`led/left`, `buzzer`).
     pub fn pwm(&self, name: &str) -> Option<&Recording<f64>> {
         named(&self.pwm, name)
+    }
+
+    /// Frequencies set on the wire `name` (`buzzer`), if it has one.
+    pub fn pitches(&self, name: &str) -> Option<&Recording<f64>> {
+        named(&self.pitches, name)
     }
 
     /// Sets written to the wire `name` (`matrix`).
@@ -295,8 +341,14 @@ pub fn build(wiring: &Wiring) -> Hardware {
         let name = wire.name.clone();
         let pin = match &wire.need {
             Need::Pwm { .. } | Need::Tone { .. } => {
-                let pwm = SimPwm::default();
+                let pwm = match wire.need {
+                    Need::Tone { hz, .. } if hz <= 0.0 => SimPwm::plain(),
+                    _ => SimPwm::default(),
+                };
                 handles.pwm.push((name.clone(), pwm.writes.clone()));
+                if let Some(p) = &pwm.pitches {
+                    handles.pitches.push((name.clone(), p.clone()));
+                }
                 Pin::Pwm(Box::new(pwm))
             }
             Need::Outputs { lines, .. } => {
@@ -333,6 +385,48 @@ mod tests {
         assert_eq!(pwm.writes.values(), vec![0.5, 1.0]);
         assert!(pwm.set_duty(1.5).is_err());
         assert_eq!(pwm.writes.total(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_pitches_with_their_time_and_a_plain_output_has_none() {
+        let mut pwm = SimPwm::default();
+        let pitches = pwm.pitches.clone().unwrap();
+        let start = Instant::now();
+        pwm.set_frequency(440.0, 0.5).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pwm.set_frequency(880.0, 0.5).unwrap();
+        let at: Vec<(Duration, f64)> = pitches
+            .entries()
+            .iter()
+            .map(|(t, hz)| (*t - start, *hz))
+            .collect();
+        assert_eq!(
+            at,
+            vec![(Duration::ZERO, 440.0), (Duration::from_millis(100), 880.0)]
+        );
+        assert_eq!(pwm.writes.values(), vec![0.5, 0.5]);
+        assert!(pwm.set_frequency(0.0, 0.5).is_err());
+        assert!(pwm.set_frequency(440.0, 2.0).is_err());
+        assert_eq!(pitches.total(), 2, "nothing recorded for a refused write");
+        let mut plain = SimPwm::plain();
+        let e = plain.set_frequency(440.0, 1.0).unwrap_err();
+        assert!(e.to_string().contains("cannot change its frequency"), "{e}");
+        assert!(plain.writes.values().is_empty());
+        // The wiring: a tone buzzer has pitches, an active one does not.
+        let wire = |hz| Wiring {
+            chip: "c".into(),
+            wires: vec![super::super::Wire::new(
+                "buzzer",
+                "buzzer.pin",
+                Need::Tone { pin: 1, hz },
+            )],
+        };
+        assert!(build(&wire(2000.0))
+            .sim
+            .unwrap()
+            .pitches("buzzer")
+            .is_some());
+        assert!(build(&wire(0.0)).sim.unwrap().pitches("buzzer").is_none());
     }
 
     #[test]
