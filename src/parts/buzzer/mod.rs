@@ -1,8 +1,10 @@
-//! The buzzer: on, off, and beeps of a given length.
+//! The buzzer: on, off, and beeps of a given length; tunes in RTTTL.
 
 pub(crate) mod command;
 pub(crate) mod config;
 mod device;
+pub mod rtttl;
+pub mod tune;
 
 pub use device::*;
 
