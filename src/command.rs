@@ -609,6 +609,25 @@ mod tests {
         assert!(siren(r#"{"state": "ON", "duration": 2}"#)
             .unwrap_err()
             .contains("\"duration\" is 2 s; a beep lasts from 1 to 1000 ms"));
+        // A shipped tune by its name or as Home Assistant's tone, an RTTTL,
+        // a pattern of beeps.
+        let tone = |p: &str| match b(p) {
+            Ok(Command::Buzzer(BuzzerSet::Play(play))) => play.tone,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(tone("chime").as_deref(), Some("chime"));
+        assert_eq!(
+            tone(r#"{"state": "ON", "tone": "alarm"}"#).as_deref(),
+            Some("alarm")
+        );
+        assert_eq!(tone(r#"{"rtttl": "t:d=8,o=5,b=120:c,e,g"}"#), None);
+        assert_eq!(
+            tone(r#"{"beep_ms": 100, "count": 3, "pause_ms": 100, "tone_hz": 2000}"#),
+            None
+        );
+        assert!(siren(r#"{"rtttl": "t:o=2:c"}"#)
+            .unwrap_err()
+            .contains("the default octave o=2; an octave is 3 to 8"));
     }
 
     #[test]

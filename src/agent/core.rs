@@ -884,7 +884,7 @@ mod tests {
             out,
             vec![Output::Retain {
                 topic: "edge/t/buzzer".into(),
-                payload: Bytes::from_static(b"OFF")
+                payload: Bytes::from_static(br#"{"state":"OFF"}"#)
             }]
         );
         assert_eq!(sim.pwm("buzzer").unwrap().last(), Some(0.0));

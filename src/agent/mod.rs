@@ -35,6 +35,9 @@ pub enum AgentError {
     /// The built-in pattern library is broken (a build problem).
     #[error("patterns: {0}")]
     Patterns(String),
+    /// The shipped tunes are broken (a build problem).
+    #[error("tunes: {0}")]
+    Tunes(String),
     /// The agent's own loop panicked; the outputs were made safe after it.
     #[error("the agent loop panicked, outputs made safe: {0}")]
     Panicked(String),

@@ -533,7 +533,7 @@ mod tests {
         assert!(matches!(cmd, Command::Buzzer(_)));
         assert_eq!(
             parts.execute(cmd, &now).unwrap(),
-            vec![Out::state("buzzer", "ON")]
+            vec![Out::state("buzzer", r#"{"state":"ON"}"#)]
         );
         // Online: the button's event goes out, and the board, which the
         // press restarts, shows its clock again.
@@ -587,7 +587,10 @@ mod tests {
         assert_eq!(cmd, Command::Identify);
         // The buzzer beeps (its state); the matrix and the LEDs flash.
         let out = parser.parts.execute(cmd, &now).unwrap();
-        assert_eq!(out, vec![Out::state("buzzer", "ON")]);
+        assert_eq!(
+            out,
+            vec![Out::state("buzzer", r#"{"state":"ON","duration":0.2}"#)]
+        );
         let leds = parser.parts.list.iter().find_map(|p| match p {
             Part::Leds(l) => Some(l),
             _ => None,

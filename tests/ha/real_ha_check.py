@@ -453,6 +453,25 @@ def state_value(p):
     return key
 
 
+def siren_state(p):
+    """What HA's MQTT siren reads as the state of a payload: its
+    `state_value_template`'s key, the payload itself when it is state_on or
+    state_off, or the `state` of a JSON object (mqtt/siren.py)."""
+    m = re.fullmatch(r"\{\{\s*value_json\.(\w+)\s*\}\}", (p.get("state_value_template") or "").strip())
+    on, off = p.get("state_on", p.get("payload_on", "ON")), p.get("state_off", p.get("payload_off", "OFF"))
+
+    def state(s):
+        if m is None and s in (on, off):
+            return s
+        try:
+            v = json.loads(s)
+        except ValueError:
+            return None
+        return v.get(m.group(1) if m else "state") if isinstance(v, dict) else None
+
+    return state
+
+
 def split_discovery(topic, payload):
     """(component, config) of each entity in one discovery message: a
     single-component config, or a device config (`<prefix>/device/<id>/config`
@@ -793,14 +812,22 @@ class Case:
                             lambda st: st.get("state") == hs)
 
     async def drive_siren(self, ha, watcher, e, p):
-        await self.drive_switch(ha, watcher, e, p, domain="siren")
+        """The agent's state is the siren's JSON, `{"state": "ON", "tone":
+        ..., "duration": s}`, which HA reads as it is: the state, and the
+        tone and duration as attributes (a key HA does not know would be a
+        warning in its log)."""
+        topic = p.get("state_topic")
+        on, off = p.get("state_on", p.get("payload_on", "ON")), p.get("state_off", p.get("payload_off", "OFF"))
+        value = siren_state(p)
+        for svc, payload, hs in (("turn_on", on, "on"), ("turn_off", off, "off")):
+            await ha.service("siren", svc, entity_id=e)
+            await self.both(ha, watcher, f"{e} {svc}", topic, lambda s: value(s) == payload, e,
+                            lambda st: st.get("state") == hs)
         if p.get("support_duration", True):
-            on, off = p.get("state_on", "ON"), p.get("state_off", "OFF")
-            value = state_value(p)
             await ha.service("siren", "turn_on", entity_id=e, duration=1)
-            await self.both(ha, watcher, f"{e} turn_on for 1 s", p.get("state_topic"), lambda s: value(s) == on, e,
+            await self.both(ha, watcher, f"{e} turn_on for 1 s", topic, lambda s: value(s) == on, e,
                             lambda st: st.get("state") == "on")
-            await self.both(ha, watcher, f"{e} off by itself after 1 s", p.get("state_topic"),
+            await self.both(ha, watcher, f"{e} off by itself after 1 s", topic,
                             lambda s: value(s) == off, e, lambda st: st.get("state") == "off", timeout=5)
 
     async def drive_notify(self, ha, watcher, e, p):

@@ -242,7 +242,8 @@ async fn a_button_on_one_agent_plays_a_pattern_and_beeps_on_another() {
             effect = m.json()["effect"].as_str().map(String::from);
         }
         if m.topic == "edge/agent-b/buzzer" {
-            buzzer.push((tokio::time::Instant::now(), m.text()));
+            let state = m.json()["state"].as_str().unwrap_or_default().to_string();
+            buzzer.push((tokio::time::Instant::now(), state));
         }
     }
     assert_eq!(

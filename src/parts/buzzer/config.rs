@@ -14,6 +14,9 @@ use crate::parts::{Entity, Section};
 /// another part gives up (rppal refuses 28: see `config::gpio::MAX_BCM_LINE`).
 pub const DEFAULT_BUZZER_PIN: u32 = 28;
 
+/// The largest `buzzer.max_tune_s`: an hour.
+pub(crate) const MAX_TUNE_S: u64 = 3600;
+
 /// The buzzer: a digital output (active buzzer) or a PWM tone (passive piezo).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,8 +27,11 @@ pub struct BuzzerConfig {
     pub pin: u32,
     /// `0`: a digital output (active buzzer); otherwise a PWM tone of this frequency.
     pub tone_hz: f64,
-    /// Longest `beep_ms` accepted.
+    /// Longest `beep_ms` (and `pause_ms`) accepted.
     pub max_beep_ms: u64,
+    /// Longest tune accepted, in seconds: an RTTTL, a pattern of beeps, a
+    /// shipped tune, or one repeated for Home Assistant's `duration`.
+    pub max_tune_s: u64,
 }
 
 impl Default for BuzzerConfig {
@@ -35,6 +41,7 @@ impl Default for BuzzerConfig {
             pin: DEFAULT_BUZZER_PIN,
             tone_hz: 0.0,
             max_beep_ms: 10_000,
+            max_tune_s: 300,
         }
     }
 }
@@ -75,6 +82,13 @@ impl Section for BuzzerConfig {
                 "buzzer.max_beep_ms",
                 b.max_beep_ms,
                 "1 to 600000 ms",
+            ));
+        }
+        if !(1..=MAX_TUNE_S).contains(&b.max_tune_s) {
+            return Err(ConfigError::new(
+                "buzzer.max_tune_s",
+                b.max_tune_s,
+                "1 to 3600 s",
             ));
         }
         lines.push(gpio.rppal_output(

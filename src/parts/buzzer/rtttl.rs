@@ -341,9 +341,24 @@ pub struct Tunes {
 }
 
 impl Tunes {
+    /// No tunes.
+    pub(crate) const fn empty() -> Tunes {
+        Tunes { tunes: Vec::new() }
+    }
+
     /// The shipped tunes (`tunes/tunes.rtttl`).
     pub fn builtin() -> Result<Tunes, RtttlError> {
         Self::from_text(TUNES_RTTTL)
+    }
+
+    /// The shipped tunes, parsed once per process: the buzzer and
+    /// discovery's list of tones share them.
+    pub(crate) fn shared() -> Result<&'static Tunes, RtttlError> {
+        static SHARED: std::sync::OnceLock<Result<Tunes, RtttlError>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(Tunes::builtin)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Tunes from text: one RTTTL a line, named in lower case (a to z, 0
