@@ -829,6 +829,23 @@ class Case:
                             lambda st: st.get("state") == "on")
             await self.both(ha, watcher, f"{e} off by itself after 1 s", topic,
                             lambda s: value(s) == off, e, lambda st: st.get("state") == "off", timeout=5)
+        tones = p.get("available_tones") or []
+        if tones:
+            tone = "doorbell" if "doorbell" in tones else tones[0]
+            js = lambda s: json.loads(s) if s.startswith("{") else {}
+            await ha.service("siren", "turn_on", entity_id=e, tone=tone)
+            await self.both(ha, watcher, f"{e} turn_on with tone {tone}", topic,
+                            lambda s: value(s) == on and js(s).get("tone") == tone, e,
+                            lambda st: st.get("state") == "on" and st["attributes"].get("tone") == tone)
+            await self.both(ha, watcher, f"{e} off by itself after the {tone} tune", topic,
+                            lambda s: value(s) == off, e, lambda st: st.get("state") == "off", timeout=10)
+            await ha.service("siren", "turn_on", entity_id=e, tone=tone, duration=3)
+            await self.both(ha, watcher, f"{e} turn_on with tone {tone} for 3 s", topic,
+                            lambda s: value(s) == on and js(s).get("duration") == 3, e,
+                            lambda st: st.get("state") == "on" and st["attributes"].get("duration") == 3)
+            await ha.service("siren", "turn_off", entity_id=e)
+            await self.both(ha, watcher, f"{e} turn_off ends the tune", topic, lambda s: value(s) == off, e,
+                            lambda st: st.get("state") == "off")
 
     async def drive_notify(self, ha, watcher, e, p):
         text = f"notified by HA {int(time.time()) % 10000}"

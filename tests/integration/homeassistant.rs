@@ -140,6 +140,16 @@ async fn discovery_configs_are_retained_unique_and_announced_again() {
             "release"
         ])
     );
+    // The siren offers the shipped tunes as its tones.
+    let siren: serde_json::Value = serde_json::from_str(&got[expected[7]].1).expect("siren config");
+    let tones = siren["available_tones"].as_array().expect("tones");
+    for tune in ["beep", "chime", "doorbell", "alarm", "scale"] {
+        assert!(
+            tones.contains(&serde_json::json!(tune)),
+            "{tune} in {tones:?}"
+        );
+    }
+    assert_eq!(siren["support_duration"], true);
 
     // Home Assistant restarts: configs and states come again.
     ha.subscribe(&format!("{base}/led/left")).await;

@@ -111,8 +111,10 @@ impl Buzzer {
 }
 
 /// The buzzer's Home Assistant entities: a siren (on, off, on for a
-/// duration), and the removal of the switch earlier versions announced.
+/// duration, the shipped tunes as its tones), and the removal of the switch
+/// earlier versions announced.
 pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
+    let tones = Tunes::shared().map(Tunes::names).unwrap_or_default();
     let siren = Entity {
         component: "siren",
         object: "buzzer".into(),
@@ -125,6 +127,7 @@ pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
             "payload_off": "OFF",
             "state_on": "ON",
             "state_off": "OFF",
+            "available_tones": tones,
             "support_duration": true,
             "support_volume_set": false,
             "icon": "mdi:bullhorn",
@@ -304,5 +307,15 @@ mod tests {
             b.react(&Event::Identify, &at(t0)).is_empty(),
             "the chime plays on"
         );
+    }
+
+    #[test]
+    fn the_siren_offers_the_shipped_tunes_as_tones() {
+        let e = entities(true);
+        let tones = &e[0].fields["available_tones"];
+        let names = Tunes::shared().unwrap().names();
+        assert_eq!(tones, &serde_json::json!(names));
+        assert!(names.contains(&"doorbell"));
+        assert_eq!(e[0].fields["support_duration"], true);
     }
 }
