@@ -9,6 +9,7 @@ mod scenarios;
 mod at_least_once;
 mod broker_faults;
 mod button;
+mod buzzer;
 mod config_errors;
 mod doctor;
 mod embedded_broker;

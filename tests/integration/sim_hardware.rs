@@ -104,6 +104,13 @@ async fn commands_reach_the_hardware_and_shutdown_turns_everything_off() {
         vec![0.0, 0.5, 0.0],
         "a 50 % tone while on, silent at shutdown"
     );
+    assert_eq!(
+        sim.pitches("buzzer")
+            .expect("a tone buzzer's pitches")
+            .values(),
+        vec![2000.0],
+        "at buzzer.tone_hz"
+    );
     c.expect(Duration::from_secs(2), |m| {
         m.topic == format!("{base}/status") && m.text() == "offline"
     })
