@@ -424,6 +424,17 @@ fn a_broker_connection_limit_out_of_range() {
     }
 }
 
+#[test]
+fn a_buzzer_tune_limit_out_of_range() {
+    for n in ["0", "3601"] {
+        assert_one_clear_line(
+            &format!("[buzzer]\nenabled = true\nmax_tune_s = {n}\n"),
+            &[],
+            &["buzzer.max_tune_s", n, "1 to 3600 s"],
+        );
+    }
+}
+
 /// Opens an MQTT 3.1.1 connection to 127.0.0.1:PORT; true if the broker
 /// accepted it (CONNACK, return code 0) within 3 s.
 fn mqtt_connect(port: u16, client_id: &str) -> (bool, std::net::TcpStream) {
