@@ -248,17 +248,13 @@ fn send(
     timeout: f64,
 ) -> ExitCode {
     use crate::mqtt::transport::{request, Answers, TransportOptions};
-    let fail = |msg: String| {
-        eprintln!("edge-agent: {msg}");
-        ExitCode::from(EXIT_FAILURE)
-    };
     let within = match seconds(timeout) {
         Ok(w) => w,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let root = match target.root(settings) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let from = from
         .or_else(|| std::env::var("USER").ok())
@@ -268,7 +264,7 @@ fn send(
     let options = TransportOptions::from_settings(settings, Vec::new());
     let runtime = match tool_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let group = matches!(target, Target::Group(_));
     let answers = if group {
@@ -281,7 +277,7 @@ fn send(
         Answers::One
     };
     let got = match runtime.block_on(request(&options, &topic, payload.into(), within, answers)) {
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return failed(e.to_string()),
         Ok(got) => got,
     };
     if wait_shown {
@@ -328,12 +324,8 @@ fn shown(root: &str, got: &[crate::mqtt::transport::Answer], within: Duration) -
     let json = |a: &crate::mqtt::transport::Answer| -> serde_json::Value {
         serde_json::from_slice(&a.payload).unwrap_or_default()
     };
-    let fail = |msg: String| {
-        eprintln!("edge-agent: {msg}");
-        ExitCode::from(EXIT_FAILURE)
-    };
     let Some(last) = got.last().map(json) else {
-        return fail(format!("no answer from {root}"));
+        return failed(format!("no answer from {root}"));
     };
     match (got.len(), last["ok"] == true) {
         (2, true) => {
@@ -341,11 +333,11 @@ fn shown(root: &str, got: &[crate::mqtt::transport::Answer], within: Duration) -
             println!("shown on {root} at {at}");
             ExitCode::SUCCESS
         }
-        (_, false) => fail(format!(
+        (_, false) => failed(format!(
             "{root}: {}",
             last["error"].as_str().unwrap_or("it gave no reason")
         )),
-        _ => fail(format!(
+        _ => failed(format!(
             "{root} took the message, but did not say within {} s that its panel had shown it",
             within.as_secs_f32()
         )),
@@ -354,6 +346,12 @@ fn shown(root: &str, got: &[crate::mqtt::transport::Answer], within: Duration) -
 
 /// How long `send --group` waits for one more board after the last answer.
 const GROUP_QUIET: Duration = Duration::from_secs(1);
+
+/// One line on stderr, and the exit code of a failure.
+fn failed(msg: String) -> ExitCode {
+    eprintln!("edge-agent: {msg}");
+    ExitCode::from(EXIT_FAILURE)
+}
 
 /// A `--timeout` in seconds, or why not.
 fn seconds(timeout: f64) -> Result<Duration, String> {
@@ -375,17 +373,13 @@ fn tool_runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn doctor(settings: &Settings, timeout: f64) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("edge-agent: {msg}");
-        ExitCode::from(EXIT_FAILURE)
-    };
     let within = match seconds(timeout) {
         Ok(w) => w,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let runtime = match tool_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     println!(
         "doctor: device {}, base topic {}",
@@ -407,13 +401,9 @@ fn fleet(
     prefix: Option<String>,
     timeout: f64,
 ) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("edge-agent: {msg}");
-        ExitCode::from(EXIT_FAILURE)
-    };
     let within = match seconds(timeout) {
         Ok(w) => w,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let prefix = prefix.unwrap_or_else(|| {
         settings
@@ -422,19 +412,19 @@ fn fleet(
             .map_or(String::new(), |(p, _)| p.to_string())
     });
     if prefix.contains(['+', '#']) || prefix.ends_with('/') {
-        return fail(format!(
+        return failed(format!(
             "--prefix {prefix:?}: a topic without wildcards, not ending with '/', e.g. edge"
         ));
     }
     let runtime = match tool_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(e),
+        Err(e) => return failed(e),
     };
     let options = crate::mqtt::transport::TransportOptions::from_settings(settings, Vec::new());
     runtime.block_on(async {
         let mut seen = match crate::fleet::collect(&options, &prefix, within).await {
             Ok(c) => c,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return failed(e.to_string()),
         };
         if json {
             print_out(&format!("{}\n", seen.fleet.to_json()));
@@ -470,7 +460,7 @@ fn fleet(
                     print_out(&format!("{line}\n"));
                 }
                 Ok(_) => {}
-                Err(e) => return fail(format!("lost the broker: {e}")),
+                Err(e) => return failed(format!("lost the broker: {e}")),
             }
         }
     })
