@@ -241,11 +241,21 @@ pub async fn group_topics(broker: &Broker, prefix: &str) {
         c.subscribe(&format!("edge/{d}/#")).await;
     }
     c.subscribe(&format!("reply/{prefix}")).await;
-    for d in [&a, &b] {
-        let status = format!("edge/{d}/status");
-        c.expect(Duration::from_secs(10), |m| is(m, &status, "online"))
+    // Both online, in whichever order they come: `expect` drops what it is
+    // not waiting for, so waiting for one board, then the other, lost the
+    // second's status when it came first (two agents starting under qemu).
+    let mut offline: Vec<String> = [&a, &b]
+        .iter()
+        .map(|d| format!("edge/{d}/status"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !offline.is_empty() {
+        let within = deadline.saturating_duration_since(Instant::now());
+        let m = c
+            .expect(within, |m| offline.iter().any(|s| is(m, s, "online")))
             .await
-            .unwrap_or_else(|| panic!("{d} online"));
+            .unwrap_or_else(|| panic!("not online within 10 s: {offline:?}"));
+        offline.retain(|s| *s != m.topic);
     }
     // One command to the group: each board's matrix, once each.
     c.request(
