@@ -178,13 +178,9 @@ fn is(p: &Packet, topic: &str, payload: &[u8], retained: Option<bool>) -> bool {
 
 /// Something only this run of the doctor writes.
 fn nonce(what: &str) -> Bytes {
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
     Bytes::from(format!(
-        "edge-agent doctor {what} {}-{at}",
-        std::process::id()
+        "edge-agent doctor {what} {}",
+        crate::mqtt::transport::nonce()
     ))
 }
 

@@ -471,21 +471,24 @@ pub(crate) enum RequestError {
 /// connected with a clean session that it leaves none of behind, under a
 /// client id of its own made from the agent's and `role`. `anonymous`
 /// leaves the configured credentials out.
-pub(crate) async fn one_off(
-    options: &TransportOptions,
-    role: &str,
-    anonymous: bool,
-    within: Duration,
-) -> Result<(AsyncClient, EventLoop), RequestError> {
-    let nonce = std::time::SystemTime::now()
+/// Something no other run or client makes: the process id and the time.
+pub(crate) fn nonce() -> String {
+    let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let client_id = format!(
-        "{}-{role}-{}-{nonce}",
-        options.client_id,
-        std::process::id()
-    );
+    format!("{}-{at}", std::process::id())
+}
+
+/// The options of a short-lived client in `role` (a clean session it
+/// leaves none of behind, a client id of its own), and the nonce in its id.
+fn one_off_options(
+    options: &TransportOptions,
+    role: &str,
+    anonymous: bool,
+) -> Result<(MqttOptions, String), TransportError> {
+    let nonce = nonce();
+    let client_id = format!("{}-{role}-{nonce}", options.client_id);
     let mut mqtt = if anonymous {
         let options = TransportOptions {
             credentials: None,
@@ -496,6 +499,16 @@ pub(crate) async fn one_off(
         mqtt_options(options, &client_id)?
     };
     mqtt.set_clean_start(true).set_session_expiry_interval(None);
+    Ok((mqtt, nonce))
+}
+
+pub(crate) async fn one_off(
+    options: &TransportOptions,
+    role: &str,
+    anonymous: bool,
+    within: Duration,
+) -> Result<(AsyncClient, EventLoop), RequestError> {
+    let (mqtt, _) = one_off_options(options, role, anonymous)?;
     let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
     let broker = format!("{}:{}", options.host, options.port);
     let connect = async {
@@ -550,19 +563,8 @@ pub(crate) async fn request(
     within: Duration,
     answers: Answers,
 ) -> Result<Vec<Answer>, RequestError> {
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    );
-    let client_id = format!("{}-send-{nonce}", options.client_id);
-    let reply_topic = format!("edge-agent/reply/{client_id}");
-    // A one-off client leaves no session behind.
-    let mut mqtt = mqtt_options(options, &client_id)?;
-    mqtt.set_clean_start(true).set_session_expiry_interval(None);
+    let (mqtt, nonce) = one_off_options(options, "send", false)?;
+    let reply_topic = format!("edge-agent/reply/{}", mqtt.client_id());
     let (client, mut eventloop) = AsyncClient::new(mqtt, 16);
     let correlation = Bytes::from(nonce.into_bytes());
     let broker = format!("{}:{}", options.host, options.port);
