@@ -222,11 +222,7 @@ fn group_root(groups: &[String], name: &str) -> Result<String, String> {
     {
         return Ok(g.clone());
     }
-    let plain = !name.is_empty()
-        && !name.contains(['+', '#', '\0'])
-        && !name.starts_with(['/', '$'])
-        && !name.ends_with('/');
-    if name.contains('/') && plain {
+    if name.contains('/') && crate::mqtt::topic::plain_topic(name) {
         return Ok(name.to_string());
     }
     let configured = if groups.is_empty() {

@@ -24,7 +24,7 @@ pub use self::gpio::{Backend, HardwareConfig};
 use self::gpio::{GpioPlan, UsedLine};
 pub use self::secret::Secret;
 use crate::mqtt::broker::{connect_host, EmbeddedBroker};
-use crate::mqtt::topic::{covers, disjoint, matches, valid_filter, Topics, Verb};
+use crate::mqtt::topic::{covers, disjoint, matches, plain_topic, valid_filter, Topics, Verb};
 pub use crate::parts::button::config::ButtonConfig;
 pub use crate::parts::buzzer::config::{BuzzerConfig, DEFAULT_BUZZER_PIN};
 pub use crate::parts::health::config::DiagConfig;
@@ -55,16 +55,6 @@ pub(crate) const RAW_ENV_KEYS: [&str; 8] = [
 
 /// The most entries of `mqtt.group_topics`.
 pub(crate) const MAX_GROUP_TOPICS: usize = 16;
-
-/// Whether `t` can be a root of topics: no wildcards, not a `$` topic, no
-/// empty level at either end.
-fn plain_topic(t: &str) -> bool {
-    !(t.is_empty()
-        || t.contains(['+', '#', '\0'])
-        || t.starts_with('/')
-        || t.ends_with('/')
-        || t.starts_with('$'))
-}
 
 /// The shortest `mqtt.keep_alive_s` the MQTT client accepts.
 pub(crate) const MIN_KEEP_ALIVE_S: u64 = 5;

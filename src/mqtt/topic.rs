@@ -351,6 +351,16 @@ fn named_level<'t>(path: &str, topic: &'t str) -> Option<&'t str> {
     topic.split('/').nth(at)
 }
 
+/// Whether `t` can be a root of topics (a base or group topic): no
+/// wildcards, not a `$` topic, no empty level at either end.
+pub(crate) fn plain_topic(t: &str) -> bool {
+    !(t.is_empty()
+        || t.contains(['+', '#', '\0'])
+        || t.starts_with('/')
+        || t.ends_with('/')
+        || t.starts_with('$'))
+}
+
 /// Whether `filter` is a valid MQTT topic filter.
 pub(crate) fn valid_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.contains('\0') || filter.len() > 65535 {
