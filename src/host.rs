@@ -38,32 +38,42 @@ impl Host {
         self.text("proc/device-tree/serial-number")
     }
 
-    /// The MAC address of the interface that reaches `to` (by the most
-    /// specific IPv4 route; the default route for a broker known by name),
-    /// unless that is the loopback.
-    pub(crate) fn mac_towards(&self, to: Option<Ipv4Addr>) -> Option<String> {
-        let iface = self.iface_towards(to)?;
-        let mac = self.text(&format!("sys/class/net/{iface}/address"))?;
-        (mac != "00:00:00:00:00:00").then_some(mac)
-    }
-
-    /// The interface that reaches `to` (as [`Host::mac_towards`] finds it),
-    /// unless that is the loopback.
-    pub(crate) fn iface_towards(&self, to: Option<Ipv4Addr>) -> Option<String> {
+    /// The interface that reaches `to` (by the most specific IPv4 route;
+    /// the default route for a broker known by name), unless that is the
+    /// loopback, with this host's IPv4 address and MAC address on it. The
+    /// route table is read once.
+    pub(crate) fn towards(&self, to: Option<Ipv4Addr>) -> Towards {
+        let none = Towards::default();
         if to.is_some_and(|ip| ip.is_loopback()) {
-            return None;
+            return none;
         }
-        let routes = self.text("proc/net/route")?;
-        route_for(&routes, to.unwrap_or(Ipv4Addr::UNSPECIFIED))
+        let Some(routes) = self.text("proc/net/route") else {
+            return none;
+        };
+        let Some(iface) = route_for(&routes, to.unwrap_or(Ipv4Addr::UNSPECIFIED)) else {
+            return none;
+        };
+        let mac = self
+            .text(&format!("sys/class/net/{iface}/address"))
+            .filter(|m| m != "00:00:00:00:00:00");
+        let ip = self.ip_on(&routes, &iface);
+        Towards {
+            iface: Some(iface),
+            ip,
+            mac,
+        }
     }
 
-    /// This host's IPv4 address on the interface that reaches `to`: the
-    /// local address (from `/proc/net/fib_trie`) inside one of the networks
-    /// that interface is directly on.
-    pub(crate) fn ip_towards(&self, to: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let iface = self.iface_towards(to)?;
-        let routes = self.text("proc/net/route")?;
-        let nets = connected(&routes, &iface);
+    /// The MAC address of the interface that reaches `to` ([`Host::towards`]).
+    pub(crate) fn mac_towards(&self, to: Option<Ipv4Addr>) -> Option<String> {
+        self.towards(to).mac
+    }
+
+    /// This host's IPv4 address on `iface`: the local address (from
+    /// `/proc/net/fib_trie`) inside one of the networks that interface is
+    /// directly on (by the `routes` text).
+    fn ip_on(&self, routes: &str, iface: &str) -> Option<Ipv4Addr> {
+        let nets = connected(routes, iface);
         let trie = self.text("proc/net/fib_trie")?;
         local_addresses(&trie).into_iter().find(|ip| {
             let ip = u32::from(*ip);
@@ -161,6 +171,18 @@ fn addr(hex: &str) -> Option<Ipv4Addr> {
     u32::from_str_radix(hex, 16)
         .ok()
         .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
+}
+
+/// The interface toward a broker and this host's addresses on it; what
+/// the host lacks is `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Towards {
+    /// The interface (`wlan0`).
+    pub iface: Option<String>,
+    /// This host's IPv4 address on it.
+    pub ip: Option<Ipv4Addr>,
+    /// Its MAC address.
+    pub mac: Option<String>,
 }
 
 /// The firmware's throttling flags, as `vcgencmd get_throttled` reports them.
@@ -362,7 +384,7 @@ mod tests {
     fn the_ip_is_the_one_on_the_interface_towards_the_broker() {
         let dir = tree(&[("proc/net/route", ROUTES), ("proc/net/fib_trie", TRIE)]);
         let host = Host::new(dir.path());
-        let ip = |to: Option<[u8; 4]>| host.ip_towards(to.map(Ipv4Addr::from));
+        let ip = |to: Option<[u8; 4]>| host.towards(to.map(Ipv4Addr::from)).ip;
         assert_eq!(
             ip(Some([192, 168, 1, 20])),
             Some(Ipv4Addr::new(192, 168, 1, 23))
@@ -375,7 +397,7 @@ mod tests {
         );
         assert_eq!(ip(Some([127, 0, 0, 1])), None, "the embedded broker");
         let no_trie = tree(&[("proc/net/route", ROUTES)]);
-        assert_eq!(Host::new(no_trie.path()).ip_towards(None), None);
+        assert_eq!(Host::new(no_trie.path()).towards(None).ip, None);
         // A made-up tree has no Wi-Fi network to name, and the loopback is none.
         assert_eq!(host.ssid("wlan0"), None);
         assert_eq!(Host::new("/").ssid("lo"), None);

@@ -55,6 +55,7 @@ impl Health {
         let flag = |f: fn(crate::host::Throttled) -> bool| t.map(f);
         let (available, total) = h.memory_kb().unzip();
         let wifi = h.wireless();
+        let towards = h.towards(self.broker);
         let s = &now.stats;
         json!({
             "at": rfc3339(&now.wall.with_timezone(&now.time_zone)),
@@ -72,9 +73,9 @@ impl Health {
             "wifi_interface": wifi.as_ref().map(|w| w.iface.clone()),
             "wifi_signal_dbm": wifi.as_ref().map(|w| w.signal_dbm),
             "wifi_ssid": wifi.as_ref().and_then(|w| h.ssid(&w.iface)),
-            "interface": h.iface_towards(self.broker),
-            "ip": h.ip_towards(self.broker).map(|ip| ip.to_string()),
-            "mac": h.mac_towards(self.broker),
+            "interface": towards.iface,
+            "ip": towards.ip.map(|ip| ip.to_string()),
+            "mac": towards.mac,
             "uptime_s": h.uptime_s().map(|u| u.floor()),
             "agent_uptime_s": now.at.saturating_duration_since(self.started).as_secs(),
             "commands_applied": s.applied,
