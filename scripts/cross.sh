@@ -6,11 +6,18 @@
 # root with apt-get (Debian's Rust, the standard library's source, qemu),
 # and zig with cargo-zigbuild from PyPI into a virtualenv under target/.
 #
-# Usage: scripts/cross.sh TARGET [--build-only | -- TEST-FILTER...]
+# Usage: scripts/cross.sh TARGET [--setup | --build-only | --build-tests | --run-tests] [-- TEST-FILTER...]
 #   arm-unknown-linux-musleabihf    Pi Zero/1 (ARMv6), and every Pi on a 32-bit OS
 #   armv7-unknown-linux-musleabihf  Pi 2/3/4/5 on a 32-bit OS (ARMv7)
 #   aarch64-unknown-linux-musl      Pi 3/4/5 on a 64-bit OS
 #   x86_64-unknown-linux-musl       a PC (its tests run natively, no qemu)
+# With no option: the binary, the tests built, the tests run.
+#   --setup        what the script installs, and nothing else
+#   --build-only   the binary only
+#   --build-tests  the binary and the test binaries (the doc tests run), not
+#                  the suite; --run-tests then runs it without cargo, so
+#                  that it can run while cargo builds another target (.ci/run)
+# What follows `--` narrows the test run, as after `cargo test --`.
 #
 # How: Debian's rustc-web has no std for these targets, so it is built from
 # rust-web-src (-Zbuild-std; RUSTC_BOOTSTRAP=1 lets the stable compiler take
@@ -19,11 +26,19 @@
 # `-C link-self-contained=no` (the sysroot built here has no crt1.o).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${1:?usage: scripts/cross.sh TARGET [--build-only | -- TEST-FILTER...]}
-mode=${2:-test}
-# What follows `--` narrows the test run, as after `cargo test --`.
+usage="usage: scripts/cross.sh TARGET [--setup | --build-only | --build-tests | --run-tests] [-- TEST-FILTER...]"
+target=${1:?$usage}
+shift
+mode=all
 filter=()
-[ "$mode" = "--" ] && filter=("${@:3}")
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --setup | --build-only | --build-tests | --run-tests) mode=${1#--} ;;
+    --) shift; filter=("$@"); break ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+  shift
+done
 case "$target" in
   # qemu emulates the oldest CPU of the boards the target is for.
   arm-unknown-linux-musleabihf) qemu="qemu-arm -cpu arm1176" ;;
@@ -58,30 +73,68 @@ fi
 # std source), cargo-zigbuild in front.
 export PATH="$venv/bin:/usr/bin:$PATH"
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
-export RUSTFLAGS="-C link-self-contained=no"
 export CARGO_TARGET_DIR=target/static
+export RUSTFLAGS="-C link-self-contained=no"
+export RUSTDOCFLAGS="-C link-self-contained=no"
 # std with unwinding: the release profile keeps panic = "unwind" (the agent
 # catches panics). `test` is listed for the build too, so that the build and
 # `cargo test` use one std and share every compiled dependency.
 build_std=(-Zbuild-std=std,panic_unwind,test)
 upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
 [ -n "$qemu" ] && export "CARGO_TARGET_${upper}_RUNNER=$qemu"
-echo "== $(rustc --version), $(cargo --version), zig $("$venv/bin/python" -m ziglang version), $(cargo-zigbuild --version) -> $target (qemu: ${qemu:-none})"
-
-start=$(date +%s)
-cargo-zigbuild zigbuild --release --locked "${build_std[@]}" --target "$target"
-mkdir -p dist
-cp "target/static/$target/release/edge-agent" "dist/edge-agent-$target"
-echo "dist/edge-agent-$target: $(stat -c %s "dist/edge-agent-$target") bytes, $(file -b "dist/edge-agent-$target")"
-$qemu "dist/edge-agent-$target" --version
-echo "== release build: $(( $(date +%s) - start )) s"
-[ "$mode" = "--build-only" ] && exit 0
-
 # The integration tests start the agent binary: through qemu too, so the
 # agent under test is the ARM one. The tests are built with the release
-# profile, which reuses the build above (and runs faster under emulation);
-# the native `cargo test` covers debug assertions.
+# profile, which reuses the build (and runs faster under emulation); the
+# native `cargo test` covers debug assertions.
 export EDGE_AGENT_TEST_WRAPPER="$qemu"
+# The test binaries of the last --build-tests: source, then executable.
+suite=target/static/$target/release/suite-tests
+echo "== $(rustc --version), $(cargo --version), zig $("$venv/bin/python" -m ziglang version), $(cargo-zigbuild --version) -> $target (qemu: ${qemu:-none})"
+[ "$mode" = setup ] && exit 0
+
+if [ "$mode" != run-tests ]; then
+  start=$(date +%s)
+  cargo-zigbuild zigbuild --release --locked "${build_std[@]}" --target "$target"
+  mkdir -p dist
+  cp "target/static/$target/release/edge-agent" "dist/edge-agent-$target"
+  echo "dist/edge-agent-$target: $(stat -c %s "dist/edge-agent-$target") bytes, $(file -b "dist/edge-agent-$target")"
+  $qemu "dist/edge-agent-$target" --version
+  echo "== release build: $(( $(date +%s) - start )) s"
+fi
+[ "$mode" = build-only ] && exit 0
+
+if [ "$mode" != run-tests ]; then
+  start=$(date +%s)
+  cargo-zigbuild test --release --locked --no-run "${build_std[@]}" --target "$target" \
+    --message-format=json-render-diagnostics > "$suite.json"
+  /usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["profile"]["test"] and m.get("executable"):
+        print(m["target"]["src_path"] + "\t" + m["executable"])
+' "$suite.json" > "$suite"
+  rm "$suite.json"
+  echo "== test binaries built: $(( $(date +%s) - start )) s"
+  # There are none yet; when there are, they run here, through qemu too.
+  cargo-zigbuild test --release --locked --doc "${build_std[@]}" --target "$target" -- "${filter[@]}"
+fi
+[ "$mode" = build-tests ] && exit 0
+
+# Each test binary as `cargo test --no-fail-fast` runs it (from the
+# package's folder, through the runner), without cargo: no lock on
+# target/static, so that a build of another target may go on meanwhile.
+[ -s "$suite" ] || { echo "cross.sh: no test binaries in $suite: run scripts/cross.sh $target --build-tests" >&2; exit 1; }
 start=$(date +%s)
-cargo-zigbuild test --release --locked --no-fail-fast "${build_std[@]}" --target "$target" -- "${filter[@]}"
+failed=()
+mapfile -t tests < "$suite"
+for t in "${tests[@]}"; do
+  src=${t%%$'\t'*} exe=${t#*$'\t'}
+  echo "     Running ${src#"$PWD/"} (${exe#"$PWD/"})"
+  $qemu "$exe" "${filter[@]}" || failed+=("${src#"$PWD/"}")
+done
 echo "== tests under ${qemu:-no qemu}: $(( $(date +%s) - start )) s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "cross.sh: $target: tests failed in ${failed[*]}" >&2
+  exit 101
+fi
