@@ -10,8 +10,14 @@
 //! (tests, benchmarks), until that process exits.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::v5::V5;
+use rumqttd::protocol::Protocol;
 
 use crate::config::error::one_line;
 use crate::config::secret::Secret;
@@ -119,6 +125,19 @@ pub(crate) fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Confi
     config.console = None;
     config.prometheus = None;
     config.ws = None;
+    // Nor does it start the rest of what rumqttd's `Broker::start` would.
+    for (section, given) in [
+        ("[bridge]", config.bridge.is_some()),
+        ("[metrics]", config.metrics.is_some()),
+        ("[cluster]", config.cluster.is_some()),
+    ] {
+        if given {
+            return Err(BrokerError::BadConfig(format!(
+                "{section} is not supported: the embedded broker runs its router and its \
+                 [v4.1] and [v5.1] servers only"
+            )));
+        }
+    }
     Ok(config)
 }
 
@@ -126,15 +145,18 @@ pub(crate) fn rumqttd_config(settings: &EmbeddedBroker) -> Result<rumqttd::Confi
 pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
     let config = rumqttd_config(settings)?;
     check_free(settings)?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
-            let mut broker = rumqttd::Broker::new(config);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "embedded broker stopped");
-            }
+            let why = run_servers(config, move || {
+                let _ = ready_tx.send(());
+            });
+            tracing::error!(error = %why, "embedded broker stopped");
         })
         .map_err(BrokerError::Thread)?;
+    // Ready once the listeners exist and have Nagle's algorithm off.
+    let _ = ready_rx.recv_timeout(READY_WITHIN);
     for addr in [settings.listen, settings.listen_v5] {
         wait_listening(addr)?;
     }
@@ -142,6 +164,116 @@ pub fn start(settings: &EmbeddedBroker) -> Result<BrokerHandle, BrokerError> {
         listen: settings.listen,
         listen_v5: settings.listen_v5,
     })
+}
+
+/// How long the broker's listeners may take to come up.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+
+/// Runs rumqttd's router and the servers of `config` (its [v4.1] and [v5.1]
+/// listeners), calls `ready` once their listeners exist, and returns why
+/// the first server that ended did. rumqttd's own `Broker::start` would also
+/// build in its metrics exporter and web console, which the agent never
+/// starts.
+fn run_servers(config: rumqttd::Config, ready: impl FnOnce()) -> String {
+    let router = rumqttd::Router::new(config.id, config.router.clone()).spawn();
+    let (ended_tx, ended) = std::sync::mpsc::channel::<String>();
+    let mut listens = Vec::new();
+    let v4 = config.v4.into_iter().flat_map(HashMap::into_values);
+    let v5 = config.v5.into_iter().flat_map(HashMap::into_values);
+    for (settings, v5) in v4.map(|s| (s, false)).chain(v5.map(|s| (s, true))) {
+        listens.push(settings.listen);
+        let name = settings.name.clone();
+        let ended_tx = ended_tx.clone();
+        let router = router.clone();
+        let thread = std::thread::Builder::new().name(name.clone());
+        let spawned = thread.spawn({
+            let name = name.clone();
+            move || {
+                let why = if v5 {
+                    serve_on(rumqttd::Server::new(settings, router, V5))
+                } else {
+                    serve_on(rumqttd::Server::new(settings, router, V4))
+                };
+                let _ = ended_tx.send(format!("server {name}: {why}"));
+            }
+        });
+        if let Err(e) = spawned {
+            return format!("cannot start server {name}: {e}");
+        }
+    }
+    drop(ended_tx);
+    for addr in listens.iter().copied() {
+        if let Err(e) = nagle_off_when_listening(addr, READY_WITHIN) {
+            eprintln!("edge-agent: broker: Nagle's algorithm stays on for {addr}: {e}");
+        }
+    }
+    ready();
+    ended
+        .recv()
+        .unwrap_or_else(|_| "every server ended".to_string())
+}
+
+/// Runs one rumqttd server on a runtime of this thread, and returns why it ended.
+fn serve_on<P: Protocol + Clone + Send + 'static>(mut server: rumqttd::Server<P>) -> String {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return format!("no runtime: {e}"),
+    };
+    match runtime.block_on(server.start(rumqttd::LinkType::Remote)) {
+        Ok(()) => "stopped".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Turns Nagle's algorithm off on this process's listening socket bound to
+/// `addr`, once it exists (within `within`). Linux gives each connection it
+/// accepts the same setting, so the broker sends a small packet at once
+/// instead of holding it until the client has acknowledged the previous
+/// one, which a client's TCP may delay by up to 40 ms. rumqttd binds its
+/// listeners itself and has no setting for it.
+fn nagle_off_when_listening(addr: SocketAddr, within: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(listener) = find_listener(addr)? {
+            return listener.set_tcp_nodelay(true);
+        }
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no listening socket",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// This process's listening socket bound to `addr`, as an owned duplicate.
+fn find_listener(addr: SocketAddr) -> std::io::Result<Option<socket2::Socket>> {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: `fd` was open when listed; if another thread closed it
+        // meanwhile, the calls fail with EBADF and it is skipped. The
+        // duplicate below is checked before it is used.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(owned) = borrowed.try_clone_to_owned() else {
+            continue;
+        };
+        let socket = socket2::Socket::from(owned);
+        let listening = socket.is_listener().unwrap_or(false);
+        if listening && socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr) {
+            return Ok(Some(socket));
+        }
+    }
+    Ok(None)
 }
 
 fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
@@ -205,13 +337,19 @@ pub(crate) fn start_isolated(settings: &EmbeddedBroker) -> Result<BrokerHandle, 
     check_free(settings)?;
     let needed = files_needed(config.router.max_connections);
     let agent = std::process::id();
+    // The first broker process says on it when its listeners are ready.
+    let (ready_rx, ready_tx) = UnixStream::pair().map_err(BrokerError::Thread)?;
     // SAFETY: the caller has one thread; the child only calls into the
     // supervisor below, which never returns.
     match unsafe { libc::fork() } {
         -1 => return Err(BrokerError::Thread(std::io::Error::last_os_error())),
-        0 => supervise(config, agent, needed),
-        _ => {}
+        0 => {
+            drop(ready_rx);
+            supervise(config, agent, needed, ready_tx)
+        }
+        _ => drop(ready_tx),
     }
+    wait_ready(ready_rx);
     for addr in [settings.listen, settings.listen_v5] {
         wait_listening(addr)?;
     }
@@ -219,6 +357,14 @@ pub(crate) fn start_isolated(settings: &EmbeddedBroker) -> Result<BrokerHandle, 
         listen: settings.listen,
         listen_v5: settings.listen_v5,
     })
+}
+
+/// Waits (at most [`READY_WITHIN`]) for the broker process's word that its
+/// listeners are ready, or for the end of every process that could say it.
+fn wait_ready(mut ready: UnixStream) {
+    if ready.set_read_timeout(Some(READY_WITHIN)).is_ok() {
+        let _ = ready.read(&mut [0u8]);
+    }
 }
 
 /// Refuses listen addresses that are taken, in the agent's own words
@@ -252,7 +398,7 @@ fn follow_parent(parent: u32) {
 
 /// The supervisor: starts the broker process, and again whenever it ends,
 /// with a growing pause between quick failures.
-fn supervise(config: rumqttd::Config, agent: u32, needed: u64) -> ! {
+fn supervise(config: rumqttd::Config, agent: u32, needed: u64, ready: UnixStream) -> ! {
     follow_parent(agent);
     // Stop signals are for the agent: the broker stays until the agent has
     // said `offline` through it, and ends with it.
@@ -263,6 +409,8 @@ fn supervise(config: rumqttd::Config, agent: u32, needed: u64) -> ! {
         }
     }
     let me = std::process::id();
+    // Only the first broker process has someone waiting for it.
+    let mut ready = Some(ready);
     let mut pause = Duration::from_millis(50);
     loop {
         let started = Instant::now();
@@ -270,8 +418,9 @@ fn supervise(config: rumqttd::Config, agent: u32, needed: u64) -> ! {
         let child = unsafe { libc::fork() };
         match child {
             -1 => {}
-            0 => serve(config, me, needed),
+            0 => serve(config, me, needed, ready.take()),
             pid => {
+                drop(ready.take());
                 let mut status = 0;
                 // SAFETY: waits for our own child; status is a plain int.
                 unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -302,7 +451,7 @@ fn describe_status(status: i32) -> String {
 /// The broker process: rumqttd, ended by its first panic that leaves it
 /// in doubt, or when its open files run out (rumqttd's accept loop would
 /// spin on the error).
-fn serve(config: rumqttd::Config, supervisor: u32, needed: u64) -> ! {
+fn serve(config: rumqttd::Config, supervisor: u32, needed: u64, ready: Option<UnixStream>) -> ! {
     follow_parent(supervisor);
     let limit = match raise_open_files(needed) {
         Ok(l) => l,
@@ -345,10 +494,12 @@ fn serve(config: rumqttd::Config, supervisor: u32, needed: u64) -> ! {
     if let Err(e) = watched {
         eprintln!("edge-agent: broker: cannot watch its open files: {e}");
     }
-    let mut broker = rumqttd::Broker::new(config);
-    if let Err(e) = broker.start() {
-        eprintln!("edge-agent: the embedded broker stopped: {e}");
-    }
+    let why = run_servers(config, move || {
+        if let Some(mut ready) = ready {
+            let _ = ready.write_all(&[1]);
+        }
+    });
+    eprintln!("edge-agent: the embedded broker stopped: {why}");
     // SAFETY: as above.
     unsafe { libc::_exit(EXIT_BROKER_FAULT) }
 }
@@ -441,5 +592,72 @@ mod tests {
             rumqttd_toml: Some("id = 0\n[router]\nmax_connections = 1\nmax_outgoing_packet_count = 1\nmax_segment_size = 1024\nmax_segment_count = 1\n".into()),
         };
         assert!(matches!(rumqttd_config(&b), Err(BrokerError::BadConfig(_))));
+    }
+
+    #[test]
+    fn a_bridge_or_metrics_section_is_refused_not_ignored() {
+        for section in ["[bridge]\nname = \"b\"\naddr = \"x:1\"\nqos = 0\nsub_path = \"#\"\nreconnection_delay = 1\nping_delay = 1\ntimeout = 1\n    [bridge.connections]\n    connection_timeout_ms = 1\n    max_payload_size = 1\n    max_inflight_count = 1\n", "[metrics]\n    [metrics.alerts]\n    push_interval = 1\n"] {
+            let text = format!("{DEFAULT_RUMQTTD_TOML}\n{section}");
+            let b = EmbeddedBroker {
+                listen: "127.0.0.1:2883".parse().unwrap(),
+                listen_v5: "127.0.0.1:2884".parse().unwrap(),
+                credentials: None,
+                max_connections: 1,
+                rumqttd_toml: Some(text),
+            };
+            match rumqttd_config(&b) {
+                Err(BrokerError::BadConfig(why)) => assert!(why.contains("not supported"), "{why}"),
+                other => panic!("{section}: {other:?}"),
+            }
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// The broker's end of the connection from `client`, among this
+    /// process's open files.
+    fn accepted_end(client: &TcpStream) -> Option<socket2::Socket> {
+        let me = client.local_addr().ok()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+                let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                // SAFETY: as in find_listener.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let Ok(owned) = fd.try_clone_to_owned() else {
+                    continue;
+                };
+                let socket = socket2::Socket::from(owned);
+                if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(me) {
+                    return Some(socket);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn the_broker_sends_without_nagles_delay_on_both_listeners() {
+        let b = EmbeddedBroker {
+            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            listen_v5: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            credentials: None,
+            rumqttd_toml: None,
+            max_connections: 10,
+        };
+        let handle = start(&b).expect("the broker starts");
+        for addr in [handle.listen, handle.listen_v5] {
+            let client = TcpStream::connect(addr).expect("connects");
+            let end = accepted_end(&client).expect("the broker accepted it");
+            assert!(end.tcp_nodelay().expect("readable"), "{addr}");
+        }
     }
 }
