@@ -565,22 +565,40 @@ fn run(settings: Settings) -> ExitCode {
 /// journal adds.
 fn init_logging() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let journal = journal_stream();
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour && !journal);
+    let registry = tracing_subscriber::registry();
     let _ = if journal {
-        builder
-            .event_format(Journal(tracing_subscriber::fmt::format().without_time()))
-            .try_init()
+        let layer = layer.event_format(Journal(tracing_subscriber::fmt::format().without_time()));
+        registry.with(layer.with_filter(filter)).try_init()
     } else {
-        builder.try_init()
+        registry.with(layer.with_filter(filter)).try_init()
     };
+}
+
+/// What is logged: `RUST_LOG` as a list of `target=level` directives (or
+/// one level), else the agent at `info`, rumqttc's warnings and nothing of
+/// rumqttd (its logs are its own business, and noisy).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing::level_filters::LevelFilter;
+    if let Some(v) = rust_log.filter(|v| !v.trim().is_empty()) {
+        match v.parse() {
+            Ok(targets) => return targets,
+            Err(e) => eprintln!("edge-agent: RUST_LOG={v:?} ignored ({e}): use e.g. debug or edge_agent=debug,rumqttc=info"),
+        }
+    }
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("rumqttd", LevelFilter::OFF)
+        .with_target("rumqttc", LevelFilter::WARN)
 }
 
 /// Whether stderr is the journal's stream: `JOURNAL_STREAM` names its
@@ -766,4 +784,32 @@ fn try_lines(settings: &Settings, host: &str, port: u16, port_v5: u16) -> String
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_chooses_what_is_logged_and_a_bad_one_leaves_the_default() {
+        let default = log_filter(None);
+        assert!(default.would_enable("edge_agent::agent", &Level::INFO));
+        assert!(!default.would_enable("edge_agent::agent", &Level::DEBUG));
+        assert!(!default.would_enable("rumqttd::router", &Level::ERROR));
+        assert!(default.would_enable("rumqttc::v5", &Level::WARN));
+        assert!(!default.would_enable("rumqttc::v5", &Level::INFO));
+
+        let debug = log_filter(Some("debug"));
+        assert!(debug.would_enable("rumqttd::router", &Level::DEBUG));
+        let some = log_filter(Some("warn,edge_agent::mqtt=trace"));
+        assert!(some.would_enable("edge_agent::mqtt::transport", &Level::TRACE));
+        assert!(!some.would_enable("edge_agent::agent", &Level::INFO));
+
+        for bad in [Some("edge_agent=loud"), Some(""), Some("  ")] {
+            let f = log_filter(bad);
+            assert!(f.would_enable("edge_agent::agent", &Level::INFO), "{bad:?}");
+            assert!(!f.would_enable("rumqttd", &Level::ERROR), "{bad:?}");
+        }
+    }
 }
