@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
-use chrono_tz::Tz;
 use tokio::sync::mpsc;
+
+mod zone;
+
+pub(crate) use zone::resolve_zone;
+pub use zone::{Zone, ZoneOffset};
 
 /// Where the current date and time come from.
 pub trait WallClock: Send + Sync {
@@ -65,12 +69,15 @@ impl WallClock for TokioClock {
 }
 
 /// The next whole minute of `tz` strictly after `now`.
-pub(crate) fn next_minute(now: DateTime<Utc>, tz: Tz) -> DateTime<Tz> {
-    let local = now.with_timezone(&tz);
+pub(crate) fn next_minute(now: DateTime<Utc>, tz: &Zone) -> DateTime<Zone> {
+    let local = now.with_timezone(tz);
     // Whole minutes of the zone: every zone in use today has an offset of
     // whole minutes, so truncating the UTC instant is the same as truncating
     // the local time.
-    let floored = local.duration_trunc(TimeDelta::minutes(1)).unwrap_or(local);
+    let floored = local
+        .clone()
+        .duration_trunc(TimeDelta::minutes(1))
+        .unwrap_or(local);
     floored + TimeDelta::minutes(1)
 }
 
@@ -104,31 +111,31 @@ impl Step {
 }
 
 /// What the minute clock reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClockEvent {
     /// A whole minute of the zone came (on the wall clock as set now).
-    Minute(DateTime<Tz>),
+    Minute(DateTime<Zone>),
     /// The wall clock was set; the next `Minute` follows the new time.
     Stepped(Step),
 }
 
 /// Sends every whole minute of `tz` and every step of the wall clock, until
 /// the receiver goes away.
-pub fn events(wall: Arc<dyn WallClock>, tz: Tz) -> mpsc::Receiver<ClockEvent> {
+pub fn events(wall: Arc<dyn WallClock>, tz: Zone) -> mpsc::Receiver<ClockEvent> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(minute_clock(wall, tz, tx));
     rx
 }
 
 /// The minute clock's task.
-async fn minute_clock(wall: Arc<dyn WallClock>, tz: Tz, tx: mpsc::Sender<ClockEvent>) {
+async fn minute_clock(wall: Arc<dyn WallClock>, tz: Zone, tx: mpsc::Sender<ClockEvent>) {
     let threshold = TimeDelta::from_std(STEP_THRESHOLD).unwrap_or(TimeDelta::MAX);
     // The last reading of both clocks: between readings the wall clock is
     // expected to advance as tokio's monotonic clock does. Deadlines are
     // tokio instants worked out from the latest reading.
     let mut read_at = tokio::time::Instant::now();
     let mut read = wall.now();
-    let mut next = next_minute(read, tz);
+    let mut next = next_minute(read, &tz);
     loop {
         let due = read_at
             + (next.with_timezone(&Utc) - read)
@@ -142,7 +149,7 @@ async fn minute_clock(wall: Arc<dyn WallClock>, tz: Tz, tx: mpsc::Sender<ClockEv
         if by.abs() > threshold {
             // Where the last reading falls on the new time: a whole minute
             // of the new time since then is due now.
-            next = next_minute(now.checked_sub_signed(passed).unwrap_or(now), tz);
+            next = next_minute(now.checked_sub_signed(passed).unwrap_or(now), &tz);
             if tx
                 .send(ClockEvent::Stepped(Step { by, now }))
                 .await
@@ -155,35 +162,12 @@ async fn minute_clock(wall: Arc<dyn WallClock>, tz: Tz, tx: mpsc::Sender<ClockEv
         if now >= next {
             // Late wake-ups (a busy board) still report the minute that was
             // due, then realign on the next one.
-            if tx.send(ClockEvent::Minute(next)).await.is_err() {
+            let due = std::mem::replace(&mut next, next_minute(now, &tz));
+            if tx.send(ClockEvent::Minute(due)).await.is_err() {
                 break;
             }
-            next = next_minute(now, tz);
         }
     }
-}
-
-/// The time zone named in the config, or the system's (`TZ`, then
-/// `/etc/localtime`), or UTC.
-pub(crate) fn resolve_zone(name: Option<&str>) -> Result<Tz, String> {
-    match name {
-        Some(n) => n
-            .parse::<Tz>()
-            .map_err(|_| format!("{n:?} is not an IANA time zone name (e.g. Europe/Berlin, UTC)")),
-        None => Ok(system_zone().unwrap_or(Tz::UTC)),
-    }
-}
-
-fn system_zone() -> Option<Tz> {
-    if let Ok(tz) = std::env::var("TZ") {
-        if let Ok(z) = tz.trim_start_matches(':').parse::<Tz>() {
-            return Some(z);
-        }
-    }
-    let target = std::fs::read_link("/etc/localtime").ok()?;
-    let s = target.to_string_lossy();
-    let name = s.split("zoneinfo/").nth(1)?;
-    name.parse::<Tz>().ok()
 }
 
 /// Formats a time as RFC 3339 with its offset and whole seconds.
@@ -199,25 +183,30 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// The zone `name` from the system's zoneinfo, or the built-in table.
+    fn zone(name: &str) -> Zone {
+        Zone::named(name, std::path::Path::new(zone::ZONEINFO)).unwrap()
+    }
+
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
     #[test]
     fn next_minute_is_the_next_whole_minute() {
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let tz = zone("Europe/Berlin");
         assert_eq!(
-            rfc3339(&next_minute(utc("2026-11-24T18:07:13.5Z"), tz)),
+            rfc3339(&next_minute(utc("2026-11-24T18:07:13.5Z"), &tz)),
             "2026-11-24T19:08:00+01:00"
         );
         assert_eq!(
-            rfc3339(&next_minute(utc("2026-11-24T18:07:00Z"), tz)),
+            rfc3339(&next_minute(utc("2026-11-24T18:07:00Z"), &tz)),
             "2026-11-24T19:08:00+01:00"
         );
         // A zone with a 45-minute offset.
-        let nepal: Tz = "Asia/Kathmandu".parse().unwrap();
+        let nepal = zone("Asia/Kathmandu");
         assert_eq!(
-            rfc3339(&next_minute(utc("2026-11-24T18:07:13Z"), nepal)),
+            rfc3339(&next_minute(utc("2026-11-24T18:07:13Z"), &nepal)),
             "2026-11-24T23:53:00+05:45"
         );
     }
@@ -225,7 +214,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ticks_land_on_whole_minutes_across_a_dst_change() {
         // Berlin springs forward at 01:00 UTC on 2026-03-29: 01:59 CET, then 03:00 CEST.
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let tz = zone("Europe/Berlin");
         let wall = Arc::new(TokioClock::starting_at(utc("2026-03-29T00:58:20.250Z")));
         let t0 = tokio::time::Instant::now();
         let mut rx = ticks(wall.clone(), tz);
@@ -258,7 +247,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ticks_across_the_autumn_change_repeat_the_local_hour() {
         // Berlin falls back at 01:00 UTC on 2026-10-25: 02:59 CEST, then 02:00 CET.
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let tz = zone("Europe/Berlin");
         let wall = Arc::new(TokioClock::starting_at(utc("2026-10-25T00:58:59Z")));
         let mut rx = ticks(wall, tz);
         let a = rx.recv().await.unwrap();
@@ -271,7 +260,7 @@ mod tests {
     struct Minutes(mpsc::Receiver<ClockEvent>);
 
     impl Minutes {
-        async fn recv(&mut self) -> Option<DateTime<Tz>> {
+        async fn recv(&mut self) -> Option<DateTime<Zone>> {
             loop {
                 if let ClockEvent::Minute(t) = self.0.recv().await? {
                     return Some(t);
@@ -280,7 +269,7 @@ mod tests {
         }
     }
 
-    fn ticks(wall: Arc<dyn WallClock>, tz: Tz) -> Minutes {
+    fn ticks(wall: Arc<dyn WallClock>, tz: Zone) -> Minutes {
         Minutes(events(wall, tz))
     }
 
@@ -304,7 +293,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_tick_after_the_clock_is_set_forward_carries_the_new_time() {
         let (wall, t0) = clock_at_18_07_20().await;
-        let mut rx = ticks(wall.clone(), Tz::UTC);
+        let mut rx = ticks(wall.clone(), Zone::utc());
         assert_eq!(
             next_tick(&mut rx, t0).await,
             (
@@ -335,7 +324,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_tick_after_the_clock_is_set_back_carries_the_new_time() {
         let (wall, t0) = clock_at_18_07_20().await;
-        let mut rx = ticks(wall.clone(), Tz::UTC);
+        let mut rx = ticks(wall.clone(), Zone::utc());
         next_tick(&mut rx, t0).await;
         step_at(
             &wall,
@@ -357,7 +346,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_step_of_part_of_a_minute_moves_the_tick_to_the_new_whole_minute() {
         let (wall, t0) = clock_at_18_07_20().await;
-        let mut rx = ticks(wall.clone(), Tz::UTC);
+        let mut rx = ticks(wall.clone(), Zone::utc());
         next_tick(&mut rx, t0).await;
         // 18:08:10.5 becomes 19:45:40.5: 19.5 s to the next whole minute,
         // noticed at the next reading (50.75 s), so the tick is on time.
@@ -376,7 +365,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_minute_passed_between_the_step_and_the_next_reading_comes_at_that_reading() {
         let (wall, t0) = clock_at_18_07_20().await;
-        let mut rx = ticks(wall.clone(), Tz::UTC);
+        let mut rx = ticks(wall.clone(), Zone::utc());
         next_tick(&mut rx, t0).await;
         // 18:08:10.5 becomes 19:45:59.8; the clock reads 19:46:00 at 50.45 s,
         // 0.3 s before the ticker next reads it.
@@ -400,7 +389,7 @@ mod tests {
         let (wall, t0) = clock_at_18_07_20().await;
         // Read when the agent started, before NTP.
         let started_at = wall.now();
-        let mut rx = events(wall.clone(), Tz::UTC);
+        let mut rx = events(wall.clone(), Zone::utc());
         let first = rx.recv().await.unwrap();
         assert!(
             matches!(first, ClockEvent::Minute(t) if rfc3339(&t) == "2026-11-24T18:08:00+00:00")
@@ -439,7 +428,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn drift_below_the_threshold_is_followed_without_a_report() {
         let (wall, t0) = clock_at_18_07_20().await;
-        let mut rx = events(wall.clone(), Tz::UTC);
+        let mut rx = events(wall.clone(), Zone::utc());
         rx.recv().await.unwrap();
         // Half a second, in small steps as NTP slews: no report, and the
         // tick follows the clock.
@@ -465,10 +454,14 @@ mod tests {
 
     #[test]
     fn zones_resolve_or_say_what_is_allowed() {
-        assert_eq!(resolve_zone(Some("UTC")).unwrap(), Tz::UTC);
+        let utc = resolve_zone(Some("UTC")).unwrap();
+        assert_eq!(utc.name(), "UTC");
+        assert_eq!(
+            rfc3339(&utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+            "2026-01-01T00:00:00+00:00"
+        );
         assert!(resolve_zone(Some("Mars/Olympus"))
             .unwrap_err()
             .contains("IANA"));
-        let _ = Tz::UTC.with_ymd_and_hms(2026, 1, 1, 0, 0, 0);
     }
 }

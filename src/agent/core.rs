@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Zone;
 use bytes::Bytes;
 use chrono::DateTime;
-use chrono_tz::Tz;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -174,7 +174,7 @@ pub(crate) enum Input {
     /// The connection came up or went down.
     Link(Link),
     /// A whole minute of the time zone came.
-    Minute(DateTime<Tz>),
+    Minute(DateTime<Zone>),
     /// The wall clock was set.
     Stepped(Step),
     /// A timer from [`Core::deadline`] is due.
@@ -196,7 +196,7 @@ pub(crate) struct Core {
     router: Router,
     links: Links,
     wall: Arc<dyn WallClock>,
-    time_zone: Tz,
+    time_zone: Zone,
     /// `<discovery_prefix>/status`, when Home Assistant is enabled.
     ha_status: Option<String>,
     /// How long after Home Assistant's `online` to announce again.
@@ -208,7 +208,7 @@ pub(crate) struct Core {
     /// The broker has been away since then.
     offline_since: Option<Instant>,
     went_safe: bool,
-    started_at: DateTime<Tz>,
+    started_at: DateTime<Zone>,
     announcements: Vec<Announcement>,
     /// What the announcements are made from, to make them again.
     discovery: (Settings, serde_json::Value),
@@ -278,7 +278,7 @@ impl Core {
             router,
             links,
             wall,
-            time_zone: settings.time_zone,
+            time_zone: settings.time_zone.clone(),
             ha_status,
             announce_delay: Duration::from_millis(config.homeassistant.announce_delay_ms),
             announce_due: None,
@@ -312,8 +312,8 @@ impl Core {
         Now {
             at,
             wall: self.wall.now(),
-            time_zone: self.time_zone,
-            stats: self.stats,
+            time_zone: self.time_zone.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -389,7 +389,7 @@ impl Core {
             Input::Link(link) => self.link(link, now, &mut out),
             Input::Minute(at) => self.react(Event::Minute(at), now, &mut out),
             Input::Stepped(step) => {
-                self.started_at = step.correct(self.started_at);
+                self.started_at = step.correct(self.started_at.clone());
                 info!(by_s = step.by.num_seconds(), "the wall clock was set");
                 out.retain(&self.topics().at(state::INFO), self.info());
             }
@@ -826,7 +826,7 @@ mod tests {
         let minute = "2026-12-02T10:01:00Z"
             .parse::<DateTime<chrono::Utc>>()
             .unwrap();
-        let out = core.step(Input::Minute(minute.with_timezone(&Tz::UTC)), t0);
+        let out = core.step(Input::Minute(minute.with_timezone(&Zone::utc())), t0);
         assert_eq!(topics_of(&out), ["edge/t/clock/tick"]);
         let out_of_minute = out;
         // After the delay (Home Assistant's discovery is not ready at once).

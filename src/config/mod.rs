@@ -884,7 +884,7 @@ impl Config {
         &self,
         base_topic: &str,
         groups: &[String],
-    ) -> Result<chrono_tz::Tz, ConfigError> {
+    ) -> Result<crate::clock::Zone, ConfigError> {
         let gpio = GpioPlan::new(&self.hardware, self.matrix.chip.as_deref());
         let mut lines: Vec<UsedLine> = Vec::new();
         let time_zone =
@@ -929,7 +929,7 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Time zone of the clock and of the times shown.
-    pub time_zone: chrono_tz::Tz,
+    pub time_zone: crate::clock::Zone,
     /// Device id used in topics and discovery.
     pub device_id: String,
     /// Human-readable device name.

@@ -18,9 +18,9 @@ pub(crate) mod sim;
 
 use std::future::Future;
 
+use crate::clock::Zone;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -100,20 +100,20 @@ macro_rules! fitted_by_enabled {
 pub(crate) use fitted_by_enabled;
 
 /// The time a part acts at, by both clocks, with the agent's counters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Now {
     /// The monotonic time (timers, rate limits).
     pub at: Instant,
     /// The wall clock (what the board shows, event times).
     pub wall: DateTime<Utc>,
     /// The device's time zone.
-    pub time_zone: Tz,
+    pub time_zone: Zone,
     /// What the agent has done so far.
     pub stats: Stats,
 }
 
 /// The agent's counters, as the health report shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Stats {
     /// Commands carried out.
     pub applied: u64,
@@ -122,7 +122,7 @@ pub(crate) struct Stats {
     /// Connections to the broker after the first.
     pub reconnections: u64,
     /// When a command was last refused or a part last failed.
-    pub last_error: Option<DateTime<Tz>>,
+    pub last_error: Option<DateTime<Zone>>,
 }
 
 /// What a part changed, for the core to publish: paths below base, from
@@ -155,7 +155,7 @@ impl Out {
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A whole minute of the time zone came.
-    Minute(DateTime<Tz>),
+    Minute(DateTime<Zone>),
     /// The button did something.
     Button(ButtonEvent),
     /// The matrix engine reports its state.
@@ -466,7 +466,7 @@ impl Parts {
         let mut outs = Vec::new();
         let mut first = Ok(());
         for part in self.list {
-            let (o, r) = part.stop(now).await;
+            let (o, r) = part.stop(now.clone()).await;
             outs.extend(o);
             if first.is_ok() {
                 first = r;
@@ -487,7 +487,7 @@ mod tests {
         Now {
             at: Instant::now(),
             wall: Utc::now(),
-            time_zone: Tz::UTC,
+            time_zone: Zone::utc(),
             stats: Stats::default(),
         }
     }
@@ -565,7 +565,7 @@ mod tests {
         let now = now();
         let minute = |m: u32| {
             use chrono::TimeZone;
-            Event::Minute(Tz::UTC.with_ymd_and_hms(2026, 12, 2, 10, m, 0).unwrap())
+            Event::Minute(Zone::utc().with_ymd_and_hms(2026, 12, 2, 10, m, 0).unwrap())
         };
         let tick = |m: u32| {
             Out::Event(

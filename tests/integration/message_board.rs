@@ -60,10 +60,10 @@ fn ink(f: &BitFrame, y0: u32, y1: u32) -> usize {
         .count()
 }
 
-fn shown_at(state: &serde_json::Value) -> DateTime<chrono_tz::Tz> {
+fn shown_at(state: &serde_json::Value) -> DateTime<edge_agent::clock::Zone> {
     DateTime::parse_from_rfc3339(state["shown_at"].as_str().expect("shown_at"))
         .expect("RFC 3339")
-        .with_timezone(&chrono_tz::UTC)
+        .with_timezone(&edge_agent::clock::Zone::utc())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,7 +64,7 @@ impl ButtonEvent {
     }
 
     /// Its event report: `{"event_type": "press", "at": RFC 3339}`.
-    pub(crate) fn payload(&self, at: &chrono::DateTime<chrono_tz::Tz>) -> String {
+    pub(crate) fn payload(&self, at: &chrono::DateTime<crate::clock::Zone>) -> String {
         serde_json::json!({ "event_type": self.event_type(), "at": crate::clock::rfc3339(at) })
             .to_string()
     }

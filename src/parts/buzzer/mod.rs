@@ -146,10 +146,10 @@ pub(crate) fn entities(enabled: bool) -> Vec<Entity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Zone;
     use crate::hardware::sim::{Recording, SimPwm};
     use crate::parts::Stats;
     use chrono::Utc;
-    use chrono_tz::Tz;
     use tokio::time::Duration;
 
     /// A passive buzzer at 2 kHz with the shipped tunes, and its recordings.
@@ -163,7 +163,7 @@ mod tests {
         Now {
             at,
             wall: Utc::now(),
-            time_zone: Tz::UTC,
+            time_zone: Zone::utc(),
             stats: Stats::default(),
         }
     }

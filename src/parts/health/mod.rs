@@ -190,7 +190,7 @@ pub fn read_once(root: &std::path::Path, broker: Option<Ipv4Addr>) -> String {
     let at = Now {
         at: now,
         wall: chrono::Utc::now(),
-        time_zone: chrono_tz::UTC,
+        time_zone: crate::clock::Zone::utc(),
         stats: Default::default(),
     };
     health.report(&at).to_string()

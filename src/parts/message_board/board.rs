@@ -2,8 +2,8 @@
 //! is drawn every minute; a message stops it and is shown with its sender and
 //! arrival time; a button press (or `ON`) restarts the clock.
 
+use crate::clock::Zone;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 use crate::parts::message_board::render::Screen;
 
@@ -15,9 +15,9 @@ pub(crate) struct BoardState {
     /// Whether the clock redraws every minute.
     pub clock_running: bool,
     /// When the current screen's mode began (message arrival, clock start).
-    pub shown_at: DateTime<Tz>,
+    pub shown_at: DateTime<Zone>,
     /// When the message gives way to the clock, if it expires.
-    pub expires_at: Option<DateTime<Tz>>,
+    pub expires_at: Option<DateTime<Zone>>,
 }
 
 impl BoardState {
@@ -43,15 +43,15 @@ impl BoardState {
 /// The board.
 #[derive(Debug, Clone)]
 pub(crate) struct Board {
-    tz: Tz,
+    tz: Zone,
     state: BoardState,
 }
 
 impl Board {
     /// A board that starts with the running clock; also returns the first screen.
-    pub(crate) fn new(tz: Tz, now: DateTime<Utc>) -> (Self, Screen) {
+    pub(crate) fn new(tz: Zone, now: DateTime<Utc>) -> (Self, Screen) {
         let now = now.with_timezone(&tz);
-        let screen = Screen::Clock(now);
+        let screen = Screen::Clock(now.clone());
         let board = Board {
             tz,
             state: BoardState {
@@ -79,7 +79,11 @@ impl Board {
         expires: Option<DateTime<Utc>>,
     ) -> Screen {
         let at = now.with_timezone(&self.tz);
-        let screen = Screen::Message { text, from, at };
+        let screen = Screen::Message {
+            text,
+            from,
+            at: at.clone(),
+        };
         self.state = BoardState {
             screen: screen.clone(),
             clock_running: false,
@@ -95,7 +99,7 @@ impl Board {
         match (on, self.state.clock_running) {
             (true, false) => {
                 let now = now.with_timezone(&self.tz);
-                let screen = Screen::Clock(now);
+                let screen = Screen::Clock(now.clone());
                 self.state = BoardState {
                     screen: screen.clone(),
                     clock_running: true,
@@ -118,7 +122,7 @@ impl Board {
     }
 
     /// A whole minute passed: the new clock screen, if the clock runs.
-    pub(crate) fn tick(&mut self, at: DateTime<Tz>) -> Option<Screen> {
+    pub(crate) fn tick(&mut self, at: DateTime<Zone>) -> Option<Screen> {
         if !self.state.clock_running {
             return None;
         }
@@ -139,8 +143,8 @@ mod tests {
 
     #[test]
     fn message_stops_the_clock_and_a_press_restarts_it() {
-        let tz = chrono_tz::UTC;
-        let (mut b, first) = Board::new(tz, t(0));
+        let tz = crate::clock::Zone::utc();
+        let (mut b, first) = Board::new(tz.clone(), t(0));
         assert_eq!(first, Screen::Clock(t(0).with_timezone(&tz)));
         assert!(b.tick(t(1).with_timezone(&tz)).is_some());
         // A press while the clock runs does nothing.
@@ -166,8 +170,8 @@ mod tests {
 
     #[test]
     fn on_and_off() {
-        let tz = chrono_tz::UTC;
-        let (mut b, _) = Board::new(tz, t(0));
+        let tz = crate::clock::Zone::utc();
+        let (mut b, _) = Board::new(tz.clone(), t(0));
         assert_eq!(b.set_clock(true, t(0)), None, "ON while running: nothing");
         assert_eq!(b.set_clock(false, t(1)), None);
         assert!(!b.state().clock_running);

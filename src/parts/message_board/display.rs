@@ -201,7 +201,7 @@ mod tests {
         Screen::Message {
             text: format!("message {i}"),
             from: None,
-            at: chrono_tz::UTC
+            at: crate::clock::Zone::utc()
                 .with_ymd_and_hms(2026, 1, 1, 0, 0, i)
                 .unwrap(),
         }

@@ -9,8 +9,8 @@ pub mod render;
 
 use std::time::Duration;
 
+use crate::clock::Zone;
 use chrono::DateTime;
-use chrono_tz::Tz;
 
 use serde_json::json;
 use tokio::time::Instant;
@@ -36,7 +36,7 @@ pub(crate) struct MessageBoard {
     /// The longest message it takes (characters).
     max_chars: usize,
     /// The last whole-minute tick.
-    last_tick: Option<DateTime<Tz>>,
+    last_tick: Option<DateTime<Zone>>,
     /// The number of the last screen handed to the panel.
     screens: u64,
     /// The messages handed to the panel and not yet shown, by number.
@@ -145,7 +145,7 @@ impl Device for MessageBoard {
         };
         let (display, tasks) = display::spawn(panel, refresh, reports);
         start.tasks.extend(tasks);
-        let (board, first) = Board::new(start.settings.time_zone, start.wall);
+        let (board, first) = Board::new(start.settings.time_zone.clone(), start.wall);
         let mut part = MessageBoard {
             board,
             display,
@@ -216,10 +216,10 @@ impl Device for MessageBoard {
             // clock → buzzer chain, goes on while a message is shown); the
             // clock is drawn when it runs.
             Event::Minute(at) => {
-                if let Some(screen) = self.board.tick(*at) {
+                if let Some(screen) = self.board.tick(at.clone()) {
                     self.draw(screen);
                 }
-                self.last_tick = Some(*at);
+                self.last_tick = Some(at.clone());
                 tick(at)
             }
             Event::Announce => self.last_tick.as_ref().map(tick).unwrap_or_default(),
@@ -251,7 +251,7 @@ impl Device for MessageBoard {
 }
 
 /// The tick of the whole minute `at`.
-fn tick(at: &DateTime<Tz>) -> Vec<Out> {
+fn tick(at: &DateTime<Zone>) -> Vec<Out> {
     let tick = json!({ "time": rfc3339(at) }).to_string();
     vec![Out::Event(state::CLOCK_TICK, tick.into())]
 }

@@ -1,8 +1,8 @@
 //! Draws what the message board shows (the clock, or a message with its
 //! sender and arrival time) into a 1-bit frame of the panel's size.
 
+use crate::clock::Zone;
 use chrono::DateTime;
-use chrono_tz::Tz;
 use embedded_graphics::pixelcolor::BinaryColor;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
@@ -19,7 +19,7 @@ use crate::hardware::BitFrame;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Screen {
     /// The clock at this local time.
-    Clock(DateTime<Tz>),
+    Clock(DateTime<Zone>),
     /// A message.
     Message {
         /// The text, as received.
@@ -27,7 +27,7 @@ pub enum Screen {
         /// Who sent it, if known.
         from: Option<String>,
         /// When it arrived (local time).
-        at: DateTime<Tz>,
+        at: DateTime<Zone>,
     },
 }
 
@@ -35,7 +35,8 @@ pub enum Screen {
 /// `docs/message.png`, `docs/message-ru.png`).
 pub fn samples() -> Vec<(&'static str, Screen)> {
     use chrono::TimeZone;
-    let tz = chrono_tz::Europe::Berlin;
+    // Built in, so the samples need no tzdata.
+    let tz = crate::clock::resolve_zone(Some("Europe/Berlin")).unwrap_or_else(|_| Zone::utc());
     let at = |h, m| tz.with_ymd_and_hms(2026, 11, 24, h, m, 0).single();
     let mut out = Vec::new();
     if let (Some(clock), Some(msg)) = (at(19, 7), at(18, 42)) {
@@ -47,7 +48,7 @@ pub fn samples() -> Vec<(&'static str, Screen)> {
                     "Back at 8 — the soup is on the stove. Don't forget the plants on the balcony!"
                         .into(),
                 from: Some("Jürgen".into()),
-                at: msg,
+                at: msg.clone(),
             },
         ));
         out.push((
@@ -254,7 +255,7 @@ fn centred_line(
     }
 }
 
-fn draw_clock(canvas: &mut Canvas, now: &DateTime<Tz>) {
+fn draw_clock(canvas: &mut Canvas, now: &DateTime<Zone>) {
     let (w, h) = (canvas.frame.width, canvas.frame.height);
     let time = now.format("%H:%M").to_string();
     // The largest time font that fits 92 % of the width and 60 % of the height.
@@ -401,7 +402,7 @@ fn footer_height(h: u32) -> u32 {
     (h / 8).clamp(12, 24)
 }
 
-fn draw_message(canvas: &mut Canvas, text: &str, from: Option<&str>, at: &DateTime<Tz>) {
+fn draw_message(canvas: &mut Canvas, text: &str, from: Option<&str>, at: &DateTime<Zone>) {
     let (w, h) = (canvas.frame.width, canvas.frame.height);
     let margin = 4u32;
     let footer = footer_height(h);
@@ -452,8 +453,9 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn at() -> DateTime<Tz> {
-        chrono_tz::Europe::Berlin
+    fn at() -> DateTime<Zone> {
+        crate::clock::resolve_zone(Some("Europe/Berlin"))
+            .unwrap()
             .with_ymd_and_hms(2026, 11, 24, 19, 7, 0)
             .unwrap()
     }
