@@ -48,7 +48,8 @@ pub struct DisplayConfig {
     pub width: u32,
     /// Panel height in pixels.
     pub height: u32,
-    /// IANA time zone of the clock, e.g. `Europe/Berlin`; default: the system's.
+    /// Time zone of the clock: an IANA name, e.g. `Europe/Berlin`, or a
+    /// POSIX TZ rule (`clock::Zone::named`); default: the system's.
     pub time_zone: Option<String>,
     /// The PNG file the `png` backend writes.
     pub png_path: PathBuf,
