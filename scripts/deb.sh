@@ -84,6 +84,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
 Depends: adduser
+Recommends: tzdata
 Section: net
 Priority: optional
 Description: turns a Raspberry Pi-class Linux board into an MQTT device
