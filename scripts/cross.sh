@@ -78,8 +78,11 @@ export RUSTFLAGS="-C link-self-contained=no"
 export RUSTDOCFLAGS="-C link-self-contained=no"
 # std with unwinding: the release profile keeps panic = "unwind" (the agent
 # catches panics). `test` is listed for the build too, so that the build and
-# `cargo test` use one std and share every compiled dependency.
-build_std=(-Zbuild-std=std,panic_unwind,test)
+# `cargo test` use one std and share every compiled dependency. std's
+# features: unwinding, and its smaller algorithms where it has both; not
+# "backtrace", whose symbolisation (gimli, addr2line, miniz) a stripped
+# binary cannot use anyway: a backtrace (RUST_BACKTRACE=1) shows addresses.
+build_std=(-Zbuild-std=std,panic_unwind,test -Zbuild-std-features=panic-unwind,optimize_for_size)
 upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
 [ -n "$qemu" ] && export "CARGO_TARGET_${upper}_RUNNER=$qemu"
 # The integration tests start the agent binary: through qemu too, so the
