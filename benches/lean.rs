@@ -404,6 +404,10 @@ struct PathResult {
     /// CPU time of the agent's processes and the broker during the agent's
     /// rounds, per 1,000 commands, in ms.
     cpu_per_1000: f64,
+    /// Of it, the agent process's own.
+    agent_cpu_per_1000: f64,
+    /// The broker's CPU time during the echo's rounds, per 1,000 commands.
+    echo_broker_cpu_per_1000: f64,
 }
 
 async fn broker_path(
@@ -436,8 +440,10 @@ async fn broker_path(
         )
     };
     let agent = agent(dir, &config);
-    let mut measured = family(agent.0.id());
+    let agent_pid = agent.0.id();
+    let mut measured = family(agent_pid);
     measured.extend(broker_pids);
+    let brokers: Vec<u32> = measured[1..].to_vec();
     let _echo = echo(echo_bin, port, "echo/lean/matrix/set", "echo/lean/matrix");
     let (c, mut rx) = client(port, "lean-bench", clients);
     c.subscribe_many([
@@ -452,17 +458,24 @@ async fn broker_path(
     round_trips(&c, &mut rx, "echo/lean/matrix/set", 1 << 22, 200).await;
     let per_round = n / rounds.max(1);
     let (mut agent_t, mut echo_t) = (Vec::new(), Vec::new());
-    let mut cpu = 0u64;
+    let (mut cpu, mut agent_cpu, mut echo_broker_cpu) = (0u64, 0u64, 0u64);
+    let ticks = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
     for r in 0..rounds {
         let first = 1 + r * per_round;
-        let before: u64 = measured.iter().map(|p| cpu_ticks(*p)).sum();
+        let (before, agent_before) = (ticks(&measured), cpu_ticks(agent_pid));
         agent_t.extend(round_trips(&c, &mut rx, "edge/lean/matrix/set", first, per_round).await);
-        cpu += measured.iter().map(|p| cpu_ticks(*p)).sum::<u64>() - before;
+        cpu += ticks(&measured) - before;
+        agent_cpu += cpu_ticks(agent_pid) - agent_before;
+        let before = ticks(&brokers);
         echo_t.extend(round_trips(&c, &mut rx, "echo/lean/matrix/set", first, per_round).await);
+        echo_broker_cpu += ticks(&brokers) - before;
     }
     drop(agent);
+    let per_1000 = |t: u64| t as f64 * 1000.0 / USER_HZ * 1000.0 / f64::from(per_round * rounds);
     PathResult {
-        cpu_per_1000: cpu as f64 * 1000.0 / USER_HZ * 1000.0 / f64::from(per_round * rounds),
+        cpu_per_1000: per_1000(cpu),
+        agent_cpu_per_1000: per_1000(agent_cpu),
+        echo_broker_cpu_per_1000: per_1000(echo_broker_cpu),
         agent: agent_t,
         echo: echo_t,
     }
@@ -511,11 +524,14 @@ fn main() {
         results.push((name, r));
     }
     println!();
-    println!("| broker | agent − echo, medians | CPU per 1,000 commands (agent + broker) |");
-    println!("|---|---:|---:|");
+    println!("| broker | agent − echo, medians | CPU per 1,000 commands: agent + broker | of it the agent's | the broker's for 1,000 echoes |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, r) in &results {
         let over = (stats(r.agent.clone()).1 - stats(r.echo.clone()).1) * 1e3;
-        println!("| {name} | {over:+.0} µs | {:.0} ms |", r.cpu_per_1000);
+        println!(
+            "| {name} | {over:+.0} µs | {:.0} ms | {:.0} ms | {:.0} ms |",
+            r.cpu_per_1000, r.agent_cpu_per_1000, r.echo_broker_cpu_per_1000
+        );
     }
     if let [(_, e), (_, m)] = &results[..] {
         let over = (stats(e.agent.clone()).1 - stats(e.echo.clone()).1) * 1e3;
