@@ -19,8 +19,11 @@
 //!    embedded broker: overhead within 30 µs of the echo's at the median,
 //!    no round trip over 5 ms, CPU within 1.5× of the Mosquitto case.
 //!
-//! Environment: `LEAN_COMMANDS` (10000 per path and broker), `LEAN_ROUNDS`
-//! (5). Needs Mosquitto and libmosquitto-dev; 127.0.0.1 only.
+//! Environment: `LEAN_BIN`, the agent binary to measure (default: the one
+//! cargo built for the bench; the shipped one is the static
+//! `dist/edge-agent-x86_64-unknown-linux-musl` of `scripts/cross.sh`),
+//! `LEAN_COMMANDS` (10000 per path and broker), `LEAN_ROUNDS` (5). Needs
+//! Mosquitto and libmosquitto-dev; 127.0.0.1 only.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -48,6 +51,13 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The agent binary under measurement.
+fn agent_bin() -> PathBuf {
+    std::env::var_os("LEAN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edge-agent")))
+}
+
 /// Goal of each binary's size, in bytes.
 const SIZE_GOAL: u64 = 5_000_000;
 
@@ -56,6 +66,9 @@ fn sizes() {
     println!("| binary | bytes | ≤ 5 MB |");
     println!("|---|---:|---|");
     let mut bins = vec![PathBuf::from(env!("CARGO_BIN_EXE_edge-agent"))];
+    if agent_bin() != bins[0] {
+        bins.push(agent_bin());
+    }
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
     if let Ok(entries) = std::fs::read_dir(&dist) {
         let mut found: Vec<PathBuf> = entries
@@ -167,7 +180,7 @@ impl Drop for Proc {
 fn agent(dir: &Path, config: &str) -> Proc {
     let cfg = dir.join("lean.toml");
     std::fs::write(&cfg, config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+    let mut child = Command::new(agent_bin())
         .arg("--config")
         .arg(&cfg)
         .current_dir(dir)
@@ -482,6 +495,7 @@ async fn broker_path(
 }
 
 fn main() {
+    println!("The agent measured: {}\n", agent_bin().display());
     let n = env_or("LEAN_COMMANDS", 10_000);
     let rounds = env_or("LEAN_ROUNDS", 5);
     let dir = tempfile::tempdir().expect("temp dir");
