@@ -11,12 +11,14 @@
 #   armv7-unknown-linux-musleabihf  Pi 2/3/4/5 on a 32-bit OS (ARMv7)
 #   aarch64-unknown-linux-musl      Pi 3/4/5 on a 64-bit OS
 #   x86_64-unknown-linux-musl       a PC (its tests run natively, no qemu)
-# With no option: the binary, the tests built, the tests run.
+# With no option: the binary and the tests built, the tests run.
 #   --setup        what the script installs, and nothing else
-#   --build-only   the binary only
-#   --build-tests  the binary and the test binaries (the doc tests run), not
-#                  the suite; --run-tests then runs it without cargo, so
-#                  that it can run while cargo builds another target (.ci/run)
+#   --build-only   the binary only (`cargo build`)
+#   --build-tests  the binary and the test binaries, in one build (the doc
+#                  tests run), not the suite; --run-tests then runs it
+#                  without cargo, so that it can run while cargo builds
+#                  another target (.ci/run). The binary in dist/ is then the
+#                  one the suite tests.
 # What follows `--` narrows the test run, as after `cargo test --`.
 #
 # How: Debian's rustc-web has no std for these targets, so it is built from
@@ -95,17 +97,27 @@ suite=target/static/$target/release/suite-tests
 echo "== $(rustc --version), $(cargo --version), zig $("$venv/bin/python" -m ziglang version), $(cargo-zigbuild --version) -> $target (qemu: ${qemu:-none})"
 [ "$mode" = setup ] && exit 0
 
-if [ "$mode" != run-tests ]; then
-  start=$(date +%s)
-  cargo-zigbuild zigbuild --release --locked "${build_std[@]}" --target "$target"
+# The binary into dist/, with its size, and a first run (through qemu).
+dist() {
   mkdir -p dist
   cp "target/static/$target/release/edge-agent" "dist/edge-agent-$target"
   echo "dist/edge-agent-$target: $(stat -c %s "dist/edge-agent-$target") bytes, $(file -b "dist/edge-agent-$target")"
   $qemu "dist/edge-agent-$target" --version
-  echo "== release build: $(( $(date +%s) - start )) s"
-fi
-[ "$mode" = build-only ] && exit 0
+}
 
+if [ "$mode" = build-only ]; then
+  start=$(date +%s)
+  cargo-zigbuild zigbuild --release --locked "${build_std[@]}" --target "$target"
+  dist
+  echo "== release build: $(( $(date +%s) - start )) s"
+  exit 0
+fi
+
+# The test binaries and the binary they start, in one build: the binary
+# that goes into dist/ is the one the suite tests. (`cargo test` turns on
+# the dev-dependencies' features, tokio's test-util among them, in every
+# crate it builds, the binary too; a binary from `cargo build` would be
+# another build of everything, with other features.)
 if [ "$mode" != run-tests ]; then
   start=$(date +%s)
   cargo-zigbuild test --release --locked --no-run "${build_std[@]}" --target "$target" \
@@ -118,7 +130,8 @@ for line in open(sys.argv[1]):
         print(m["target"]["src_path"] + "\t" + m["executable"])
 ' "$suite.json" > "$suite"
   rm "$suite.json"
-  echo "== test binaries built: $(( $(date +%s) - start )) s"
+  dist
+  echo "== the binary and the test binaries built: $(( $(date +%s) - start )) s"
   # There are none yet; when there are, they run here, through qemu too.
   cargo-zigbuild test --release --locked --doc "${build_std[@]}" --target "$target" -- "${filter[@]}"
 fi
