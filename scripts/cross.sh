@@ -120,6 +120,7 @@ fi
 # another build of everything, with other features.)
 if [ "$mode" != run-tests ]; then
   start=$(date +%s)
+  mkdir -p "$(dirname "$suite")"
   cargo-zigbuild test --release --locked --no-run "${build_std[@]}" --target "$target" \
     --message-format=json-render-diagnostics > "$suite.json"
   /usr/bin/python3 -c '
