@@ -1056,6 +1056,15 @@ fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 
 fn parse_url(value: &str) -> Result<Endpoint, ConfigError> {
     let allowed = "an mqtt://host[:port] or mqtts://host[:port] URL";
+    // mqtt: is not a scheme the URL standard knows, so a host is taken as
+    // written, with no IDNA mapping (which the agent does not build in).
+    if !value.is_ascii() {
+        return Err(ConfigError::new(
+            "mqtt.url",
+            quote(value),
+            "a URL in ASCII: an international host name in its xn-- form",
+        ));
+    }
     let url =
         url::Url::parse(value).map_err(|_| ConfigError::new("mqtt.url", quote(value), allowed))?;
     let tls = match url.scheme() {
@@ -1297,7 +1306,13 @@ mod tests {
 
     #[test]
     fn bad_url_is_refused() {
-        for url in ["http://x", "mqtt://", "not a url", "mqtt://u:p@host"] {
+        for url in [
+            "http://x",
+            "mqtt://",
+            "not a url",
+            "mqtt://u:p@host",
+            "mqtt://bröker.lan",
+        ] {
             let e = Config::from_toml(&format!("[mqtt]\nurl = \"{url}\"\n")).unwrap_err();
             assert_eq!(e.key, "mqtt.url", "{url}: {e}");
         }
@@ -1308,6 +1323,12 @@ mod tests {
                 port: 8883,
                 tls: true
             })
+        );
+        let e = parse_url("mqtt://bröker.lan").unwrap_err();
+        assert!(e.allowed.contains("xn--"), "{e}");
+        assert_eq!(
+            parse_url("mqtt://xn--brker-jua.lan:1883").map(|e| e.host),
+            Ok("xn--brker-jua.lan".to_string())
         );
     }
 
