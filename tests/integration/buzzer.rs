@@ -142,14 +142,16 @@ async fn tunes_reach_the_hardware_on_their_deadlines_and_a_newer_command_cancels
     let before = pitches.total();
     c.publish(
         &format!("{base}/buzzer/set"),
-        r#"{"beep_ms": 50, "count": 3, "pause_ms": 50, "tone_hz": 3000}"#,
+        // Beeps long enough that no wake-up of a loaded machine passes one
+        // (a step a late wake-up has passed is left out).
+        r#"{"beep_ms": 150, "count": 3, "pause_ms": 150, "tone_hz": 3000}"#,
     )
     .await;
     let states = states_until_off(&mut c, &state, Duration::from_secs(3)).await;
     assert_eq!(
         states,
         vec![
-            serde_json::json!({"state": "ON", "duration": 0.25}),
+            serde_json::json!({"state": "ON", "duration": 0.75}),
             serde_json::json!({"state": "OFF"})
         ],
         "the pattern replaced the scale, and ended"
