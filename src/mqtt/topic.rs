@@ -769,4 +769,50 @@ mod tests {
             assert_eq!(n, 1, "{topic} in {got:?}");
         }
     }
+
+    /// The built-in broker settings (broker/rumqttd.toml) give each of a
+    /// device's command filters the long commit log that holds a flood of
+    /// 20,000 commands, and every other filter the short one.
+    #[test]
+    fn the_broker_keeps_the_long_log_for_every_command_filter() {
+        let settings = crate::mqtt::broker::EmbeddedBroker {
+            listen: "127.0.0.1:2883".parse().unwrap(),
+            listen_v5: "127.0.0.1:2884".parse().unwrap(),
+            credentials: None,
+            rumqttd_toml: None,
+            max_connections: 10,
+        };
+        let router = crate::mqtt::broker::rumqttd_config(&settings)
+            .expect("the built-in settings")
+            .router;
+        let custom = router.custom_segment.expect("custom segments");
+        let long = |filter: &str| -> Vec<(usize, usize)> {
+            custom
+                .iter()
+                .filter(|(key, _)| rumqttd::protocol::matches(filter, key))
+                .map(|(_, c)| (c.max_segment_size, c.max_segment_count))
+                .collect()
+        };
+        let verbs = || COMMANDS.iter().map(|c| c.verb).collect::<Vec<_>>();
+        let groups = vec!["all".to_string(), "site/kitchen/floor".to_string()];
+        for base in ["edge/t", "home/floor/2/edge/t"] {
+            let t = Topics::new(base, verbs()).with_groups(groups.clone());
+            for f in t.filters() {
+                let got = long(&f);
+                if f.ends_with("/set") {
+                    // One match (rumqttd takes the last of several, in no
+                    // fixed order), whose last segments but one hold 20,000
+                    // commands of 64 counted bytes.
+                    assert_eq!(got.len(), 1, "{f}: {got:?}");
+                    let (size, count) = got[0];
+                    assert!((count - 1) * size >= 20_000 * 64, "{f}: {got:?}");
+                } else {
+                    assert!(got.is_empty(), "{f}: {got:?}");
+                }
+            }
+        }
+        for f in ["edge/t/+", "edge/t/led/+", "reply/edge/t", "#", "edge/#"] {
+            assert!(long(f).is_empty(), "{f}");
+        }
+    }
 }
