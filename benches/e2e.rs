@@ -24,25 +24,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::{cpu_ticks, env_or, free_port, USER_HZ};
 use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::time::Instant;
-
-fn env_or(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// The mask of a frame given as text (`01110/10001/...`).
 fn mask_of_text(text: &str) -> Option<u32> {
@@ -347,24 +336,6 @@ async fn latency(brokers: &[(&str, u16)], n: u32, rate: u32, rounds: u32) {
     }
 }
 
-fn proc_field(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (Linux).
-const USER_HZ: f64 = 100.0;
-
-/// User + system CPU time of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
 /// The agent binary with its embedded broker: start-up, RSS, CPU, throughput.
 async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
     let bin = env!("CARGO_BIN_EXE_edge-agent");
@@ -401,7 +372,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
     });
     let startup = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = proc_field(pid, "VmRSS:").unwrap_or(0);
+    let rss_idle = common::status_kib(pid, "VmRSS:").unwrap_or(0);
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (watcher, _watcher_task) = client(
@@ -446,7 +417,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         let (peak, sampling) = (Arc::clone(&peak), Arc::clone(&sampling));
         std::thread::spawn(move || {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let rss = proc_field(pid, "VmRSS:").unwrap_or(0);
+                let rss = common::status_kib(pid, "VmRSS:").unwrap_or(0);
                 let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
                 *p = (*p).max(rss);
                 drop(p);

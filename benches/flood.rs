@@ -44,7 +44,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::Bytes;
+use common::{children, env_or, free_port, status_kib};
 use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
@@ -75,65 +78,8 @@ static ENDING: AtomicBool = AtomicBool::new(false);
 /// The pid of the agent running now, for the time limit.
 static AGENT: AtomicU32 = AtomicU32::new(0);
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn vm_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS:")
-}
-
-/// The children of `pid`: from `/proc/<pid>/task/*/children`, or, where
-/// the kernel has no such file, by the `PPid` of every process.
-fn children(pid: u32) -> Vec<u32> {
-    let mut found: Option<Vec<u32>> = None;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                found.get_or_insert_with(Vec::new).extend(
-                    text.split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    if let Some(c) = found {
-        return c;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("PPid:"))
-                        .and_then(|v| v.trim().parse::<u32>().ok())
-                })
-                == Some(pid)
-        })
-        .collect()
 }
 
 /// VmRSS of `pid` and of each of its descendants, in KiB, the agent

@@ -30,26 +30,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
+use common::{cpu_ticks, env_or, family, free_port, kib_field, USER_HZ};
 use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-fn env_or(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// The agent binary under measurement.
 fn agent_bin() -> PathBuf {
@@ -103,64 +92,15 @@ struct Mem {
     pss: u64,
 }
 
-fn status_kb(text: &str, field: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn mem(pid: u32) -> Mem {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     Mem {
-        rss: status_kb(&status, "VmRSS:"),
-        anon: status_kb(&status, "RssAnon:"),
-        file: status_kb(&status, "RssFile:"),
-        pss: status_kb(&rollup, "Pss:"),
+        rss: kib_field(&status, "VmRSS:").unwrap_or(0),
+        anon: kib_field(&status, "RssAnon:").unwrap_or(0),
+        file: kib_field(&status, "RssFile:").unwrap_or(0),
+        pss: kib_field(&rollup, "Pss:").unwrap_or(0),
     }
-}
-
-/// `pid` and all its descendants (the embedded broker's supervisor and
-/// broker processes are the agent's).
-fn family(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        let parent = all[i];
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for e in entries.flatten() {
-                let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let stat =
-                    std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    .and_then(|p| p.parse::<u32>().ok());
-                if ppid == Some(parent) && !all.contains(&child) {
-                    all.push(child);
-                }
-            }
-        }
-        i += 1;
-    }
-    all
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (Linux).
-const USER_HZ: f64 = 100.0;
-
-/// User + system CPU time of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    field(11) + field(12)
 }
 
 /// A process this bench started; ended (SIGTERM, then waited for) on drop.
@@ -472,13 +412,13 @@ async fn broker_path(
     let per_round = n / rounds.max(1);
     let (mut agent_t, mut echo_t) = (Vec::new(), Vec::new());
     let (mut cpu, mut agent_cpu, mut echo_broker_cpu) = (0u64, 0u64, 0u64);
-    let ticks = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let ticks = |pids: &[u32]| pids.iter().filter_map(|p| cpu_ticks(*p)).sum::<u64>();
     for r in 0..rounds {
         let first = 1 + r * per_round;
-        let (before, agent_before) = (ticks(&measured), cpu_ticks(agent_pid));
+        let (before, agent_before) = (ticks(&measured), ticks(&[agent_pid]));
         agent_t.extend(round_trips(&c, &mut rx, "edge/lean/matrix/set", first, per_round).await);
         cpu += ticks(&measured) - before;
-        agent_cpu += cpu_ticks(agent_pid) - agent_before;
+        agent_cpu += ticks(&[agent_pid]) - agent_before;
         let before = ticks(&brokers);
         echo_t.extend(round_trips(&c, &mut rx, "echo/lean/matrix/set", first, per_round).await);
         echo_broker_cpu += ticks(&brokers) - before;
