@@ -42,8 +42,9 @@ use tokio::time::Instant;
 
 /// The agent binary under measurement.
 fn agent_bin() -> PathBuf {
+    // Absolute: the agent runs in a folder of its own.
     std::env::var_os("LEAN_BIN")
-        .map(PathBuf::from)
+        .map(|p| std::fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(p)))
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edge-agent")))
 }
 
