@@ -252,6 +252,16 @@ fn nagle_off_when_listening(addr: SocketAddr, within: Duration) -> std::io::Resu
 
 /// This process's listening socket bound to `addr`, as an owned duplicate.
 fn find_listener(addr: SocketAddr) -> std::io::Result<Option<socket2::Socket>> {
+    Ok(open_files()?.into_iter().find(|socket| {
+        socket.is_listener().unwrap_or(false)
+            && socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr)
+    }))
+}
+
+/// A duplicate of each of this process's open files, as a socket; the
+/// socket calls fail on those that are not one.
+fn open_files() -> std::io::Result<Vec<socket2::Socket>> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Some(fd) = entry?
             .file_name()
@@ -261,19 +271,14 @@ fn find_listener(addr: SocketAddr) -> std::io::Result<Option<socket2::Socket>> {
             continue;
         };
         // SAFETY: `fd` was open when listed; if another thread closed it
-        // meanwhile, the calls fail with EBADF and it is skipped. The
-        // duplicate below is checked before it is used.
+        // meanwhile, the duplicate fails with EBADF and it is skipped, and
+        // if its number was reused, the caller's checks see the new file.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let Ok(owned) = borrowed.try_clone_to_owned() else {
-            continue;
-        };
-        let socket = socket2::Socket::from(owned);
-        let listening = socket.is_listener().unwrap_or(false);
-        if listening && socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr) {
-            return Ok(Some(socket));
+        if let Ok(owned) = borrowed.try_clone_to_owned() {
+            files.push(socket2::Socket::from(owned));
         }
     }
-    Ok(None)
+    Ok(files)
 }
 
 fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
@@ -625,19 +630,12 @@ mod tests {
         let me = client.local_addr().ok()?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-                let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                    continue;
-                };
-                // SAFETY: as in find_listener.
-                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let Ok(owned) = fd.try_clone_to_owned() else {
-                    continue;
-                };
-                let socket = socket2::Socket::from(owned);
-                if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(me) {
-                    return Some(socket);
-                }
+            let found = open_files()
+                .ok()?
+                .into_iter()
+                .find(|s| s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(me));
+            if found.is_some() {
+                return found;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
