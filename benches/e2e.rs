@@ -19,7 +19,6 @@
 //! that many rounds per broker, each with a fresh agent).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -359,17 +358,7 @@ async fn cost_and_throughput(n: u32, rate: u32, flood: u32) {
         .expect("spawn the agent");
     let pid = child.id();
     let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(" online") {
-                if let Some(t) = tx.take() {
-                    let _ = t.send(exec.elapsed());
-                }
-            }
-        }
-    });
+    let rx = common::online_after(stderr, exec);
     let startup = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = common::status_kib(pid, "VmRSS:").unwrap_or(0);

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{cpu_ticks, env_or, family, free_port, kib_field, USER_HZ};
+use common::{cpu_ticks, env_or, family, free_port, kib_field, online_after, USER_HZ};
 use edge_agent::parts::matrix::Frame;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::mqttbytes::QoS;
@@ -131,17 +131,7 @@ fn agent(dir: &Path, config: &str) -> Proc {
         .spawn()
         .expect("spawn the agent");
     let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(" online") {
-                if let Some(t) = tx.take() {
-                    let _ = t.send(());
-                }
-            }
-        }
-    });
+    let rx = online_after(stderr, std::time::Instant::now());
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the agent comes online within 10 s");
     Proc(child)

@@ -93,3 +93,24 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
+
+/// Reads an agent's log (its stderr) on a thread of its own, and says, once,
+/// how long after `since` it logged `online`.
+pub fn online_after(
+    stderr: std::process::ChildStderr,
+    since: std::time::Instant,
+) -> std::sync::mpsc::Receiver<std::time::Duration> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" online") {
+                if let Some(t) = tx.take() {
+                    let _ = t.send(since.elapsed());
+                }
+            }
+        }
+    });
+    rx
+}
