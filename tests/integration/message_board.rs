@@ -621,11 +621,21 @@ async fn a_message_is_answered_again_when_shown_or_superseded() {
     let mut c = Client::connect(v5, "twice-c").await;
     c.subscribe("reply/twice").await;
     c.subscribe("edge/twice/status").await;
+    c.subscribe("edge/twice/display").await;
     c.expect(Duration::from_secs(5), |m| m.text() == "online")
         .await
         .expect("online");
-    // The first refresh (the clock at the start) is over.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // A whole minute of the wall clock would start a refresh of its own and
+    // supersede 1: the clock is stopped first, so that none falls in the test.
+    c.publish("edge/twice/display/clock/set", "OFF").await;
+    c.expect(Duration::from_secs(5), |m| {
+        m.topic == "edge/twice/display" && m.json()["clock"] == "OFF"
+    })
+    .await
+    .expect("the clock stopped");
+    // The clock's refreshes are over: the one at the start, and one on a
+    // minute that came before the stop, which waits for it.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let topic = "edge/twice/display/message/set";
     for n in ["1", "2", "3"] {
         c.request(topic, format!("message {n}"), "reply/twice", n.as_bytes())
