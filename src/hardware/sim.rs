@@ -15,7 +15,9 @@ use super::{
 /// How many writes a recording keeps; older ones are dropped (the count goes on).
 pub(crate) const RECORD_LIMIT: usize = 100_000;
 
-/// A bounded, shared log of timestamped writes.
+/// A bounded, shared log of timestamped writes. It keeps them for a
+/// reader: while the backend's own handle is the only one (the agent as a
+/// program, which no test reads), it keeps just the last write.
 #[derive(Debug)]
 pub struct Recording<T> {
     inner: Arc<Mutex<Log<T>>>,
@@ -59,8 +61,13 @@ impl<T: Clone> Recording<T> {
 
     /// Appends a write at the current (tokio) time.
     pub(crate) fn record(&self, value: T) {
+        let keep = if Arc::strong_count(&self.inner) > 1 {
+            RECORD_LIMIT
+        } else {
+            1
+        };
         let mut log = self.lock();
-        if log.entries.len() == RECORD_LIMIT {
+        while log.entries.len() >= keep {
             log.entries.pop_front();
         }
         log.entries.push_back((Instant::now(), value));
@@ -374,23 +381,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn records_writes_with_their_time() {
         let mut pwm = SimPwm::default();
+        let writes = pwm.writes.clone();
         let start = Instant::now();
         pwm.set_duty(0.5).unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
         pwm.set_duty(1.0).unwrap();
-        let e = pwm.writes.entries();
+        let e = writes.entries();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].0 - start, Duration::ZERO);
         assert_eq!(e[1].0 - start, Duration::from_millis(250));
-        assert_eq!(pwm.writes.values(), vec![0.5, 1.0]);
+        assert_eq!(writes.values(), vec![0.5, 1.0]);
         assert!(pwm.set_duty(1.5).is_err());
-        assert_eq!(pwm.writes.total(), 2);
+        assert_eq!(writes.total(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn records_pitches_with_their_time_and_a_plain_output_has_none() {
         let mut pwm = SimPwm::default();
         let pitches = pwm.pitches.clone().unwrap();
+        let writes = pwm.writes.clone();
         let start = Instant::now();
         pwm.set_frequency(440.0, 0.5).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -404,7 +413,7 @@ mod tests {
             at,
             vec![(Duration::ZERO, 440.0), (Duration::from_millis(100), 880.0)]
         );
-        assert_eq!(pwm.writes.values(), vec![0.5, 0.5]);
+        assert_eq!(writes.values(), vec![0.5, 0.5]);
         assert!(pwm.set_frequency(0.0, 0.5).is_err());
         assert!(pwm.set_frequency(440.0, 2.0).is_err());
         assert_eq!(pitches.total(), 2, "nothing recorded for a refused write");
@@ -437,12 +446,37 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let r = Recording::new();
+            let reader = r.clone();
             for i in 0..(RECORD_LIMIT + 10) {
                 r.record(i);
             }
-            assert_eq!(r.total(), (RECORD_LIMIT + 10) as u64);
-            assert_eq!(r.entries().len(), RECORD_LIMIT);
-            assert_eq!(r.last(), Some(RECORD_LIMIT + 9));
+            assert_eq!(reader.total(), (RECORD_LIMIT + 10) as u64);
+            assert_eq!(reader.entries().len(), RECORD_LIMIT);
+            assert_eq!(reader.last(), Some(RECORD_LIMIT + 9));
+        });
+    }
+
+    /// Nobody reads the recordings of the agent run as a program: 20,000
+    /// matrix frames kept for nobody were 1.7 MiB after a flood.
+    #[test]
+    fn a_recording_without_a_reader_keeps_only_the_last_write() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = Recording::new();
+            for i in 0..1000 {
+                r.record(i);
+            }
+            assert_eq!(r.total(), 1000);
+            assert_eq!(r.entries().len(), 1);
+            assert_eq!(r.last(), Some(999));
+            // A reader from now on sees what comes after it.
+            let reader = r.clone();
+            r.record(1000);
+            r.record(1001);
+            assert_eq!(reader.values(), [999, 1000, 1001]);
         });
     }
 
