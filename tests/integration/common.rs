@@ -33,12 +33,37 @@ pub fn agent_command() -> Command {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that is free now and that no other call of this
+/// process gave. It lies below the kernel's ephemeral range, from which
+/// every client connection of the other tests takes its own port: a port
+/// of that range (what binding port 0 gives) may be some connection's by
+/// the time a broker binds it, which then cannot listen.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST);
+    if span < 1_000 {
+        // No room below it: any free port.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port on 127.0.0.1");
+    }
+    // Each test process starts elsewhere in the span.
+    let start = std::process::id() % span;
+    loop {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below {ephemeral}");
+        let port = (LOWEST + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on the port.
