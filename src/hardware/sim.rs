@@ -458,26 +458,20 @@ mod tests {
 
     /// Nobody reads the recordings of the agent run as a program: 20,000
     /// matrix frames kept for nobody were 1.7 MiB after a flood.
-    #[test]
-    fn a_recording_without_a_reader_keeps_only_the_last_write() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let r = Recording::new();
-            for i in 0..1000 {
-                r.record(i);
-            }
-            assert_eq!(r.total(), 1000);
-            assert_eq!(r.entries().len(), 1);
-            assert_eq!(r.last(), Some(999));
-            // A reader from now on sees what comes after it.
-            let reader = r.clone();
-            r.record(1000);
-            r.record(1001);
-            assert_eq!(reader.values(), [999, 1000, 1001]);
-        });
+    #[tokio::test]
+    async fn a_recording_without_a_reader_keeps_only_the_last_write() {
+        let r = Recording::new();
+        for i in 0..1000 {
+            r.record(i);
+        }
+        assert_eq!(r.total(), 1000);
+        assert_eq!(r.entries().len(), 1);
+        assert_eq!(r.last(), Some(999));
+        // A reader from now on sees what comes after it.
+        let reader = r.clone();
+        r.record(1000);
+        r.record(1001);
+        assert_eq!(reader.values(), [999, 1000, 1001]);
     }
 
     #[test]
