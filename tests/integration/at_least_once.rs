@@ -49,8 +49,9 @@ async fn sigkill_loses_no_qos1_command() {
     // What the watcher saw: each command answered, with the number of the
     // agent run that answered it. A run ends with the `offline` of its last
     // will, which the broker publishes after everything the killed agent
-    // sent; a new run may answer before its `online` (it takes commands as
-    // soon as it is connected), so `online` is no boundary.
+    // sent; the next run starts only then, so that none of its answers can
+    // come before that boundary. A run may answer before its `online` (it
+    // takes commands as soon as it is connected), so `online` is none.
     let mut seen: Vec<(usize, u32)> = Vec::new();
     let mut runs = Runs::default();
     #[derive(Default)]
@@ -60,14 +61,20 @@ async fn sigkill_loses_no_qos1_command() {
         /// `online`s seen.
         online: usize,
     }
-    // Reads the watcher until the next `online` (or, with `last`, until that
-    // command is answered), within 30 s.
+    /// What the watcher reads until.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Until {
+        Online,
+        Offline,
+        Answered(u32),
+    }
+    // Reads the watcher until `until`, within 30 s.
     async fn watch_until(
         watch: &mut Client,
         reply: &str,
         seen: &mut Vec<(usize, u32)>,
         runs: &mut Runs,
-        last: Option<u32>,
+        until: Until,
     ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -78,20 +85,23 @@ async fn sigkill_loses_no_qos1_command() {
                     .flatten()
                     .unwrap_or_else(|| {
                         panic!(
-                            "nothing for 30 s, waiting for {last:?}; last seen: {:?}",
+                            "nothing for 30 s, waiting for {until:?}; last seen: {:?}",
                             &seen[seen.len().saturating_sub(5)..]
                         )
                     });
             if m.text() == "offline" {
                 runs.generation += 1;
+                if until == Until::Offline {
+                    return;
+                }
             } else if m.text() == "online" {
                 runs.online += 1;
-                if last.is_none() {
+                if until == Until::Online {
                     return;
                 }
             } else if let Some(n) = answered(&m, reply) {
                 seen.push((runs.generation, n));
-                if Some(n) == last {
+                if until == Until::Answered(n) {
                     return;
                 }
             }
@@ -100,7 +110,7 @@ async fn sigkill_loses_no_qos1_command() {
     // The first agent makes the persistent session, then the stream starts
     // and runs until the last kill.
     let mut agent = Agent::start(&config);
-    watch_until(&mut watch, &reply, &mut seen, &mut runs, None).await;
+    watch_until(&mut watch, &reply, &mut seen, &mut runs, Until::Online).await;
     let killing = Arc::new(AtomicBool::new(true));
     let stream = {
         let killing = Arc::clone(&killing);
@@ -130,13 +140,21 @@ async fn sigkill_loses_no_qos1_command() {
         // came online.
         tokio::time::sleep(Duration::from_millis(150 + (k as u64 * 37) % 240)).await;
         agent.kill();
+        watch_until(&mut watch, &reply, &mut seen, &mut runs, Until::Offline).await;
         agent = Agent::start(&config);
-        watch_until(&mut watch, &reply, &mut seen, &mut runs, None).await;
+        watch_until(&mut watch, &reply, &mut seen, &mut runs, Until::Online).await;
     }
     killing.store(false, Ordering::Relaxed);
     let (commands, _sender) = stream.await.expect("stream");
     // The last agent takes what is left.
-    watch_until(&mut watch, &reply, &mut seen, &mut runs, Some(commands)).await;
+    watch_until(
+        &mut watch,
+        &reply,
+        &mut seen,
+        &mut runs,
+        Until::Answered(commands),
+    )
+    .await;
     let board = retained(broker.port, "alo-kill-r", &format!("edge/{device}/display")).await;
     assert_eq!(
         board.json()["text"],
