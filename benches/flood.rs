@@ -367,6 +367,34 @@ struct Row {
     loss_fails: bool,
 }
 
+/// What a case's end measured.
+struct Ended {
+    took: Duration,
+    peak: u64,
+    /// RSS by process after the pause.
+    after: Vec<(u32, u64)>,
+    /// What the broker skipped, in words.
+    skipped: String,
+    /// QoS 1 messages lost, in words, one entry per kind.
+    lost: Vec<String>,
+    idle: u64,
+}
+
+impl Ended {
+    /// The table's row for `case`; `loss_fails` as [`Row::loss_fails`].
+    fn row(self, case: String, loss_fails: bool) -> Row {
+        Row {
+            case,
+            took: self.took,
+            peak: self.peak,
+            after: total(&self.after),
+            idle: self.idle,
+            lost: (!self.lost.is_empty()).then(|| self.lost.join(", ")),
+            loss_fails,
+        }
+    }
+}
+
 impl Row {
     fn goals(&self) -> Vec<&'static str> {
         let mut failed = Vec::new();
@@ -509,6 +537,29 @@ impl Bench {
         (peak.max(total(&after)), after)
     }
 
+    /// Ends a case begun at `t0`: its client leaves (rumqttd frees that
+    /// connection's buffers), then RSS at its peak and after the pause,
+    /// and what the broker skipped since `skips_before`.
+    async fn end_case(&self, publisher: AsyncClient, t0: Instant, skips_before: &Skips) -> Ended {
+        let took = t0.elapsed();
+        let _ = publisher.disconnect().await;
+        let (peak, after) = self.peak_and_after().await;
+        let (skipped, count) = skipped_since(skips_before, &self.skips());
+        let lost = if count > 0 {
+            vec![format!("{count} skipped by the broker")]
+        } else {
+            Vec::new()
+        };
+        Ended {
+            took,
+            peak,
+            after,
+            skipped,
+            lost,
+            idle: self.idle,
+        }
+    }
+
     async fn publisher(&mut self, window: Option<u16>) -> AsyncClient {
         self.cases += 1;
         let id = format!("flood-pub-{}", self.cases);
@@ -558,40 +609,26 @@ impl Bench {
         let sent_in = t0.elapsed();
         let seen = Arc::clone(&self.seen);
         let answered = until_done(|| seen.tilt_answered.load(Ordering::Relaxed), || 0).await;
-        let took = t0.elapsed();
-        // The flood is over: its client leaves (rumqttd frees that
-        // connection's buffers).
-        let _ = publisher.disconnect().await;
-        let (peak, after) = self.peak_and_after().await;
+        let mut ended = self.end_case(publisher, t0, &skips_before).await;
         let pace = match rate {
             0 => "unpaced".to_string(),
             r => format!("{r}/s"),
         };
-        let (skipped, count) = skipped_since(&skips_before, &self.skips());
         println!(
             "  {n} tilts ({pace}): sent in {:.1} s; the last one answered: {}; skipped by the broker: {}; after {} s: {}",
             sent_in.as_secs_f64(),
             if answered { "yes" } else { "NO" },
-            skipped,
+            ended.skipped,
             self.settle.as_secs(),
-            breakdown(&after)
+            breakdown(&ended.after)
         );
-        let mut lost = Vec::new();
-        if count > 0 {
-            lost.push(format!("{count} skipped by the broker"));
-        }
         if !answered {
-            lost.push("the last unanswered".into());
+            ended.lost.push("the last unanswered".into());
         }
-        Row {
-            case: format!("{n} tilts, QoS 1, {pace}"),
-            took,
-            peak,
-            after: total(&after),
-            idle: self.idle,
-            lost: (!lost.is_empty()).then(|| lost.join(", ")),
-            loss_fails: paced.is_some() || !answered,
-        }
+        ended.row(
+            format!("{n} tilts, QoS 1, {pace}"),
+            paced.is_some() || !answered,
+        )
     }
 
     /// `n` QoS 1 matrix commands, each a request: all answered, the last
@@ -628,13 +665,8 @@ impl Bench {
             || seen.answers(),
         )
         .await;
-        let took = t0.elapsed();
-        // The flood is over: its client leaves (rumqttd frees that
-        // connection's buffers).
-        let _ = publisher.disconnect().await;
-        let (peak, after) = self.peak_and_after().await;
+        let mut ended = self.end_case(publisher, t0, &skips_before).await;
         let (answered, applied) = (seen.answers(), seen.frame_is(&last_frame));
-        let (skipped, count) = skipped_since(&skips_before, &self.skips());
         let how = match (sending, window) {
             (Sending::AsAnswered, _) => format!("as answered (≤ {ANSWER_WINDOW} unanswered)"),
             (Sending::Unpaced, Some(w)) => format!("unpaced, client window {w}"),
@@ -644,29 +676,19 @@ impl Bench {
             "  {n} matrix commands ({how}): {sent} sent in {:.2} s; answered {answered}; the last frame applied: {}; skipped by the broker: {}; after {} s: {}",
             sent_in.as_secs_f64(),
             if applied { "yes" } else { "NO" },
-            skipped,
+            ended.skipped,
             self.settle.as_secs(),
-            breakdown(&after)
+            breakdown(&ended.after)
         );
-        let mut lost = Vec::new();
-        if count > 0 {
-            lost.push(format!("{count} skipped by the broker"));
-        }
         if answered < n {
-            lost.push(format!("{} of {n} unanswered", n - answered));
+            ended
+                .lost
+                .push(format!("{} of {n} unanswered", n - answered));
         }
         if !applied {
-            lost.push("the last frame not applied".into());
+            ended.lost.push("the last frame not applied".into());
         }
-        Row {
-            case: format!("{n} matrix commands, QoS 1, {how}"),
-            took,
-            peak,
-            after: total(&after),
-            idle: self.idle,
-            lost: (!lost.is_empty()).then(|| lost.join(", ")),
-            loss_fails: true,
-        }
+        ended.row(format!("{n} matrix commands, QoS 1, {how}"), true)
     }
 }
 
